@@ -1,0 +1,34 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Each creates .venv from constraints.txt on first use and reuses it afterwards.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo_out
+PYTEST_ARGS ?=
+
+.PHONY: demo test install constraints clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev,k8s]'
+	touch $@
+
+demo: install
+	$(BIN)/cyclegan synth $(DEMO_DIR)/raw
+	$(BIN)/cyclegan preprocess --input $(DEMO_DIR)/raw --output $(DEMO_DIR)/records --overwrite
+	$(BIN)/cyclegan train --preset tiny --data $(DEMO_DIR)/records --dry_run
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Re-pin after changing a dependency: resolves setup.py afresh in a scratch venv.
+constraints:
+	rm -rf /tmp/cyclegan-pin && $(PYTHON) -m venv /tmp/cyclegan-pin
+	/tmp/cyclegan-pin/bin/pip install --quiet '.[dev,k8s]'
+	{ echo "# Versions tested together (Python 3.11, Linux x86_64). Regenerate with: make constraints"; \
+	  /tmp/cyclegan-pin/bin/pip freeze --exclude cyclegan-pipeline; } > constraints.txt
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) *.egg-info

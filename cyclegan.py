@@ -1,0 +1,129 @@
+"""The `cyclegan` command: one subcommand per job, each configured by one dataclass.
+
+Subcommands import their job lazily, so `cyclegan --help` answers without loading TensorFlow.
+"""
+import argparse
+import dataclasses
+import importlib
+import logging
+import os
+import sys
+import tempfile
+import typing
+
+# subcommand -> (module with `main(argv, prog)`, one-line summary)
+SUBCOMMANDS = {
+    "synth": ("pipeline.synth", "write a synthetic unpaired dataset (with ground truth) to translate"),
+    "preprocess": ("pipeline.cli", "Beam job: raw image folders or a TFDS dataset -> validated, sharded TFRecords"),
+    "train": ("trainer.cli", "build and train the CycleGAN on preprocessed TFRecords"),
+}
+
+TF_LOGS_ENV = "CYCLEGAN_TF_LOGS"
+
+
+def quiet_libraries():
+    """Silence TensorFlow's C++ start-up chatter and Beam's worker warnings unless CYCLEGAN_TF_LOGS=1.
+
+    TF 2.21 prints its start-up lines through absl before absl reads any setting, so TF_CPP_MIN_LOG_LEVEL
+    alone does not stop them: TensorFlow is imported here once with stderr captured, and what it printed is
+    replayed only if the import fails. Call before anything imports TensorFlow.
+    """
+    if os.environ.get(TF_LOGS_ENV, "") not in ("", "0"):
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    for name in ("tensorflow", "absl", "apache_beam", "tensorflow_datasets", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Configuration dataclasses <-> command-line flags. A field's metadata may carry `help` and `choices`.
+
+
+def config_field(default, help, choices=None):
+    """A config dataclass field that documents its own flag."""
+    kwargs = {"default_factory": lambda: default} if isinstance(default, (list, dict)) else {"default": default}
+    return dataclasses.field(metadata={"help": help, "choices": choices}, **kwargs)
+
+
+def add_config_flags(parser, config_cls, skip=()):
+    """One `--name` flag per field of `config_cls`; unset flags stay None so a preset's value survives."""
+    hints = typing.get_type_hints(config_cls)
+    group = parser.add_argument_group(f"{config_cls.__name__} fields")
+    for field in dataclasses.fields(config_cls):
+        if field.name in skip:
+            continue
+        kind = hints[field.name]
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        meta = field.metadata
+        help_text = f"{meta.get('help', '')} (default: {default!r})"
+        if kind is bool:
+            group.add_argument(f"--{field.name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(kind) in (list, tuple):
+            (item,) = set(typing.get_args(kind)) - {Ellipsis}
+            group.add_argument(f"--{field.name}", type=item, action="append", default=None, metavar="VALUE",
+                               help=help_text + "; repeat the flag for several values")
+        else:
+            group.add_argument(f"--{field.name}", type=kind, default=None, choices=meta.get("choices"),
+                               metavar=None if meta.get("choices") else field.name.upper(), help=help_text)
+
+
+def config_from_flags(base, args):
+    """`base` with every flag the user set applied on top."""
+    names = {f.name for f in dataclasses.fields(base)}
+    overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    for name, value in overrides.items():
+        if isinstance(getattr(base, name), tuple):
+            overrides[name] = tuple(value)
+    return dataclasses.replace(base, **overrides)
+
+
+class UsageError(Exception):
+    """A wrong flag, path or input: printed without a traceback, exit status 2."""
+
+
+def main(argv=None, prog="cyclegan"):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Unpaired image-to-image translation (CycleGAN): preprocess with Beam, train across GPUs.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="subcommands:\n" + "\n".join(f"  {n:<11} {summary}" for n, (_, summary) in SUBCOMMANDS.items())
+        + f"\n\nRun '{prog} SUBCOMMAND --help' for its flags. Set {TF_LOGS_ENV}=1 to see TensorFlow's own logs.",
+    )
+    parser.add_argument("subcommand", choices=sorted(SUBCOMMANDS), metavar="SUBCOMMAND")
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else 2
+    args = parser.parse_args(argv[:1])
+    return run_job(args.subcommand, argv[1:], prog=f"{prog} {args.subcommand}")
+
+
+def run_job(subcommand, argv, prog):
+    """Run one subcommand's `main`; a UsageError becomes a one-line message and exit status 2."""
+    module = importlib.import_module(SUBCOMMANDS[subcommand][0])
+    try:
+        return module.main(argv, prog=prog) or 0
+    except UsageError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

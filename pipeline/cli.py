@@ -1,0 +1,89 @@
+"""`cyclegan preprocess`: run the Beam job; flags it does not know pass through to Beam.
+
+Locally it runs on Beam's own runner in multi-processing mode, one worker per core; any Beam option passes
+through, so `--runner DataflowRunner --project P --region R --temp_location gs://... --setup_file ./setup.py`
+runs the same job on Dataflow.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options import pipeline_options
+
+from cyclegan import UsageError, add_config_flags, config_from_flags
+from pipeline import graph
+from pipeline.config import PreprocessConfig
+from pipeline.sources import discover
+from preprocessing.schema import MANIFEST_NAME, REJECTED_NAME
+
+
+def beam_options(beam_args):
+    """PipelineOptions from the flags left over; one that no Beam option class knows is an error, not ignored."""
+    parser = pipeline_options._BeamArgumentParser(allow_abbrev=False)
+    for cls in pipeline_options.PipelineOptions.__subclasses__():
+        cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(beam_args)
+    if unknown:
+        raise UsageError(f"unknown flag(s) {' '.join(unknown)}: neither a preprocess flag (see --help) "
+                         "nor a Beam pipeline option")
+    if not any(arg.split("=")[0] in ("--runner", "--direct_running_mode") for arg in beam_args):
+        beam_args = [*beam_args, "--direct_running_mode=multi_processing"]
+    if not any(arg.startswith("--direct_num_workers") for arg in beam_args):
+        beam_args = [*beam_args, f"--direct_num_workers={os.cpu_count() or 1}"]
+    return pipeline_options.PipelineOptions(beam_args)
+
+
+def check(config):
+    if not config.output:
+        raise UsageError("--output is required: the folder (local or gs://) for the shards and the manifest")
+    for flag, value, low in (("--max_size", config.max_size, 1), ("--min_side", config.min_side, 1),
+                             ("--max_pixels", config.max_pixels, 1), ("--shard_size_mb", config.shard_size_mb, 1),
+                             ("--num_shards", config.num_shards, 0), ("--min_train_shards", config.min_train_shards, 1),
+                             ("--min_test_shards", config.min_test_shards, 1)):
+        if value < low:
+            raise UsageError(f"{flag} {value}: must be at least {low}")
+    if not 1 <= config.jpeg_quality <= 100:
+        raise UsageError(f"--jpeg_quality {config.jpeg_quality}: must be between 1 and 100")
+    if config.min_side > config.max_size:
+        raise UsageError(f"--min_side {config.min_side} is above --max_size {config.max_size}: nothing could pass")
+    if FileSystems.exists(FileSystems.join(config.output, MANIFEST_NAME)) and not config.overwrite:
+        raise UsageError(f"--output {config.output} already holds a {MANIFEST_NAME}; pass --overwrite to replace "
+                         "it, or choose another folder")
+
+
+def print_summary(manifest, seconds, out=sys.stdout):
+    print(f"{'split':<8}{'found':>8}{'written':>9}{'rejected':>10}{'dups':>7}{'skipped':>9}{'shards':>8}", file=out)
+    total = 0
+    for name, entry in manifest["splits"].items():
+        total += entry["found"]
+        print(f"{name:<8}{entry['found']:>8}{entry['written']:>9}{sum(entry['rejected'].values()):>10}"
+              f"{entry['duplicates']:>7}{sum(entry['skipped'].values()):>9}{len(entry['shards']):>8}", file=out)
+    print(f"{total} files in {seconds:.1f}s ({total / max(seconds, 1e-9):.1f} files/s); "
+          f"dataset fingerprint {manifest['fingerprint'][:16]}", file=out)
+
+
+def main(argv, prog="cyclegan preprocess"):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_flags(parser, PreprocessConfig)
+    args, beam_args = parser.parse_known_args(argv)
+    config = config_from_flags(PreprocessConfig(), args)
+    options = beam_options(beam_args)
+    check(config)
+    sources, missing, source_description = discover(config)
+    found = sorted({f"{s.split}{s.domain}" for s in sources})
+    print(f"preprocess: found {', '.join(found)}" + (f"; missing {', '.join(missing)}" if missing else ""))
+
+    started = time.monotonic()
+    with beam.Pipeline(options=options) as pipeline:
+        graph.build(pipeline, sources, config, source_description)
+    with FileSystems.open(FileSystems.join(config.output, MANIFEST_NAME)) as f:
+        manifest = json.load(f)
+    print_summary(manifest, time.monotonic() - started)
+    print(f"wrote {FileSystems.join(config.output, MANIFEST_NAME)}; rejected, duplicate and skipped files are "
+          f"listed in {FileSystems.join(config.output, REJECTED_NAME)}")
+    return 0

@@ -1,0 +1,103 @@
+"""`cyclegan synth OUT`: an unpaired dataset with a known answer, for the demo and the tests.
+
+Domain A: procedural scenes (a gradient, shapes, stripes) in warm colours, red the strongest channel.
+Domain B: other scenes, drawn independently, under a fixed channel rotation (R, G, B) -> (B, R, G), so green is
+the strongest channel there. The rotation is invertible and a 1x1 convolution can learn it, and the two palettes
+do not overlap, so the identity loss never asks a generator to keep colours of the wrong domain.
+For test A it also writes the ground truth, `testA_truth/NAME`: the rotation applied to test A's NAME.
+Test images are PNG (lossless, so the truth is exact); train images alternate JPEG and PNG.
+"""
+import argparse
+import dataclasses
+import os
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from cyclegan import UsageError, add_config_flags, config_field, config_from_flags
+
+TRUTH_FOLDER = "testA_truth"
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthConfig:
+    train: int = config_field(240, "images per domain in trainA/ and trainB/")
+    test: int = config_field(24, "images per domain in testA/ and testB/")
+    size: int = config_field(96, "nominal side in px; each image's width and height vary within +-12%")
+    seed: int = config_field(0, "random seed: the same seed writes the same files")
+
+
+def a_to_b(rgb: np.ndarray) -> np.ndarray:
+    """The fixed A -> B transform: (R, G, B) -> (B, R, G)."""
+    return rgb[..., [2, 0, 1]]
+
+
+def warm_colour(rng):
+    """A colour of palette A: red leads green and blue by a clear margin."""
+    red = rng.uniform(0.55, 1.0)
+    green, blue = rng.uniform(0.0, 0.6 * red, size=2)
+    return tuple(int(255 * c) for c in (red, green, blue))
+
+
+def scene(rng, width, height) -> np.ndarray:
+    """One domain-A scene as uint8 HxWx3."""
+    top, bottom = np.array(warm_colour(rng), float), np.array(warm_colour(rng), float)
+    t = np.linspace(0.0, 1.0, height)[:, None, None]
+    img = Image.fromarray(np.broadcast_to((1 - t) * top + t * bottom, (height, width, 3)).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(rng.integers(3, 7)):
+        x0, y0 = rng.integers(0, width), rng.integers(0, height)
+        w, h = rng.integers(width // 8, width // 2), rng.integers(height // 8, height // 2)
+        box = [x0 - w // 2, y0 - h // 2, x0 + w // 2, y0 + h // 2]
+        colour = warm_colour(rng)
+        kind = rng.integers(3)
+        if kind == 0:
+            draw.ellipse(box, fill=colour)
+        elif kind == 1:
+            draw.rectangle(box, fill=colour)
+        else:
+            draw.polygon([(box[0], box[3]), (box[2], box[3]), (x0, box[1])], fill=colour)
+    pixels = np.asarray(img, float)
+    # Stripes: a texture that darkens all channels alike, so red stays the strongest.
+    angle, period = rng.uniform(0, np.pi), rng.uniform(6, 16)
+    yy, xx = np.mgrid[0:height, 0:width]
+    stripes = 0.85 + 0.15 * np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period)
+    return np.clip(pixels * stripes[..., None], 0, 255).astype(np.uint8)
+
+
+def write(out, config: SynthConfig):
+    """Write the dataset; returns {folder: number of images}."""
+    counts = {}
+    for split, n in (("train", config.train), ("test", config.test)):
+        for domain in ("A", "B"):
+            # Independent streams per split and domain: A and B never share a scene, so nothing is paired.
+            rng = np.random.default_rng([config.seed, split == "test", domain == "B"])
+            folder = os.path.join(out, f"{split}{domain}")
+            os.makedirs(folder, exist_ok=True)
+            if split == "test" and domain == "A":
+                os.makedirs(os.path.join(out, TRUTH_FOLDER), exist_ok=True)
+            for i in range(n):
+                w, h = (int(config.size * rng.uniform(0.88, 1.12)) for _ in range(2))
+                pixels = scene(rng, w, h)
+                ext = "png" if split == "test" or i % 2 else "jpg"
+                name = f"{split}{domain}_{i:05d}.{ext}"
+                Image.fromarray(a_to_b(pixels) if domain == "B" else pixels).save(os.path.join(folder, name))
+                if split == "test" and domain == "A":
+                    Image.fromarray(a_to_b(pixels)).save(os.path.join(out, TRUTH_FOLDER, name))
+            counts[f"{split}{domain}"] = n
+    return counts
+
+
+def main(argv, prog="cyclegan synth"):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", help="folder to write trainA/ trainB/ testA/ testB/ and testA_truth/ into")
+    add_config_flags(parser, SynthConfig)
+    args = parser.parse_args(argv)
+    config = config_from_flags(SynthConfig(), args)
+    if config.train < 1 or config.test < 1 or config.size < 32:
+        raise UsageError("--train and --test must be at least 1 and --size at least 32")
+    counts = write(args.out, config)
+    print(f"synth: wrote {', '.join(f'{n} {name}' for name, n in counts.items())} and {TRUTH_FOLDER}/ "
+          f"under {args.out}")
+    return 0
