@@ -73,6 +73,7 @@ def main(argv, prog="cyclegan preprocess"):
     args, beam_args = parser.parse_known_args(argv)
     config = config_from_flags(PreprocessConfig(), args)
     options = beam_options(beam_args)
+    FileSystems.set_options(options)  # the checks and the discovery below touch gs:// before the pipeline runs
     check(config)
     sources, missing, source_description = discover(config)
     found = sorted({f"{s.split}{s.domain}" for s in sources})

@@ -43,7 +43,7 @@ def make_example(*, encoded, image_format, height, width, domain, split, source_
         "image/domain": _bytes(domain), "image/split": _bytes(split),
         "image/source_path": _bytes(source_path), "image/sha256": _bytes(sha256),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def parse_example(serialized):

@@ -1,0 +1,1 @@
+"""Kubernetes manifests for the preprocessing and training jobs, and the code that submits them."""

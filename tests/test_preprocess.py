@@ -1,0 +1,147 @@
+"""The Beam preprocessing job, run for real on Beam's local runner (multi-processing mode unless stated)."""
+import collections
+import glob
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from cyclegan import UsageError
+from pipeline import cli
+from preprocessing import images
+from preprocessing.schema import load_manifest, parse_example
+
+
+def run_job(*args):
+    assert cli.main(list(args)) == 0
+
+
+def read_records(root, manifest, name):
+    paths = [os.path.join(root, s["path"]) for s in manifest["splits"][name]["shards"]]
+    return [{k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in r.items()}
+            for r in tf.data.TFRecordDataset(paths).map(parse_example)]
+
+
+@pytest.fixture(scope="module")
+def messy_run(messy_root, tmp_path_factory):
+    root, expect = messy_root
+    out = str(tmp_path_factory.mktemp("records"))
+    run_job("--input", root, "--output", out)
+    return root, expect, out, load_manifest(out)
+
+
+def test_every_file_is_written_or_reported(messy_run):
+    root, expect, out, manifest = messy_run
+    entry = manifest["splits"]["trainA"]
+    assert entry["found"] == entry["written"] + sum(entry["rejected"].values()) + entry["duplicates"] + sum(
+        entry["skipped"].values())
+    wanted = collections.Counter(status for path, (status, _) in expect.items() if "/trainA/" in path)
+    assert entry["found"] == sum(wanted.values())
+    assert entry["written"] == wanted["written"] and entry["duplicates"] == wanted["duplicate"]
+    assert entry["rejected"] == dict(collections.Counter(
+        reason for path, (status, reason) in expect.items() if "/trainA/" in path and status == "rejected"))
+    assert entry["skipped"] == {"hidden": 2, "not_image_extension": 1}
+    assert set(manifest["splits"]) == {"trainA", "trainB", "testA"}
+
+    with open(os.path.join(out, "rejected.jsonl")) as f:
+        reports = {r["path"]: r for r in map(json.loads, f)}
+    written = {p for p, (status, _) in expect.items() if status == "written"}
+    assert set(reports) == set(expect) - written
+    for path, report in reports.items():
+        assert (report["status"], report["reason"]) == expect[path], path
+    duplicate = reports[os.path.join(root, "trainA", "plain_copy.jpg")]
+    assert duplicate["duplicate_of"] == os.path.join(root, "trainA", "plain.jpg")
+
+
+def test_records_parse_to_rgb_at_stored_size(messy_run):
+    root, expect, out, manifest = messy_run
+    records = read_records(out, manifest, "trainA")
+    assert len(records) == manifest["splits"]["trainA"]["written"]
+    by_name = {os.path.relpath(r["source_path"].decode(), os.path.join(root, "trainA")): r for r in records}
+    for record in records:
+        image = record["image"]
+        assert image.dtype == np.uint8 and image.shape == (record["height"], record["width"], 3)
+        assert record["split"] == b"train" and record["domain"] == b"A" and record["format"] == b"jpeg"
+        assert min(image.shape[:2]) <= 286
+    assert by_name["nested/deeper/big.png"]["image"].shape == (286, 429, 3)  # 600x400 -> shorter side 286
+    assert by_name["rotated.jpg"]["image"].shape == (60, 40, 3)  # EXIF orientation applied
+    alpha = by_name["alpha.png"]["image"].astype(int)
+    assert (alpha[20, 35] > 240).all()  # transparent red composited on white
+    assert alpha[20, 5, 2] > 200 and alpha[20, 5, 0] < 40  # opaque blue stays blue
+
+
+def test_shards_are_balanced_and_at_least_the_minimum(messy_run):
+    _, _, out, manifest = messy_run
+    for name, entry in manifest["splits"].items():
+        counts = [s["records"] for s in entry["shards"]]
+        assert sum(counts) == entry["written"]
+        assert max(counts) - min(counts) <= 1 and min(counts) >= 1
+        wanted = min(entry["written"], 16 if name.startswith("train") else 1)
+        assert len(counts) == wanted
+        for shard in entry["shards"]:
+            assert os.path.exists(os.path.join(out, shard["path"]))
+            assert shard["path"].endswith(f"-of-{len(counts):05d}.tfrecord")
+
+
+def test_output_is_deterministic_across_runner_modes(messy_run, tmp_path):
+    root, _, out, manifest = messy_run
+    single = str(tmp_path / "single")
+    run_job("--input", root, "--output", single, "--direct_running_mode=in_memory", "--direct_num_workers=1")
+    again = load_manifest(single)
+    assert again["fingerprint"] == manifest["fingerprint"]
+    for path in glob.glob(os.path.join(out, "*", "*.tfrecord")):
+        with open(path, "rb") as a, open(os.path.join(single, os.path.relpath(path, out)), "rb") as b:
+            assert a.read() == b.read(), path
+
+
+def test_explicit_globs_png_and_shard_flag(messy_root, tmp_path):
+    root, _ = messy_root
+    out = str(tmp_path / "out")
+    run_job("--glob", f"trainB={root}/trainB/*.png", "--output", out, "--image_format", "png", "--num_shards", "2",
+            "--max_size", "40")
+    manifest = load_manifest(out)
+    assert list(manifest["splits"]) == ["trainB"] and len(manifest["splits"]["trainB"]["shards"]) == 2
+    for record in read_records(out, manifest, "trainB"):
+        assert record["format"] == b"png" and min(record["image"].shape[:2]) == 40
+
+
+def test_usage_errors_name_the_flag(messy_root, tmp_path, messy_run):
+    root, _ = messy_root
+    with pytest.raises(UsageError, match="--output is required"):
+        cli.main(["--input", root])
+    with pytest.raises(UsageError, match="--max_sise"):
+        cli.main(["--input", root, "--output", str(tmp_path), "--max_sise", "3"])
+    with pytest.raises(UsageError, match="already holds a manifest.json"):
+        cli.main(["--input", root, "--output", messy_run[2]])
+    with pytest.raises(UsageError, match="no trainA/ trainB/ testA/ testB/"):
+        cli.main(["--input", str(tmp_path), "--output", str(tmp_path / "o")])
+    with pytest.raises(UsageError, match="--glob: 'trainC' is not one of"):
+        cli.main(["--glob", "trainC=x", "--output", str(tmp_path / "o")])
+    with pytest.raises(UsageError, match="exactly one of"):
+        cli.main(["--input", root, "--tfds", "x", "--output", str(tmp_path / "o")])
+
+
+def _encode(img, fmt):
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    return buf.getvalue()
+
+
+def _pixels(stored):
+    return np.asarray(Image.open(io.BytesIO(stored.encoded)))
+
+
+def test_prepare_image_converts_modes():
+    options = images.ImageOptions(image_format="png")
+    sixteen = Image.fromarray(np.full((40, 40), 65535, np.uint16))
+    pixels = _pixels(images.prepare_image(_encode(sixteen, "TIFF"), options))
+    assert pixels.shape == (40, 40, 3) and (pixels == 255).all()  # scaled down, not clipped
+    transparent = Image.new("LA", (40, 40), (0, 0))
+    assert (_pixels(images.prepare_image(_encode(transparent, "PNG"), options)) == 255).all()
+    with pytest.raises(images.Rejected) as err:
+        images.prepare_image(_encode(Image.new("RGB", (2000, 2000)), "PNG"), images.ImageOptions(max_pixels=10**6))
+    assert err.value.reason == images.TOO_LARGE

@@ -1,0 +1,1 @@
+"""The CycleGAN trainer: networks, losses, input pipeline, distributed loop, checkpoints, export."""
