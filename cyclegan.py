@@ -25,8 +25,8 @@ def quiet_libraries():
     """Silence TensorFlow's C++ start-up chatter and Beam's worker warnings unless CYCLEGAN_TF_LOGS=1.
 
     TF 2.21 prints its start-up lines through absl before absl reads any setting, so TF_CPP_MIN_LOG_LEVEL
-    alone does not stop them: TensorFlow is imported here once with stderr captured, and what it printed is
-    replayed only if the import fails. Call before anything imports TensorFlow.
+    alone does not stop them: TensorFlow is imported (and its devices discovered) here once with stderr
+    captured, and what it printed is replayed only if that fails. Call before anything imports TensorFlow.
     """
     if os.environ.get(TF_LOGS_ENV, "") not in ("", "0"):
         return
@@ -41,7 +41,9 @@ def quiet_libraries():
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the CUDA probe prints too; logical devices stay unconfigured
         except BaseException:
             os.dup2(saved, 2)
             captured.seek(0)

@@ -139,3 +139,15 @@ def gcs_emulator():
             os.environ[key] = value
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def tiny_records(tmp_path_factory):
+    """A small synthetic dataset, preprocessed by the real job: (records folder, raw folder)."""
+    from pipeline import cli, synth
+
+    base = tmp_path_factory.mktemp("tiny")
+    raw, out = str(base / "raw"), str(base / "records")
+    synth.write(raw, synth.SynthConfig(train=12, test=4, size=64))
+    assert cli.main(["--input", raw, "--output", out, "--min_train_shards", "4"]) == 0
+    return out, raw

@@ -49,3 +49,26 @@ def test_installed_package_imports_outside_the_checkout(tmp_path):
                  cwd=str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert all(path.startswith(str(target)) for path in result.stdout.split())
+
+
+def test_train_dry_run_prints_config_counts_and_checks_data(tiny_records):
+    records, _ = tiny_records
+    result = run(os.path.join(BIN, "cyclegan"), "train", "--preset", "reference", "--dry_run", "--data", records)
+    assert result.returncode == 0, result.stderr
+    assert "[Network G_AB] Total number of parameters : 11,378,179" in result.stdout
+    assert "[Network D_B] Total number of parameters : 2,764,737" in result.stdout
+    assert '"crop_size": 256' in result.stdout and "data: trainA: 12 images in 4 shards" in result.stdout
+    assert result.stderr == ""
+    tiny = run(os.path.join(BIN, "cyclegan"), "train", "--preset", "tiny", "--ngf", "8", "--dry_run")
+    assert '"ngf": 8' in tiny.stdout and '"crop_size": 64' in tiny.stdout
+
+
+def test_train_flags_and_paths_fail_clearly(tmp_path):
+    for args, message in ((["--crop_size", "30"], "--crop_size 30: must be a multiple of 4"),
+                          (["--load_size", "10", "--preset", "tiny"], "--load_size 10 is below --crop_size 64"),
+                          (["--data", str(tmp_path)], "manifest.json not found"),
+                          (["--batch_size", "0"], "--batch_size 0: must be at least 1"),
+                          (["--norm", "batch"], "invalid choice: 'batch'")):
+        result = run(os.path.join(BIN, "cyclegan"), "train", "--dry_run", *args)
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr

@@ -1,0 +1,87 @@
+"""`cyclegan train`: train a CycleGAN on the TFRecords that `cyclegan preprocess` wrote.
+
+Pick a preset (`reference`: the paper's networks and hyperparameters at 256 px; `tiny`: 64 px for CPUs and the
+demo), then override any field with its flag. `--dry_run` builds the networks, prints the resolved config and the
+parameter counts, checks the dataset given with --data, and exits.
+"""
+import argparse
+import dataclasses
+import json
+
+from cyclegan import UsageError, add_config_flags, config_from_flags, quiet_libraries
+from trainer.config import PRESETS, TrainConfig
+
+
+def parameter_report(nets):
+    """One line per network, as the reference prints them when training starts."""
+    return [f"[Network {name}] Total number of parameters : {net.count_params():,} ({net.count_params() / 1e6:.3f} M)"
+            for name, net in nets.items()]
+
+
+def check_config(config):
+    if config.crop_size % 4:
+        raise UsageError(f"--crop_size {config.crop_size}: must be a multiple of 4 (the generator downsamples twice)")
+    if config.load_size < config.crop_size:
+        raise UsageError(f"--load_size {config.load_size} is below --crop_size {config.crop_size}")
+    for flag, value, low in (("--batch_size", config.batch_size, 1), ("--ngf", config.ngf, 1),
+                             ("--ndf", config.ndf, 1), ("--n_blocks", config.n_blocks, 0),
+                             ("--n_layers_d", config.n_layers_d, 1), ("--pool_size", config.pool_size, 0),
+                             ("--n_epochs", config.n_epochs, 0), ("--n_epochs_decay", config.n_epochs_decay, 0)):
+        if value < low:
+            raise UsageError(f"{flag} {value}: must be at least {low}")
+    for flag, value in (("--lr", config.lr), ("--lambda_a", config.lambda_a), ("--lambda_b", config.lambda_b),
+                        ("--lambda_identity", config.lambda_identity)):
+        if value < 0:
+            raise UsageError(f"{flag} {value}: must not be negative")
+
+
+def check_data(path):
+    """The dataset's manifest and one decoded record per training domain; returns the manifest."""
+    import tensorflow as tf
+
+    from preprocessing.schema import ManifestError, load_manifest, parse_example
+
+    try:
+        manifest = load_manifest(path)
+    except ManifestError as err:
+        raise UsageError(f"--data: {err}") from None
+    for name in ("trainA", "trainB"):
+        entry = manifest["splits"].get(name)
+        if not entry or not entry["written"]:
+            raise UsageError(f"--data {path}: the dataset has no {name} images; preprocess a dataset root with "
+                             f"{name}/ in it")
+        first = f"{path.rstrip('/')}/{entry['shards'][0]['path']}"
+        try:
+            record = next(iter(tf.data.TFRecordDataset(first).take(1).map(parse_example)))
+        except (tf.errors.OpError, StopIteration) as err:
+            raise UsageError(f"--data: cannot read a record of {first}: {err}") from None
+        print(f"data: {name}: {entry['written']} images in {len(entry['shards'])} shards; first record "
+              f"{int(record['width'])}x{int(record['height'])} from {record['source_path'].numpy().decode()}")
+    return manifest
+
+
+def main(argv, prog="cyclegan train"):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="reference",
+                        help="named configuration the other flags override (default: reference)")
+    parser.add_argument("--data", default="", help="the --output folder of `cyclegan preprocess` (local or gs://)")
+    parser.add_argument("--dry_run", action="store_true",
+                        help="build the networks, print the config and parameter counts, check --data, and exit")
+    add_config_flags(parser, TrainConfig)
+    args = parser.parse_args(argv)
+    config = config_from_flags(PRESETS[args.preset], args)
+    check_config(config)
+    if not args.dry_run:
+        raise UsageError("this version builds and checks the model only: pass --dry_run")
+
+    quiet_libraries()
+    from trainer import networks
+
+    if args.data:
+        check_data(args.data)
+    print(f"config (preset {args.preset}):")
+    print(json.dumps(dataclasses.asdict(config), indent=2))
+    for line in parameter_report(networks.build(config)):
+        print(line)
+    return 0

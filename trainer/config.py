@@ -1,0 +1,46 @@
+"""TrainConfig: one dataclass for a training run, and its named presets.
+
+`reference` is exactly the paper's networks and hyperparameters at 256 px; `tiny` is small enough for CPU tests
+and the demo. Every field is also a `cyclegan train` flag, applied on top of the chosen preset.
+"""
+import dataclasses
+
+from cyclegan import config_field
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    # networks
+    input_nc: int = config_field(3, "image channels")
+    ngf: int = config_field(64, "generator base width")
+    ndf: int = config_field(64, "discriminator base width")
+    n_blocks: int = config_field(9, "residual blocks in each generator (the reference: 9 at 256 px, 6 at 128 px)")
+    n_layers_d: int = config_field(3, "PatchGAN stride layers (3: 70x70 patches)")
+    norm: str = config_field("instance", "normalisation layers", choices=("instance", "none"))
+    upsample: str = config_field("transpose", "generator upsampling: stride-2 transposed conv (reference) or "
+                                 "nearest resize + conv (no checkerboard artifacts)",
+                                 choices=("transpose", "resize_conv"))
+    # losses
+    gan_mode: str = config_field("lsgan", "adversarial loss", choices=("lsgan", "vanilla"))
+    lambda_a: float = config_field(10.0, "weight of the cycle loss A -> B -> A")
+    lambda_b: float = config_field(10.0, "weight of the cycle loss B -> A -> B")
+    lambda_identity: float = config_field(0.5, "identity loss weight, times lambda; 0 skips the identity passes")
+    pool_size: int = config_field(50, "image pool per direction for the discriminators; 0 disables it")
+    # optimisation
+    lr: float = config_field(2e-4, "Adam learning rate")
+    beta1: float = config_field(0.5, "Adam beta1")
+    beta2: float = config_field(0.999, "Adam beta2")
+    n_epochs: int = config_field(100, "epochs at the initial learning rate")
+    n_epochs_decay: int = config_field(100, "epochs of linear decay after those")
+    # data
+    load_size: int = config_field(286, "images are resized to this square size before cropping")
+    crop_size: int = config_field(256, "random crop size used for training (a multiple of 4)")
+    batch_size: int = config_field(1, "images per domain per replica in a step")
+    seed: int = config_field(0, "random seed of weights, data order, augmentation and the image pools")
+
+
+PRESETS = {
+    "reference": TrainConfig(),
+    "tiny": TrainConfig(ngf=16, ndf=16, n_blocks=3, load_size=72, crop_size=64, batch_size=4,
+                        n_epochs=10, n_epochs_decay=10),
+}

@@ -1,0 +1,131 @@
+"""The reference CycleGAN networks in Keras 3, built from a few small functions.
+
+Faithful to the authors' code: reflection padding, instance norm without scale and offset (so convs keep their
+bias), PyTorch's padding arithmetic (explicit zero padding + 'valid' convs, and transposed convs cropped exactly
+as `padding=1, output_padding=1` does), N(0, 0.02) weights and zero biases.
+
+Under a mixed precision policy the convs compute in half precision while normalisation statistics and the network
+outputs stay float32.
+"""
+import keras
+import tensorflow as tf
+from keras import layers
+
+
+def init():
+    return {"kernel_initializer": keras.initializers.RandomNormal(0.0, 0.02), "bias_initializer": "zeros"}
+
+
+class ReflectionPad(layers.Layer):
+    def __init__(self, pad, **kwargs):
+        super().__init__(**kwargs)
+        self.pad = pad
+
+    def call(self, x):
+        p = self.pad
+        return keras.ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+
+    def compute_output_shape(self, shape):
+        grow = lambda d: None if d is None else d + 2 * self.pad  # noqa: E731
+        return shape[0], grow(shape[1]), grow(shape[2]), shape[3]
+
+    def get_config(self):
+        return {**super().get_config(), "pad": self.pad}
+
+
+class ImageSizeCheck(layers.Layer):
+    """Fails clearly unless height and width are multiples of 4 and at least 8.
+
+    Two stride-2 downsamplings need multiples of 4, and the residual blocks' reflection padding needs at least
+    2 pixels at a quarter of the size.
+    """
+
+    FACTOR, MINIMUM = 4, 8
+
+    def call(self, x):
+        message = (f"the generator needs height and width that are multiples of {self.FACTOR} and at least "
+                   f"{self.MINIMUM}; pad or crop the image (the exported model's serving signature pads for you)")
+        height, width = x.shape[1], x.shape[2]
+        if height is not None and width is not None:
+            if height % self.FACTOR or width % self.FACTOR or min(height, width) < self.MINIMUM:
+                raise ValueError(f"{message}; got {height}x{width}")
+            return x
+        size = tf.shape(x)[1:3]
+        checks = [tf.debugging.assert_equal(size % self.FACTOR, 0, message=message),
+                  tf.debugging.assert_greater_equal(size, self.MINIMUM, message=message)]
+        with tf.control_dependencies(checks):
+            return tf.identity(x)
+
+
+def norm(kind):
+    if kind == "instance":  # groups=-1: one group per channel, i.e. instance norm; float32 statistics
+        return layers.GroupNormalization(groups=-1, center=False, scale=False, epsilon=1e-5, dtype="float32")
+    return layers.Identity()
+
+
+def conv_norm_act(x, filters, kernel, stride, norm_kind, act, pad=0, reflect=False):
+    if pad:
+        x = ReflectionPad(pad)(x) if reflect else layers.ZeroPadding2D(pad)(x)
+    x = layers.Conv2D(filters, kernel, stride, padding="valid", **init())(x)
+    x = norm(norm_kind)(x)
+    return act(x) if act else x
+
+
+def resnet_block(x, filters, norm_kind):
+    y = conv_norm_act(x, filters, 3, 1, norm_kind, layers.ReLU(), pad=1, reflect=True)
+    y = conv_norm_act(y, filters, 3, 1, norm_kind, None, pad=1, reflect=True)
+    return layers.Add()([x, y])
+
+
+def upsample(x, filters, mode):
+    if mode == "transpose":
+        # PyTorch's ConvTranspose2d(3, stride 2, padding 1, output_padding 1) is the full 2H+1 output less its
+        # first row and column; Keras's padding="same" would drop the last ones instead.
+        x = layers.Conv2DTranspose(filters, 3, 2, padding="valid", **init())(x)
+        return layers.Cropping2D(((1, 0), (1, 0)))(x)
+    # resize-convolution: no checkerboard artifacts
+    x = layers.UpSampling2D(2, interpolation="nearest")(x)
+    x = ReflectionPad(1)(x)
+    return layers.Conv2D(filters, 3, padding="valid", **init())(x)
+
+
+def resnet_generator(input_nc=3, output_nc=3, ngf=64, n_blocks=9, norm_kind="instance", upsample_mode="transpose",
+                     name="generator"):
+    """The reference ResNet generator: c7s1-ngf, d2ngf, d4ngf, n_blocks x R4ngf, u2ngf, ungf, c7s1-output_nc, tanh."""
+    inputs = keras.Input((None, None, input_nc))
+    x = ImageSizeCheck()(inputs)
+    x = conv_norm_act(x, ngf, 7, 1, norm_kind, layers.ReLU(), pad=3, reflect=True)
+    for mult in (2, 4):
+        x = conv_norm_act(x, ngf * mult, 3, 2, norm_kind, layers.ReLU(), pad=1)
+    for _ in range(n_blocks):
+        x = resnet_block(x, ngf * 4, norm_kind)
+    for mult in (2, 1):
+        x = upsample(x, ngf * mult, upsample_mode)
+        x = layers.ReLU()(norm(norm_kind)(x))
+    x = ReflectionPad(3)(x)
+    x = layers.Conv2D(output_nc, 7, padding="valid", **init())(x)
+    outputs = layers.Activation("tanh", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def patch_discriminator(input_nc=3, ndf=64, n_layers=3, norm_kind="instance", name="discriminator"):
+    """The reference PatchGAN: with n_layers=3 each output logit sees a 70x70 patch of the input."""
+    leaky = lambda: layers.LeakyReLU(negative_slope=0.2)  # noqa: E731
+    inputs = keras.Input((None, None, input_nc))
+    x = conv_norm_act(inputs, ndf, 4, 2, "none", leaky(), pad=1)
+    for n in range(1, n_layers + 1):
+        stride = 2 if n < n_layers else 1
+        x = conv_norm_act(x, ndf * min(2 ** n, 8), 4, stride, norm_kind, leaky(), pad=1)
+    x = layers.ZeroPadding2D(1)(x)
+    x = layers.Conv2D(1, 4, padding="valid", **init())(x)
+    outputs = layers.Activation("linear", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def build(config):
+    """The four networks of a CycleGAN: G_AB (A->B), G_BA (B->A), D_A (judges A), D_B (judges B)."""
+    gen = dict(input_nc=config.input_nc, output_nc=config.input_nc, ngf=config.ngf, n_blocks=config.n_blocks,
+               norm_kind=config.norm, upsample_mode=config.upsample)
+    disc = dict(input_nc=config.input_nc, ndf=config.ndf, n_layers=config.n_layers_d, norm_kind=config.norm)
+    return {"G_AB": resnet_generator(**gen, name="G_AB"), "G_BA": resnet_generator(**gen, name="G_BA"),
+            "D_A": patch_discriminator(**disc, name="D_A"), "D_B": patch_discriminator(**disc, name="D_B")}

@@ -1,0 +1,50 @@
+"""The reference's image pool (Shrivastava et al.), as TensorFlow state.
+
+Until the pool holds `size` images, each new image is stored and returned. After that, with probability 0.5 a
+random stored image is returned and the new one takes its place; otherwise the new image is returned.
+
+Its variables are on-read synchronised, so each replica of a distribution strategy keeps a pool of its own, and a
+checkpoint saves the first replica's (restoring gives every replica that pool). Random draws are stateless,
+seeded by (seed, draws so far, replica), so they are reproducible and resume exactly from a checkpoint.
+"""
+import tensorflow as tf
+
+
+class ImagePool(tf.Module):
+    def __init__(self, size, image_shape, seed=0, name=None):
+        super().__init__(name=name)
+        self.size, self.seed = size, seed
+        local = dict(trainable=False, synchronization=tf.VariableSynchronization.ON_READ,
+                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.images = tf.Variable(tf.zeros([max(size, 1), *image_shape]), name="images", **local)
+        self.filled = tf.Variable(0, dtype=tf.int64, name="filled", **local)
+        self.draws = tf.Variable(0, dtype=tf.int64, name="draws", **local)
+
+    def _replica(self):
+        context = tf.distribute.get_replica_context()
+        return tf.cast(context.replica_id_in_sync_group if context else 0, tf.int64)
+
+    def query(self, images):
+        """A batch of generated images -> a batch of the same size for the discriminator (statically batched)."""
+        if self.size == 0:
+            return images
+        images = tf.cast(images, self.images.dtype)
+        out = []
+        for i in range(images.shape[0]):
+            seed = tf.stack([tf.cast(self.seed, tf.int64) * 1_000_003 + self._replica(), self.draws.read_value()])
+            self.draws.assign_add(1)
+            coin = tf.random.stateless_uniform([], seed)
+            slot_if_full = tf.random.stateless_uniform([], seed + 1, maxval=self.size, dtype=tf.int64)
+            full = self.filled.read_value() >= self.size
+            swap = tf.logical_and(full, coin > 0.5)
+            slot = tf.where(full, slot_if_full, self.filled.read_value())
+            old = self.images[slot]
+            out.append(tf.where(swap, old, images[i]))  # read before the slot is overwritten below
+
+            def store(image=images[i], slot=slot):
+                self.images.scatter_nd_update([[slot]], image[None])
+                return tf.constant(True)
+
+            tf.cond(tf.logical_or(tf.logical_not(full), swap), store, lambda: tf.constant(False))
+            self.filled.assign(tf.minimum(self.filled.read_value() + 1, self.size))
+        return tf.stack(out)
