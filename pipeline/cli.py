@@ -50,9 +50,21 @@ def check(config):
         raise UsageError(f"--jpeg_quality {config.jpeg_quality}: must be between 1 and 100")
     if config.min_side > config.max_size:
         raise UsageError(f"--min_side {config.min_side} is above --max_size {config.max_size}: nothing could pass")
-    if FileSystems.exists(FileSystems.join(config.output, MANIFEST_NAME)) and not config.overwrite:
-        raise UsageError(f"--output {config.output} already holds a {MANIFEST_NAME}; pass --overwrite to replace "
-                         "it, or choose another folder")
+    previous = FileSystems.join(config.output, MANIFEST_NAME)
+    if FileSystems.exists(previous):
+        if not config.overwrite:
+            raise UsageError(f"--output {config.output} already holds a {MANIFEST_NAME}; pass --overwrite to "
+                             "replace it, or choose another folder")
+        remove_previous_output(config.output, previous)
+
+
+def remove_previous_output(output, manifest_path):
+    """--overwrite: delete what the previous run listed, so no stale shard survives beside the new ones."""
+    with FileSystems.open(manifest_path) as f:
+        splits = json.load(f).get("splits", {})
+    paths = [FileSystems.join(output, shard["path"]) for entry in splits.values() for shard in entry["shards"]]
+    paths += [manifest_path, FileSystems.join(output, REJECTED_NAME)]
+    FileSystems.delete([p for p in paths if FileSystems.exists(p)])
 
 
 def print_summary(manifest, seconds, out=sys.stdout):

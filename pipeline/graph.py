@@ -1,14 +1,16 @@
 """The Beam graph of the preprocessing job.
 
     sources -> list files -> reshuffle -> read -> prepare (validate, orient, RGB, shrink, encode)
-            -> plan shards from the distinct content hashes (sorted, so shards are deterministic)
-            -> join records with the plan by (split, domain, hash): one kept per hash, the rest duplicates
-            -> group by shard -> write shard files
+            -> plan: sort each split and domain's distinct content hashes, cut them into equal rank ranges
+            -> each record finds its shard from those boundaries (a side input of n hashes)
+            -> group by shard -> keep one record per hash (the rest are duplicates) -> write the shard file
     every file also yields exactly one outcome (written, rejected, duplicate, skipped), counted into the manifest
     and, unless written, reported in rejected.jsonl.
 
-Elements are plain tuples and dicts so that any runner can pickle and shuffle them.
+The image bytes are shuffled once. Equal hashes always share a shard, so the writer can deduplicate, and shards
+differ in size by at most one record. Elements are plain tuples and dicts so that any runner can pickle them.
 """
+import bisect
 import hashlib
 import json
 import os
@@ -16,11 +18,6 @@ import sys
 import time
 
 import apache_beam as beam
-
-from cyclegan import quiet_libraries
-
-quiet_libraries()  # before TensorFlow loads, also in each Beam worker process that unpickles this module's DoFns
-
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
@@ -72,6 +69,9 @@ class ReadTfds(beam.DoFn):
     """TfdsSource -> (split, domain, tfds://name/id, encoded image bytes as TFDS stored them)."""
 
     def process(self, source):
+        from cyclegan import quiet_libraries
+
+        quiet_libraries()  # the only step that loads TensorFlow in a worker
         import tensorflow_datasets as tfds
 
         builder = tfds.builder_from_directory(source.builder_dir)
@@ -118,10 +118,10 @@ class PrepareImages(beam.DoFn):
 
 
 class PlanShards(beam.DoFn):
-    """(split, domain), [(sha256, size)] -> ((split, domain, sha256), (shard, count)); plus the fingerprint.
+    """(split, domain), [(sha256, size)] -> ((split, domain), (boundary hashes, shard count)); and the fingerprint.
 
-    Ranks by sorted hash, so the same images always land in the same shards, and shard sizes differ by at most one
-    record. Holds one (split, domain)'s hashes (64 bytes an image), never the images.
+    Shard i holds the hashes ranked in [i * N // n, (i + 1) * N // n) of the sorted distinct hashes, so the same
+    images always land in the same shards. Holds one split and domain's hashes (64 bytes an image), no images.
     """
 
     FINGERPRINTS = "fingerprints"
@@ -132,38 +132,43 @@ class PlanShards(beam.DoFn):
     def process(self, element):
         (split, domain), hashes_and_sizes = element
         ranked = sorted(hashes_and_sizes)
-        count = self.config.shard_count(split, len(ranked), sum(size for _, size in ranked))
-        for rank, (sha, _) in enumerate(ranked):
-            yield (split, domain, sha), (rank % count, count)
+        total = len(ranked)
+        count = self.config.shard_count(split, total, sum(size for _, size in ranked))
+        boundaries = [ranked[i * total // count][0] for i in range(1, count)]
+        yield (split, domain), (boundaries, count)
         fingerprint = hashlib.sha256("\n".join(sha for sha, _ in ranked).encode()).hexdigest()
         yield beam.pvalue.TaggedOutput(self.FINGERPRINTS, (split, domain, fingerprint))
 
 
-def keep_one_per_hash(element):
-    """(split, domain, sha256), {records, plan} -> ((split, domain, shard, count), (sha, record)) and outcomes."""
-    (split, domain, sha), grouped = element
-    records = sorted(grouped["records"], key=lambda r: r["path"])
-    ((shard, count),) = grouped["plan"]
-    kept = records[0]
-    yield outcome(split, domain, kept["path"], WRITTEN, sha256=sha)
-    for duplicate in records[1:]:
-        yield outcome(split, domain, duplicate["path"], DUPLICATE, "duplicate", duplicate_of=kept["path"],
-                      sha256=sha)
-    yield (split, domain, shard, count), (sha, kept)
+def to_shard(element, plans):
+    (split, domain, sha), record = element
+    boundaries, count = plans[(split, domain)]
+    return (split, domain, bisect.bisect_right(boundaries, sha), count), (sha, record)
 
 
 class WriteShards(beam.DoFn):
-    """(split, domain, shard, count), [(sha, record)] -> the shard file, and its manifest entry."""
+    """(split, domain, shard, count), [(sha, record)] -> the shard file and its manifest entry, and outcomes.
+
+    Records are written in hash order; of several files with one hash, the first path in sorted order is kept.
+    """
 
     def __init__(self, output):
         self.output = output
 
     def process(self, element):
         (split, domain, shard, count), records = element
+        kept = []
+        for sha, record in sorted(records, key=lambda item: (item[0], item[1]["path"])):
+            if kept and kept[-1][0] == sha:
+                yield outcome(split, domain, record["path"], DUPLICATE, "duplicate",
+                              duplicate_of=kept[-1][1]["path"], sha256=sha)
+                continue
+            kept.append((sha, record))
+            yield outcome(split, domain, record["path"], WRITTEN, sha256=sha)
         name = shard_name(split, domain, shard, count)
         serialized = (make_example(encoded=r["encoded"], image_format=r["format"], height=r["height"],
                                    width=r["width"], domain=domain, split=split, source_path=r["path"], sha256=sha)
-                      for sha, r in sorted(records, key=lambda item: item[0]))
+                      for sha, r in kept)
         written = write_tfrecord(FileSystems.join(self.output, name), serialized)
         yield {"split": split, "domain": domain, "path": name, "records": written}
 
@@ -190,12 +195,12 @@ def build(pipeline, sources, config, source_description):
                | "By domain" >> beam.MapTuple(lambda key, size: ((key[0], key[1]), (key[2], size)))
                | "Group domain" >> beam.GroupByKey()
                | "Plan" >> beam.ParDo(PlanShards(config)).with_outputs(PlanShards.FINGERPRINTS, main="plan"))
-    kept = ({"records": prepared.records, "plan": planned.plan} | "Join" >> beam.CoGroupByKey()
-            | "Dedup" >> beam.FlatMap(keep_one_per_hash).with_outputs(OUTCOMES, main="kept"))
-    shards = (kept.kept | "Group shard" >> beam.GroupByKey()
-              | "Write shards" >> beam.ParDo(WriteShards(config.output)))
+    written = (prepared.records | "To shard" >> beam.Map(to_shard, beam.pvalue.AsDict(planned.plan))
+               | "Group shard" >> beam.GroupByKey()
+               | "Write shards" >> beam.ParDo(WriteShards(config.output)).with_outputs(OUTCOMES, main="shards"))
+    shards = written.shards
 
-    outcomes = [r[OUTCOMES] for r in raw] + [prepared[OUTCOMES], kept[OUTCOMES]] | "Outcomes" >> beam.Flatten()
+    outcomes = [r[OUTCOMES] for r in raw] + [prepared[OUTCOMES], written[OUTCOMES]] | "Outcomes" >> beam.Flatten()
     (outcomes | "Reports" >> beam.Filter(lambda o: o["status"] in (REJECTED, DUPLICATE, SKIPPED))
      | "JSON" >> beam.Map(json.dumps, sort_keys=True)
      | "Write report" >> beam.io.WriteToText(FileSystems.join(config.output, REJECTED_NAME), num_shards=1,

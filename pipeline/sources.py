@@ -73,6 +73,9 @@ def glob_sources(globs):
 
 
 def tfds_sources(name, data_dir, download):
+    from cyclegan import quiet_libraries
+
+    quiet_libraries()
     import tensorflow_datasets as tfds
 
     try:

@@ -73,8 +73,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img if img.mode == "RGB" else img.convert("RGB")
 
 
-def decode(data: bytes, max_pixels: int) -> Image.Image:
-    """Bytes -> upright RGB image (EXIF orientation applied), or Rejected."""
+def decode(data: bytes, max_pixels: int, shorter_side_at_least=None) -> Image.Image:
+    """Bytes -> upright RGB image (EXIF orientation applied), or Rejected.
+
+    With `shorter_side_at_least`, a JPEG much larger than that is decoded at 1/2, 1/4 or 1/8 scale in the DCT
+    domain (never below that size): several times faster than decoding it whole and resizing.
+    """
     if not data:
         raise Rejected(EMPTY, "zero-byte file")
     with warnings.catch_warnings():
@@ -88,6 +92,10 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
         width, height = img.size
         if width * height > max_pixels:
             raise Rejected(TOO_LARGE, f"{width}x{height} exceeds the --max_pixels limit of {max_pixels}")
+        short = min(width, height)
+        if img.format == "JPEG" and shorter_side_at_least and short >= 2 * shorter_side_at_least:
+            scale = shorter_side_at_least / short
+            img.draft(None, (int(width * scale + 1), int(height * scale + 1)))
         try:
             img.seek(0)  # animated GIF/WebP: the first frame
             img.load()
@@ -119,7 +127,7 @@ def encode(img: Image.Image, image_format: str, jpeg_quality: int) -> bytes:
 
 def prepare_image(data: bytes, options: ImageOptions) -> StoredImage:
     """The per-image work of the preprocessing job: validate, orient, convert, shrink, encode."""
-    img = decode(data, options.max_pixels)
+    img = decode(data, options.max_pixels, shorter_side_at_least=options.max_size)
     if min(img.size) < options.min_side:
         raise Rejected(TOO_SMALL, f"{img.size[0]}x{img.size[1]} is below the --min_side of {options.min_side} px")
     img = resize_shorter_side(img, options.max_size)

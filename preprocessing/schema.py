@@ -5,50 +5,70 @@ Each record is a `tf.train.Example` with the usual `image/...` feature names. Th
 """
 import json
 
-import tensorflow as tf
-
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 REJECTED_NAME = "rejected.jsonl"
 SPLITS = ("train", "test")
 DOMAINS = ("A", "B")
 
-FEATURES = {
-    "image/encoded": tf.io.FixedLenFeature([], tf.string),
-    "image/format": tf.io.FixedLenFeature([], tf.string),
-    "image/height": tf.io.FixedLenFeature([], tf.int64),
-    "image/width": tf.io.FixedLenFeature([], tf.int64),
-    "image/domain": tf.io.FixedLenFeature([], tf.string),
-    "image/split": tf.io.FixedLenFeature([], tf.string),
-    "image/source_path": tf.io.FixedLenFeature([], tf.string),
-    "image/sha256": tf.io.FixedLenFeature([], tf.string),
-}
+BYTES_FEATURES = ("image/encoded", "image/format", "image/domain", "image/split", "image/source_path",
+                  "image/sha256")
+INT_FEATURES = ("image/height", "image/width")
 
 
 def shard_name(split, domain, index, count):
     return f"{split}/{domain}-{index:05d}-of-{count:05d}.tfrecord"
 
 
+# The writer encodes tf.train.Example's protobuf wire format itself, so Beam workers never load TensorFlow
+# (seconds of start-up and half a gigabyte each). Fields are written in sorted order: the same record always
+# gives the same bytes.
+
+def _varint(value):
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _length_delimited(field, payload):
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
 def make_example(*, encoded, image_format, height, width, domain, split, source_path, sha256) -> bytes:
-    def _bytes(value):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode() if isinstance(value, str)
-                                                                      else value]))
+    """A serialized tf.train.Example with the schema's features."""
+    values = {"image/encoded": encoded, "image/format": image_format, "image/height": height,
+              "image/width": width, "image/domain": domain, "image/split": split,
+              "image/source_path": source_path, "image/sha256": sha256}
+    entries = b""
+    for key in sorted(values):
+        value = values[key]
+        if key in INT_FEATURES:
+            if value < 0:
+                raise ValueError(f"{key} must not be negative, got {value}")
+            feature = _length_delimited(3, _length_delimited(1, _varint(value)))  # Int64List, packed
+        else:
+            data = value.encode() if isinstance(value, str) else bytes(value)
+            feature = _length_delimited(1, _length_delimited(1, data))  # BytesList
+        entries += _length_delimited(1, _length_delimited(1, key.encode()) + _length_delimited(2, feature))
+    return _length_delimited(1, entries)  # Example.features
 
-    def _int(value):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
 
-    feature = {
-        "image/encoded": _bytes(encoded), "image/format": _bytes(image_format),
-        "image/height": _int(height), "image/width": _int(width),
-        "image/domain": _bytes(domain), "image/split": _bytes(split),
-        "image/source_path": _bytes(source_path), "image/sha256": _bytes(sha256),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
+def feature_spec():
+    import tensorflow as tf
+
+    spec = {key: tf.io.FixedLenFeature([], tf.string) for key in BYTES_FEATURES}
+    spec.update({key: tf.io.FixedLenFeature([], tf.int64) for key in INT_FEATURES})
+    return spec
 
 
 def parse_example(serialized):
     """A serialized record -> dict with `image` (uint8 HxWx3, the stored size) and the metadata features."""
-    parsed = tf.io.parse_single_example(serialized, FEATURES)
+    import tensorflow as tf
+
+    parsed = tf.io.parse_single_example(serialized, feature_spec())
     image = tf.io.decode_image(parsed["image/encoded"], channels=3, expand_animations=False)
     image = tf.ensure_shape(image, [None, None, 3])
     return {"image": image, **{key.split("/", 1)[1]: value for key, value in parsed.items()
@@ -61,6 +81,8 @@ class ManifestError(ValueError):
 
 def load_manifest(dataset_root):
     """Read `<dataset_root>/manifest.json` through tf.io.gfile (local, gs://, ram://) and check its schema."""
+    import tensorflow as tf
+
     path = f"{dataset_root.rstrip('/')}/{MANIFEST_NAME}"
     if not tf.io.gfile.exists(path):
         raise ManifestError(f"{path} not found: point --data at the --output of `cyclegan preprocess`")

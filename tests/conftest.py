@@ -44,6 +44,8 @@ def write_messy_domain(folder, seed=0):
     put("UPPER.JPEG", "written")
     _save(os.path.join(folder, "nested/deeper/big.png"), gradient(600, 400, seed + 2))  # shrunk to 286 short side
     put("nested/deeper/big.png", "written")
+    _save(os.path.join(folder, "big.jpg"), gradient(1600, 1200, seed + 12))
+    put("big.jpg", "written")
     rgba = Image.new("RGBA", (40, 40), (255, 0, 0, 0))
     rgba.paste((0, 0, 255, 255), (0, 0, 20, 40))
     _save(os.path.join(folder, "alpha.png"), rgba)

@@ -68,6 +68,7 @@ def test_records_parse_to_rgb_at_stored_size(messy_run):
         assert record["split"] == b"train" and record["domain"] == b"A" and record["format"] == b"jpeg"
         assert min(image.shape[:2]) <= 286
     assert by_name["nested/deeper/big.png"]["image"].shape == (286, 429, 3)  # 600x400 -> shorter side 286
+    assert by_name["big.jpg"]["image"].shape == (286, 381, 3)  # a large JPEG, decoded at reduced DCT scale
     assert by_name["rotated.jpg"]["image"].shape == (60, 40, 3)  # EXIF orientation applied
     alpha = by_name["alpha.png"]["image"].astype(int)
     assert (alpha[20, 35] > 240).all()  # transparent red composited on white
@@ -101,10 +102,14 @@ def test_output_is_deterministic_across_runner_modes(messy_run, tmp_path):
 def test_explicit_globs_png_and_shard_flag(messy_root, tmp_path):
     root, _ = messy_root
     out = str(tmp_path / "out")
-    run_job("--glob", f"trainB={root}/trainB/*.png", "--output", out, "--image_format", "png", "--num_shards", "2",
+    run_job("--input", root, "--output", out)
+    run_job("--overwrite", "--glob", f"trainB={root}/trainB/*.png", "--output", out, "--image_format", "png", "--num_shards", "2",
             "--max_size", "40")
     manifest = load_manifest(out)
     assert list(manifest["splits"]) == ["trainB"] and len(manifest["splits"]["trainB"]["shards"]) == 2
+    # --overwrite removed the first run's shards: only the two new ones are left
+    assert sorted(os.path.relpath(p, out) for p in glob.glob(os.path.join(out, "*", "*.tfrecord"))) == [
+        "train/B-00000-of-00002.tfrecord", "train/B-00001-of-00002.tfrecord"]
     for record in read_records(out, manifest, "trainB"):
         assert record["format"] == b"png" and min(record["image"].shape[:2]) == 40
 
@@ -145,3 +150,21 @@ def test_prepare_image_converts_modes():
     with pytest.raises(images.Rejected) as err:
         images.prepare_image(_encode(Image.new("RGB", (2000, 2000)), "PNG"), images.ImageOptions(max_pixels=10**6))
     assert err.value.reason == images.TOO_LARGE
+
+
+def test_example_encoder_matches_tensorflow_byte_for_byte():
+    from preprocessing.schema import make_example
+
+    fields = dict(encoded=bytes(range(256)) * 700, image_format="jpeg", height=286, width=2**40 + 3, domain="B",
+                  split="test", source_path="gs://bucket/ü/x.jpg", sha256="ab" * 32)
+
+    def feature(value):
+        if isinstance(value, int):
+            return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value if isinstance(value, bytes)
+                                                                     else value.encode()]))
+
+    names = {"encoded": "image/encoded", "image_format": "image/format", "sha256": "image/sha256"}
+    expected = tf.train.Example(features=tf.train.Features(feature={
+        names.get(k, f"image/{k}"): feature(v) for k, v in fields.items()})).SerializeToString(deterministic=True)
+    assert make_example(**fields) == expected
