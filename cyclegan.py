@@ -21,7 +21,7 @@ SUBCOMMANDS = {
 TF_LOGS_ENV = "CYCLEGAN_TF_LOGS"
 
 
-def quiet_libraries():
+def quiet_libraries(import_tensorflow=True):
     """Silence TensorFlow's C++ start-up chatter and Beam's worker warnings unless CYCLEGAN_TF_LOGS=1.
 
     TF 2.21 prints its start-up lines through absl before absl reads any setting, so TF_CPP_MIN_LOG_LEVEL
@@ -34,7 +34,7 @@ def quiet_libraries():
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     for name in ("tensorflow", "absl", "apache_beam", "tensorflow_datasets", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    if "tensorflow" in sys.modules:
+    if not import_tensorflow or "tensorflow" in sys.modules:
         return
     sys.stderr.flush()
     saved = os.dup(2)
@@ -119,6 +119,7 @@ def main(argv=None, prog="cyclegan"):
 
 def run_job(subcommand, argv, prog):
     """Run one subcommand's `main`; a UsageError becomes a one-line message and exit status 2."""
+    quiet_libraries(import_tensorflow=False)  # the jobs that need TensorFlow import it quietly themselves
     module = importlib.import_module(SUBCOMMANDS[subcommand][0])
     try:
         return module.main(argv, prog=prog) or 0

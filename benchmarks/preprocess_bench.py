@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cyclegan import quiet_libraries  # noqa: E402
 
-quiet_libraries()
+quiet_libraries(import_tensorflow=False)
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402

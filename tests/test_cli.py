@@ -1,5 +1,6 @@
 """The command line and the package, as a user meets them: real subprocesses, an installed copy."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -39,9 +40,11 @@ def test_preprocess_runs_quietly_as_a_module(messy_root, tmp_path):
 
 
 def test_installed_package_imports_outside_the_checkout(tmp_path):
-    target = tmp_path / "site"
+    source, target = tmp_path / "source", tmp_path / "site"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "demo_out",
+                                                                "__pycache__"))  # the build writes beside it
     install = run(sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                  "--target", str(target), REPO)
+                  "--target", str(target), str(source))
     assert install.returncode == 0, install.stderr
     code = ("import cyclegan, preprocessing, pipeline, trainer, k8s; "
             "print(*(m.__file__ for m in (cyclegan, preprocessing, pipeline, trainer, k8s)))")
