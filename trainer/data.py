@@ -1,0 +1,62 @@
+"""Input pipeline: the preprocessing job's shards -> unpaired, augmented batches, entirely in tf.data.
+
+Two independent streams, A and B, each with its own file order, shuffle and augmentation, zipped into unpaired
+batches. Per image, as the reference: resize to load_size (bicubic), random crop to crop_size, random horizontal
+flip, scale to [-1, 1]. Random draws are stateless ops seeded per image from a seeded stream, so no Python runs
+per example. Training reads shards and maps images out of order (deterministic=False) for throughput.
+"""
+import tensorflow as tf
+
+from preprocessing.schema import parse_example
+
+SHUFFLE_BUFFER = 256
+
+
+def shard_paths(data_root, manifest, name):
+    entry = manifest["splits"].get(name)
+    if not entry or not entry["shards"]:
+        raise ValueError(f"{data_root}: the manifest lists no {name} shards; preprocess a dataset with {name}/")
+    return [f"{data_root.rstrip('/')}/{shard['path']}" for shard in entry["shards"]]
+
+
+def augment(image, seed, config, training):
+    """uint8 HxWx3 -> float32 crop_size x crop_size x 3 in [-1, 1]."""
+    if training:
+        image = tf.image.resize(image, [config.load_size, config.load_size], method="bicubic")
+        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+        image = tf.image.stateless_random_crop(image, [config.crop_size, config.crop_size, 3], crop_seed)
+        image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+    else:  # test time, as the reference: straight to the crop size, no flip
+        image = tf.image.resize(image, [config.crop_size, config.crop_size], method="bicubic")
+    return tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
+
+
+def domain_dataset(paths, config, batch_size, seed, input_context=None, training=True):
+    """One domain's batches. With several input pipelines (workers), each reads its own subset of the files."""
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        workers = input_context.num_input_pipelines
+        if len(paths) < workers:
+            raise ValueError(f"{len(paths)} shards cannot feed {workers} workers (each reads its own files): "
+                             f"rerun `cyclegan preprocess` with --min_train_shards {workers} or more")
+        files = files.shard(workers, input_context.input_pipeline_id)
+        seed = seed * 1_000_003 + input_context.input_pipeline_id  # each worker its own order and augmentation
+    if training:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).repeat()
+    records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(paths), 16),
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    if training:
+        records = records.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    images = tf.data.Dataset.zip(records, seeds).map(
+        lambda record, image_seed: augment(parse_example(record)["image"], image_seed, config, training),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    return images.batch(batch_size, drop_remainder=training)
+
+
+def train_dataset(data_root, manifest, config, batch_size, input_context=None):
+    """Unpaired (A, B) batches, repeated forever: `batch_size` images of each domain per element."""
+    streams = [domain_dataset(shard_paths(data_root, manifest, f"train{domain}"), config, batch_size,
+                              seed=config.seed * 2 + i, input_context=input_context)
+               for i, domain in enumerate("AB")]
+    return tf.data.Dataset.zip(*streams).prefetch(tf.data.AUTOTUNE)
