@@ -30,7 +30,7 @@ def quiet_libraries(import_tensorflow=True):
     """
     if os.environ.get(TF_LOGS_ENV, "") not in ("", "0"):
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # grappler logs harmless ERROR lines; real errors raise
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     for name in ("tensorflow", "absl", "apache_beam", "tensorflow_datasets", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)

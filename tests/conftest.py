@@ -14,6 +14,11 @@ from cyclegan import quiet_libraries
 
 quiet_libraries()
 
+# Two logical CPU devices for the MirroredStrategy tests: possible only before TensorFlow initialises them.
+from trainer.strategy import split_cpu  # noqa: E402
+
+split_cpu(2)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
 
@@ -153,3 +158,12 @@ def tiny_records(tmp_path_factory):
     synth.write(raw, synth.SynthConfig(train=12, test=4, size=64))
     assert cli.main(["--input", raw, "--output", out, "--min_train_shards", "4"]) == 0
     return out, raw
+
+
+@pytest.fixture(scope="session")
+def two_cpus():
+    """One MirroredStrategy over the two logical CPUs for the whole session: a second strategy over the same
+    devices would restart the collective instance keys that TensorFlow's runtime has cached parameters for."""
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])

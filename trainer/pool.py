@@ -38,13 +38,10 @@ class ImagePool(tf.Module):
             full = self.filled.read_value() >= self.size
             swap = tf.logical_and(full, coin > 0.5)
             slot = tf.where(full, slot_if_full, self.filled.read_value())
-            old = self.images[slot]
-            out.append(tf.where(swap, old, images[i]))  # read before the slot is overwritten below
-
-            def store(image=images[i], slot=slot):
-                self.images.scatter_nd_update([[slot]], image[None])
-                return tf.constant(True)
-
-            tf.cond(tf.logical_or(tf.logical_not(full), swap), store, lambda: tf.constant(False))
+            stored = self.images.read_value()  # per-replica variables take whole assigns, not scatters
+            out.append(tf.where(swap, stored[slot], images[i]))
+            self.images.assign(tf.cond(tf.logical_or(tf.logical_not(full), swap),
+                                       lambda: tf.tensor_scatter_nd_update(stored, [[slot]], images[i][None]),
+                                       lambda: stored))
             self.filled.assign(tf.minimum(self.filled.read_value() + 1, self.size))
         return tf.stack(out)

@@ -1,0 +1,59 @@
+"""The distributed training step on CPU: MirroredStrategy over two logical devices, XLA, mixed precision."""
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from trainer.config import PRESETS
+from trainer.step import CycleGANTrainer
+
+SMALL = dataclasses.replace(PRESETS["tiny"], ngf=8, ndf=8, n_blocks=2, crop_size=32, load_size=36)
+
+
+def global_batches(steps, size, seed=0):
+    rng = np.random.default_rng(seed)
+    a, b = (rng.uniform(-1, 1, (steps, size, 32, 32, 3)).astype(np.float32) for _ in range(2))
+    return tf.data.Dataset.from_tensor_slices((a, b))
+
+
+def train(strategy, config, steps, **kwargs):
+    trainer = CycleGANTrainer(config, strategy, steps_per_epoch=10, **kwargs)
+    global_batch = config.batch_size * strategy.num_replicas_in_sync
+    iterator = iter(strategy.experimental_distribute_dataset(global_batches(steps, global_batch)))
+    history = [{k: float(v) for k, v in trainer.train_step(iterator).items()} for _ in range(steps)]
+    return trainer, history
+
+
+def test_two_replicas_match_one_device_on_the_same_global_batch(two_cpus):
+    two, losses_two = train(two_cpus, dataclasses.replace(SMALL, batch_size=2), 3)
+    one, losses_one = train(tf.distribute.OneDeviceStrategy("CPU:0"), dataclasses.replace(SMALL, batch_size=4), 3)
+    assert two.global_batch == one.global_batch == 4
+    for step_two, step_one in zip(losses_two, losses_one):
+        for name in step_one:
+            assert step_two[name] == pytest.approx(step_one[name], rel=1e-4, abs=1e-6), name
+    # Kernels only: a conv bias followed by instance norm has a true gradient of zero, so what it gets is float
+    # noise, which Adam scales up to full learning-rate steps whatever the device split.
+    for name in ("G_AB", "G_BA", "D_A", "D_B"):
+        for w_two, w_one in zip(two.nets[name].weights, one.nets[name].weights):
+            if "kernel" in w_one.path:
+                np.testing.assert_allclose(w_two.numpy(), w_one.numpy(), rtol=1e-3, atol=1e-5, err_msg=w_one.path)
+    assert int(two.g_opt.iterations.numpy()) == int(one.g_opt.iterations.numpy()) == 3
+    moved = [np.abs(w.numpy()).sum() for w in one.nets["G_AB"].trainable_weights if "bias" in w.path]
+    assert sum(moved) > 0  # biases start at zero: the step really trained
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_float16", "mixed_bfloat16"])
+def test_xla_and_mixed_precision_train_with_finite_losses(precision, two_cpus):
+    trainer, history = train(two_cpus, dataclasses.replace(SMALL, batch_size=1), 8, precision=precision, xla=True)
+    assert set(history[0]) == {"G_AB_gan", "G_BA_gan", "cycle_A", "cycle_B", "identity_A", "identity_B", "D_A", "D_B"}
+    assert all(np.isfinite(v) for step in history for v in step.values())
+    for optimizer in (trainer.g_opt, trainer.d_opt):
+        applied = int(optimizer.iterations.numpy())
+        if precision == "mixed_float16":  # a step whose scaled gradients overflow is skipped and halves the scale
+            scale = float(optimizer.dynamic_scale.numpy())
+            assert 1 <= applied <= 8 and scale == optimizer.initial_scale / 2 ** (8 - applied)
+        else:
+            assert applied == 8
+    compute = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}[precision]
+    assert trainer.nets["G_AB"].layers[2].compute_dtype == compute
