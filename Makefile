@@ -18,7 +18,7 @@ $(VENV)/.installed: setup.py constraints.txt
 demo: install
 	$(BIN)/cyclegan synth $(DEMO_DIR)/raw
 	$(BIN)/cyclegan preprocess --input $(DEMO_DIR)/raw --output $(DEMO_DIR)/records --overwrite
-	$(BIN)/cyclegan train --preset tiny --dry_run --data $(DEMO_DIR)/records
+	$(BIN)/cyclegan train --preset tiny --data $(DEMO_DIR)/records --model_dir $(DEMO_DIR)/model --epochs 2 --cpu_replicas 2
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

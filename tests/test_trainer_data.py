@@ -51,3 +51,16 @@ def test_each_worker_reads_its_own_files(tiny_records):
     assert one and two and not one & two and one | two == everything
     with pytest.raises(ValueError, match="4 shards cannot feed 5 workers.*--min_train_shards 5"):
         images(0, 5)
+
+
+def test_manifest_errors_say_what_to_do(tmp_path):
+    from preprocessing.schema import ManifestError
+
+    with pytest.raises(ManifestError, match="manifest.json not found: point --data at the --output"):
+        load_manifest(str(tmp_path))
+    (tmp_path / "manifest.json").write_text('{"schema_version": 99}')
+    with pytest.raises(ManifestError, match="schema_version 99; this version reads 1: rerun `cyclegan preprocess`"):
+        load_manifest(str(tmp_path))
+    (tmp_path / "manifest.json").write_text("{oops")
+    with pytest.raises(ManifestError, match="is not valid JSON"):
+        load_manifest(str(tmp_path))

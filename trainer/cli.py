@@ -1,8 +1,11 @@
 """`cyclegan train`: train a CycleGAN on the TFRecords that `cyclegan preprocess` wrote.
 
+    cyclegan train --data RECORDS --model_dir DIR [--preset tiny|reference] [--steps N | --epochs N]
+
 Pick a preset (`reference`: the paper's networks and hyperparameters at 256 px; `tiny`: 64 px for CPUs and the
-demo), then override any field with its flag. `--dry_run` builds the networks, prints the resolved config and the
-parameter counts, checks the dataset given with --data, and exits.
+demo), then override any field with its flag. Runs on every local GPU (MirroredStrategy), across the workers that
+TF_CONFIG names (MultiWorkerMirroredStrategy), or on the CPU. `--dry_run` builds the networks, prints the resolved
+config and the parameter counts, checks --data, and exits.
 """
 import argparse
 import dataclasses
@@ -12,18 +15,14 @@ from cyclegan import UsageError, add_config_flags, config_from_flags, quiet_libr
 from trainer.config import PRESETS, TrainConfig
 
 
-def parameter_report(nets):
-    """One line per network, as the reference prints them when training starts."""
-    return [f"[Network {name}] Total number of parameters : {net.count_params():,} ({net.count_params() / 1e6:.3f} M)"
-            for name, net in nets.items()]
-
-
 def check_config(config):
     if config.crop_size % 4:
         raise UsageError(f"--crop_size {config.crop_size}: must be a multiple of 4 (the generator downsamples twice)")
     if config.load_size < config.crop_size:
         raise UsageError(f"--load_size {config.load_size} is below --crop_size {config.crop_size}")
     for flag, value, low in (("--batch_size", config.batch_size, 1), ("--ngf", config.ngf, 1),
+                             ("--steps", config.steps, 0), ("--epochs", config.epochs, 0),
+                             ("--cpu_replicas", config.cpu_replicas, 1), ("--log_every", config.log_every, 1),
                              ("--ndf", config.ndf, 1), ("--n_blocks", config.n_blocks, 0),
                              ("--n_layers_d", config.n_layers_d, 1), ("--pool_size", config.pool_size, 0),
                              ("--n_epochs", config.n_epochs, 0), ("--n_epochs_decay", config.n_epochs_decay, 0)):
@@ -65,23 +64,36 @@ def main(argv, prog="cyclegan train"):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="reference",
                         help="named configuration the other flags override (default: reference)")
-    parser.add_argument("--data", default="", help="the --output folder of `cyclegan preprocess` (local or gs://)")
     parser.add_argument("--dry_run", action="store_true",
                         help="build the networks, print the config and parameter counts, check --data, and exit")
     add_config_flags(parser, TrainConfig)
     args = parser.parse_args(argv)
     config = config_from_flags(PRESETS[args.preset], args)
     check_config(config)
-    if not args.dry_run:
-        raise UsageError("this version builds and checks the model only: pass --dry_run")
-
+    if not args.dry_run and not (config.data and config.model_dir):
+        raise UsageError("--data and --model_dir are required to train (or pass --dry_run)")
+    if config.steps and config.epochs:
+        raise UsageError("give --steps or --epochs, not both")
     quiet_libraries()
-    from trainer import networks
+    from trainer import networks, strategy
 
-    if args.data:
-        check_data(args.data)
-    print(f"config (preset {args.preset}):")
-    print(json.dumps(dataclasses.asdict(config), indent=2))
-    for line in parameter_report(networks.build(config)):
-        print(line)
+    strategy.prepare_devices(config.cpu_replicas)
+    # MultiWorkerMirroredStrategy must exist before any TensorFlow op runs, the data check's included.
+    run_strategy = None if args.dry_run else strategy.make(config.strategy, config.cpu_replicas)
+    if config.data:
+        check_data(config.data)
+    if args.dry_run:
+        print(f"config (preset {args.preset}):")
+        print(json.dumps(dataclasses.asdict(config), indent=2))
+        for line in networks.parameter_report(networks.build(config)):
+            print(line)
+        return 0
+
+    from preprocessing.schema import ManifestError
+    from trainer import data, loop
+
+    try:
+        loop.train(config, strategy=run_strategy, report=lambda line: print(line, flush=True))
+    except (ManifestError, data.DataError) as err:
+        raise UsageError(str(err)) from None
     return 0

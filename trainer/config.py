@@ -37,6 +37,20 @@ class TrainConfig:
     crop_size: int = config_field(256, "random crop size used for training (a multiple of 4)")
     batch_size: int = config_field(1, "images per domain per replica in a step")
     seed: int = config_field(0, "random seed of weights, data order, augmentation and the image pools")
+    # the run
+    data: str = config_field("", "the --output folder of `cyclegan preprocess` (local or gs://)")
+    model_dir: str = config_field("", "where the trained weights go (local, gs:// or ram://)")
+    steps: int = config_field(0, "train this many steps; 0: --epochs, or n_epochs + n_epochs_decay")
+    epochs: int = config_field(0, "train this many epochs; 0: n_epochs + n_epochs_decay")
+    strategy: str = config_field("auto", "auto: several workers in TF_CONFIG -> multi_worker, else mirrored over "
+                                 "all GPUs, else mirrored over the CPU",
+                                 choices=("auto", "multi_worker", "mirrored", "one_device"))
+    cpu_replicas: int = config_field(1, "without GPUs, split the CPU into this many replicas")
+    precision: str = config_field("float32", "compute precision",
+                                  choices=("float32", "mixed_float16", "mixed_bfloat16"))
+    xla: str = config_field("auto", "compile each replica's losses and gradients with XLA (auto: on GPUs)",
+                            choices=("auto", "on", "off"))
+    log_every: int = config_field(10, "print progress every this many steps")
 
 
 PRESETS = {

@@ -12,10 +12,14 @@ from preprocessing.schema import parse_example
 SHUFFLE_BUFFER = 256
 
 
+class DataError(ValueError):
+    """The dataset cannot feed this run (said before any step runs)."""
+
+
 def shard_paths(data_root, manifest, name):
     entry = manifest["splits"].get(name)
     if not entry or not entry["shards"]:
-        raise ValueError(f"{data_root}: the manifest lists no {name} shards; preprocess a dataset with {name}/")
+        raise DataError(f"{data_root}: the manifest lists no {name} shards; preprocess a dataset with {name}/")
     return [f"{data_root.rstrip('/')}/{shard['path']}" for shard in entry["shards"]]
 
 
@@ -37,7 +41,7 @@ def domain_dataset(paths, config, batch_size, seed, input_context=None, training
     if input_context is not None and input_context.num_input_pipelines > 1:
         workers = input_context.num_input_pipelines
         if len(paths) < workers:
-            raise ValueError(f"{len(paths)} shards cannot feed {workers} workers (each reads its own files): "
+            raise DataError(f"{len(paths)} shards cannot feed {workers} workers (each reads its own files): "
                              f"rerun `cyclegan preprocess` with --min_train_shards {workers} or more")
         files = files.shard(workers, input_context.input_pipeline_id)
         seed = seed * 1_000_003 + input_context.input_pipeline_id  # each worker its own order and augmentation

@@ -129,3 +129,9 @@ def build(config):
     disc = dict(input_nc=config.input_nc, ndf=config.ndf, n_layers=config.n_layers_d, norm_kind=config.norm)
     return {"G_AB": resnet_generator(**gen, name="G_AB"), "G_BA": resnet_generator(**gen, name="G_BA"),
             "D_A": patch_discriminator(**disc, name="D_A"), "D_B": patch_discriminator(**disc, name="D_B")}
+
+
+def parameter_report(nets):
+    """One line per network, as the reference prints them when training starts."""
+    return [f"[Network {name}] Total number of parameters : {net.count_params():,} ({net.count_params() / 1e6:.3f} M)"
+            for name, net in nets.items()]

@@ -19,7 +19,14 @@ def tf_config_workers():
 def split_cpu(replicas):
     """Present the CPU as `replicas` logical devices; must run before TensorFlow initialises its devices."""
     (cpu,) = tf.config.list_physical_devices("CPU")
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+    if len(tf.config.get_logical_device_configuration(cpu) or [None]) != replicas:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+
+
+def prepare_devices(cpu_replicas):
+    """Before any TensorFlow op: without GPUs, split the CPU so that MirroredStrategy has replicas to mirror."""
+    if cpu_replicas > 1 and not tf.config.list_physical_devices("GPU"):
+        split_cpu(cpu_replicas)
 
 
 def make(kind="auto", cpu_replicas=1):
@@ -30,8 +37,6 @@ def make(kind="auto", cpu_replicas=1):
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     if gpus:
         return tf.distribute.MirroredStrategy()
-    if cpu_replicas > 1 and len(tf.config.list_logical_devices("CPU")) < cpu_replicas:
-        split_cpu(cpu_replicas)
     cpus = [d.name for d in tf.config.list_logical_devices("CPU")][:max(cpu_replicas, 1)]
     return tf.distribute.MirroredStrategy(cpus)
 
@@ -43,3 +48,10 @@ def is_chief(strategy):
         return True
     return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0 and
                                              "chief" not in resolver.cluster_spec().as_dict())
+
+
+def describe(strategy):
+    """The public name (MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return "MultiWorkerMirroredStrategy"
+    return type(strategy).__name__
