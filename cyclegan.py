@@ -100,6 +100,13 @@ class UsageError(Exception):
     """A wrong flag, path or input: printed without a traceback, exit status 2."""
 
 
+def check_at_least(*minimums):
+    """UsageError for the first (flag, value, lowest allowed) whose value is below its lowest."""
+    for flag, value, low in minimums:
+        if value < low:
+            raise UsageError(f"{flag} {value}: must be at least {low}")
+
+
 def main(argv=None, prog="cyclegan"):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(

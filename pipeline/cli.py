@@ -14,7 +14,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options import pipeline_options
 
-from cyclegan import UsageError, add_config_flags, config_from_flags
+from cyclegan import UsageError, add_config_flags, check_at_least, config_from_flags
 from pipeline import graph
 from pipeline.config import PreprocessConfig
 from pipeline.sources import discover
@@ -40,12 +40,10 @@ def beam_options(beam_args):
 def check(config):
     if not config.output:
         raise UsageError("--output is required: the folder (local or gs://) for the shards and the manifest")
-    for flag, value, low in (("--max_size", config.max_size, 1), ("--min_side", config.min_side, 1),
-                             ("--max_pixels", config.max_pixels, 1), ("--shard_size_mb", config.shard_size_mb, 1),
-                             ("--num_shards", config.num_shards, 0), ("--min_train_shards", config.min_train_shards, 1),
-                             ("--min_test_shards", config.min_test_shards, 1)):
-        if value < low:
-            raise UsageError(f"{flag} {value}: must be at least {low}")
+    check_at_least(("--max_size", config.max_size, 1), ("--min_side", config.min_side, 1),
+                   ("--max_pixels", config.max_pixels, 1), ("--shard_size_mb", config.shard_size_mb, 1),
+                   ("--num_shards", config.num_shards, 0), ("--min_train_shards", config.min_train_shards, 1),
+                   ("--min_test_shards", config.min_test_shards, 1))
     if not 1 <= config.jpeg_quality <= 100:
         raise UsageError(f"--jpeg_quality {config.jpeg_quality}: must be between 1 and 100")
     if config.min_side > config.max_size:

@@ -126,6 +126,8 @@ def test_usage_errors_name_the_flag(messy_root, tmp_path, messy_run):
         cli.main(["--input", str(tmp_path), "--output", str(tmp_path / "o")])
     with pytest.raises(UsageError, match="--glob: 'trainC' is not one of"):
         cli.main(["--glob", "trainC=x", "--output", str(tmp_path / "o")])
+    with pytest.raises(UsageError, match="--min_train_shards 0: must be at least 1"):
+        cli.main(["--input", root, "--output", str(tmp_path / "o"), "--min_train_shards", "0"])
     with pytest.raises(UsageError, match="exactly one of"):
         cli.main(["--input", root, "--tfds", "x", "--output", str(tmp_path / "o")])
 

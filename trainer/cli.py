@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import json
 
-from cyclegan import UsageError, add_config_flags, config_from_flags, quiet_libraries
+from cyclegan import UsageError, add_config_flags, check_at_least, config_from_flags, quiet_libraries
 from trainer.config import PRESETS, TrainConfig
 
 
@@ -20,14 +20,12 @@ def check_config(config):
         raise UsageError(f"--crop_size {config.crop_size}: must be a multiple of 4 (the generator downsamples twice)")
     if config.load_size < config.crop_size:
         raise UsageError(f"--load_size {config.load_size} is below --crop_size {config.crop_size}")
-    for flag, value, low in (("--batch_size", config.batch_size, 1), ("--ngf", config.ngf, 1),
-                             ("--steps", config.steps, 0), ("--epochs", config.epochs, 0),
-                             ("--cpu_replicas", config.cpu_replicas, 1), ("--log_every", config.log_every, 1),
-                             ("--ndf", config.ndf, 1), ("--n_blocks", config.n_blocks, 0),
-                             ("--n_layers_d", config.n_layers_d, 1), ("--pool_size", config.pool_size, 0),
-                             ("--n_epochs", config.n_epochs, 0), ("--n_epochs_decay", config.n_epochs_decay, 0)):
-        if value < low:
-            raise UsageError(f"{flag} {value}: must be at least {low}")
+    check_at_least(("--batch_size", config.batch_size, 1), ("--ngf", config.ngf, 1),
+                   ("--steps", config.steps, 0), ("--epochs", config.epochs, 0),
+                   ("--cpu_replicas", config.cpu_replicas, 1), ("--log_every", config.log_every, 1),
+                   ("--ndf", config.ndf, 1), ("--n_blocks", config.n_blocks, 0),
+                   ("--n_layers_d", config.n_layers_d, 1), ("--pool_size", config.pool_size, 0),
+                   ("--n_epochs", config.n_epochs, 0), ("--n_epochs_decay", config.n_epochs_decay, 0))
     for flag, value in (("--lr", config.lr), ("--lambda_a", config.lambda_a), ("--lambda_b", config.lambda_b),
                         ("--lambda_identity", config.lambda_identity)):
         if value < 0:
@@ -80,8 +78,7 @@ def main(argv, prog="cyclegan train"):
     strategy.prepare_devices(config.cpu_replicas)
     # MultiWorkerMirroredStrategy must exist before any TensorFlow op runs, the data check's included.
     run_strategy = None if args.dry_run else strategy.make(config.strategy, config.cpu_replicas)
-    if config.data:
-        check_data(config.data)
+    manifest = check_data(config.data) if config.data else None
     if args.dry_run:
         print(f"config (preset {args.preset}):")
         print(json.dumps(dataclasses.asdict(config), indent=2))
@@ -93,7 +90,7 @@ def main(argv, prog="cyclegan train"):
     from trainer import data, loop
 
     try:
-        loop.train(config, strategy=run_strategy, report=lambda line: print(line, flush=True))
+        loop.train(config, strategy=run_strategy, manifest=manifest, report=lambda line: print(line, flush=True))
     except (ManifestError, data.DataError) as err:
         raise UsageError(str(err)) from None
     return 0

@@ -31,10 +31,10 @@ def format_duration(seconds):
     return f"{hours}:{minutes:02d}:{seconds:02d}"
 
 
-def train(config, strategy=None, report=print):
-    """Train as `config` says; returns the trainer and the per-step global losses."""
+def train(config, strategy=None, manifest=None, report=print):
+    """Train as `config` says (`manifest`: config.data's, if already read); the trainer and per-step losses."""
     strategy = strategy or strategies.make(config.strategy, config.cpu_replicas)
-    manifest = load_manifest(config.data)
+    manifest = manifest or load_manifest(config.data)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     per_epoch = steps_per_epoch(manifest, global_batch)
     total = config.steps or (config.epochs or config.n_epochs + config.n_epochs_decay) * per_epoch

@@ -13,9 +13,6 @@ from trainer import losses, networks
 from trainer.pool import ImagePool
 from trainer.schedule import LinearDecayAfter
 
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-
-
 class CycleGANTrainer:
     def __init__(self, config, strategy, steps_per_epoch, precision="float32", xla=False):
         self.config, self.strategy = config, strategy

@@ -8,9 +8,6 @@ import os
 
 import tensorflow as tf
 
-CHOICES = ("auto", "multi_worker", "mirrored", "one_device")
-
-
 def tf_config_workers():
     cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
