@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from trainer.config import PRESETS
 from trainer.step import CycleGANTrainer
+from trainer.strategy import distribute
 
 SMALL = dataclasses.replace(PRESETS["tiny"], ngf=8, ndf=8, n_blocks=2, crop_size=32, load_size=36)
 
@@ -20,8 +21,12 @@ def global_batches(steps, size, seed=0):
 def train(strategy, config, steps, **kwargs):
     trainer = CycleGANTrainer(config, strategy, steps_per_epoch=10, **kwargs)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
-    iterator = iter(strategy.experimental_distribute_dataset(global_batches(steps, global_batch)))
-    history = [{k: float(v) for k, v in trainer.train_step(iterator).items()} for _ in range(steps)]
+    history = []
+    for real_a, real_b in global_batches(steps, global_batch):
+        results = trainer.train_step(*distribute(strategy, (real_a, real_b)), tf.constant(0.0))
+        assert float(results.pop("stop")) == 0
+        history.append({k: float(v) for k, v in results.items()})
+    assert int(trainer.step.numpy()) == steps
     return trainer, history
 
 

@@ -2,6 +2,10 @@
 
     cyclegan train --data RECORDS --model_dir DIR [--preset tiny|reference] [--steps N | --epochs N]
 
+Everything the run needs to continue goes into --model_dir/checkpoints every --checkpoint_every steps, and a start
+on a model directory with checkpoints resumes from the newest. On SIGTERM the run finishes its step, saves, and
+exits with status 75; start the same command again to resume. TensorBoard logs go to --model_dir/logs.
+
 Pick a preset (`reference`: the paper's networks and hyperparameters at 256 px; `tiny`: 64 px for CPUs and the
 demo), then override any field with its flag. Runs on every local GPU (MirroredStrategy), across the workers that
 TF_CONFIG names (MultiWorkerMirroredStrategy), or on the CPU. `--dry_run` builds the networks, prints the resolved
@@ -23,6 +27,9 @@ def check_config(config):
     check_at_least(("--batch_size", config.batch_size, 1), ("--ngf", config.ngf, 1),
                    ("--steps", config.steps, 0), ("--epochs", config.epochs, 0),
                    ("--cpu_replicas", config.cpu_replicas, 1), ("--log_every", config.log_every, 1),
+                   ("--checkpoint_every", config.checkpoint_every, 0), ("--keep_checkpoints", config.keep_checkpoints, 1),
+                   ("--image_every", config.image_every, 0), ("--summary_images", config.summary_images, 1),
+                   ("--profile_start", config.profile_start, 0), ("--profile_steps", config.profile_steps, 1),
                    ("--ndf", config.ndf, 1), ("--n_blocks", config.n_blocks, 0),
                    ("--n_layers_d", config.n_layers_d, 1), ("--pool_size", config.pool_size, 0),
                    ("--n_epochs", config.n_epochs, 0), ("--n_epochs_decay", config.n_epochs_decay, 0))
@@ -87,10 +94,13 @@ def main(argv, prog="cyclegan train"):
         return 0
 
     from preprocessing.schema import ManifestError
-    from trainer import data, loop
+    from trainer import data, loop, preemption
 
     try:
         loop.train(config, strategy=run_strategy, manifest=manifest, report=lambda line: print(line, flush=True))
     except (ManifestError, data.DataError) as err:
         raise UsageError(str(err)) from None
+    except preemption.Preempted as stopped:
+        print(f"{prog}: {stopped}", flush=True)
+        return preemption.EXIT_PREEMPTED
     return 0

@@ -50,7 +50,21 @@ class TrainConfig:
                                   choices=("float32", "mixed_float16", "mixed_bfloat16"))
     xla: str = config_field("auto", "compile each replica's losses and gradients with XLA (auto: on GPUs)",
                             choices=("auto", "on", "off"))
-    log_every: int = config_field(10, "print progress every this many steps")
+    log_every: int = config_field(10, "print progress and write scalar summaries every this many steps")
+    checkpoint_every: int = config_field(500, "save a full-state checkpoint every this many steps (and at the end)")
+    keep_checkpoints: int = config_field(3, "keep this many of the latest checkpoints")
+    force_resume: bool = config_field(False, "resume even when the model directory's run used another config or "
+                                      "dataset")
+    image_every: int = config_field(500, "write translated held-out images to TensorBoard every this many steps")
+    summary_images: int = config_field(4, "held-out images per domain in those summaries")
+    profile_start: int = config_field(0, "trace the steps from this one with the TensorFlow profiler (0: off)")
+    profile_steps: int = config_field(5, "how many steps the profiler traces")
+
+
+# Fields that say how to run, not what to train: a resumed run may change them freely.
+RUN_FIELDS = frozenset({"data", "model_dir", "steps", "epochs", "strategy", "cpu_replicas", "xla", "log_every",
+                        "checkpoint_every", "keep_checkpoints", "force_resume", "image_every", "summary_images",
+                        "profile_start", "profile_steps"})
 
 
 PRESETS = {

@@ -3,7 +3,8 @@
 Two independent streams, A and B, each with its own file order, shuffle and augmentation, zipped into unpaired
 batches. Per image, as the reference: resize to load_size (bicubic), random crop to crop_size, random horizontal
 flip, scale to [-1, 1]. Random draws are stateless ops seeded per image from a seeded stream, so no Python runs
-per example. Training reads shards and maps images out of order (deterministic=False) for throughput.
+per example. The order is deterministic for a seed (reads and maps still run in parallel), and the iterator is
+checkpointed with the run, so a resumed run sees exactly the batches an uninterrupted one would have.
 """
 import tensorflow as tf
 
@@ -48,13 +49,13 @@ def domain_dataset(paths, config, batch_size, seed, input_context=None, training
     if training:
         files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).repeat()
     records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(paths), 16),
-                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if training:
         records = records.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     images = tf.data.Dataset.zip(records, seeds).map(
         lambda record, image_seed: augment(parse_example(record)["image"], image_seed, config, training),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return images.batch(batch_size, drop_remainder=training)
 
 
@@ -64,3 +65,10 @@ def train_dataset(data_root, manifest, config, batch_size, input_context=None):
                               seed=config.seed * 2 + i, input_context=input_context)
                for i, domain in enumerate("AB")]
     return tf.data.Dataset.zip(*streams).prefetch(tf.data.AUTOTUNE)
+
+
+def held_out_batch(data_root, manifest, domain, config, count):
+    """The first `count` test images of `domain` (train images if it has no test split), as test time sees them."""
+    split = f"test{domain}" if manifest["splits"].get(f"test{domain}", {}).get("written") else f"train{domain}"
+    paths = shard_paths(data_root, manifest, split)
+    return next(iter(domain_dataset(paths, config, count, seed=0, training=False)))

@@ -1,11 +1,12 @@
 """The training loop: strategy, data, step, progress, weights. One screen, on purpose."""
+import dataclasses
 import hashlib
 import time
 
 import tensorflow as tf
 
 from preprocessing.schema import load_manifest
-from trainer import data, networks, strategy as strategies
+from trainer import checkpoints, data, networks, preemption, strategy as strategies, summaries
 from trainer.step import CycleGANTrainer
 
 LOSS_ORDER = ("G_AB_gan", "G_BA_gan", "cycle_A", "cycle_B", "identity_A", "identity_B", "D_A", "D_B")
@@ -32,7 +33,10 @@ def format_duration(seconds):
 
 
 def train(config, strategy=None, manifest=None, report=print):
-    """Train as `config` says (`manifest`: config.data's, if already read); the trainer and per-step losses."""
+    """Train as `config` says, resuming from config.model_dir's checkpoints; the trainer and per-step losses.
+
+    Raises preemption.Preempted after saving when SIGTERM arrives (on any worker).
+    """
     strategy = strategy or strategies.make(config.strategy, config.cpu_replicas)
     manifest = manifest or load_manifest(config.data)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
@@ -45,26 +49,85 @@ def train(config, strategy=None, manifest=None, report=print):
     for line in networks.parameter_report(trainer.nets):
         report(line)
 
-    dataset = strategy.distribute_datasets_from_function(lambda context: data.train_dataset(
-        config.data, manifest, config, context.get_per_replica_batch_size(global_batch), context))
-    iterator = iter(dataset)
-    history, started = [], None
-    for step in range(1, total + 1):
-        losses = {name: float(value) for name, value in trainer.train_step(iterator).items()}
-        history.append(losses)
-        if step == 1:
-            started = time.monotonic()  # rates exclude the first step, which traces and compiles
-        if step % config.log_every == 0 or step == total:
-            elapsed = time.monotonic() - started
-            rate = (step - 1) / elapsed if step > 1 and elapsed > 0 else 0.0
-            eta = format_duration((total - step) / rate) if rate else "?"
-            terms = " ".join(f"{name} {losses[name]:.3f}" for name in LOSS_ORDER if name in losses)
-            report(f"step {step}/{total} epoch {(step - 1) // per_epoch + 1} | {rate * global_batch:.1f} pairs/s "
-                   f"| ETA {eta} | {terms}")
+    chief, workers = strategies.is_chief(strategy), strategies.num_workers(strategy)
+    context = tf.distribute.InputContext(workers, strategies.worker_index(strategy), strategy.num_replicas_in_sync)
+
+    def batches(seed):  # this worker's share of each global batch
+        run = dataclasses.replace(config, seed=seed)
+        return iter(data.train_dataset(config.data, manifest, run, global_batch // workers, input_context=context))
+
+    inputs = batches(config.seed)
+    state = checkpoints.RunState(config, trainer, inputs if workers == 1 else None, chief)
+    first = state.restore_or_start(manifest, report)
+    if first and workers > 1:  # see trainer.checkpoints: the workers' input positions are not saved
+        inputs = batches(config.seed + first)
+    logs = summaries.Summaries(config, chief, trainer, manifest)
+    history, window = [], Window()
+    try:
+        with preemption.sigterm_flag() as sigterm:
+            for step in range(first + 1, total + 1):
+                logs.profile(step)
+                began = time.monotonic()
+                real_a, real_b = strategies.distribute(strategy, next(inputs))
+                fed = time.monotonic()
+                results = trainer.train_step(real_a, real_b, tf.constant(float(sigterm.requested)))
+                stop = float(results.pop("stop")) > 0
+                losses = {name: float(value) for name, value in results.items()}
+                history.append(losses)
+                window.add(step == first + 1, losses, fed - began, time.monotonic() - began)
+                if step % config.log_every == 0 or step == total:
+                    report(f"step {step}/{total} epoch {(step - 1) // per_epoch + 1} | "
+                           f"{window.rate() * global_batch:.1f} pairs/s | ETA {window.eta(total - step)} | "
+                           + " ".join(f"{name} {losses[name]:.3f}" for name in LOSS_ORDER if name in losses))
+                    logs.scalars(step, *window.flush(global_batch))
+                if config.image_every and (step % config.image_every == 0 or step == total):
+                    logs.images(step)
+                if stop or step == total or (config.checkpoint_every and step % config.checkpoint_every == 0):
+                    path = state.save()
+                    if stop:
+                        raise preemption.Preempted(step, path)
+    finally:
+        logs.close()
+        state.close()
 
     fingerprint = weights_fingerprint(trainer.nets)
     report(f"weights sha256 {fingerprint}")
-    if config.model_dir and strategies.is_chief(strategy):
-        path = tf.train.Checkpoint(**trainer.nets).write(f"{config.model_dir.rstrip('/')}/weights/final")
-        report(f"wrote the four networks' weights to {path}")
+    if config.model_dir and chief:
+        report(f"checkpoint {state.manager.latest_checkpoint} holds step {int(trainer.step.numpy())}; logs in "
+               f"{logs.logdir}")
     return trainer, history
+
+
+class Window:
+    """Losses and timings since the last report, and the run's rate. A start's first step traces and compiles, so
+    timings leave it out."""
+
+    def __init__(self):
+        self.run_steps, self.run_seconds = 0, 0.0
+        self.reset()
+
+    def reset(self):
+        self.steps, self.losses, self.timed, self.wait, self.busy = 0, {}, 0, 0.0, 0.0
+
+    def add(self, first, losses, wait, seconds):
+        self.steps += 1
+        for name, value in losses.items():
+            self.losses[name] = self.losses.get(name, 0.0) + value
+        if not first:
+            self.timed, self.wait, self.busy = self.timed + 1, self.wait + wait, self.busy + seconds
+            self.run_steps, self.run_seconds = self.run_steps + 1, self.run_seconds + seconds
+
+    def rate(self):
+        """Steps per second since this start."""
+        return self.run_steps / self.run_seconds if self.run_seconds else 0.0
+
+    def eta(self, steps_left):
+        return format_duration(steps_left / self.rate()) if self.rate() else "?"
+
+    def flush(self, global_batch):
+        """(mean losses, pairs/s, mean step seconds, mean input-wait seconds); the window then starts afresh."""
+        timed = max(self.timed, 1)
+        out = ({name: value / self.steps for name, value in self.losses.items()}, self.rate() * global_batch,
+               self.busy / timed, self.wait / timed)
+        self.reset()
+        return out

@@ -31,6 +31,7 @@ class CycleGANTrainer:
                 shape = [config.crop_size, config.crop_size, config.input_nc]
                 self.pools = {d: ImagePool(config.pool_size, shape, seed=config.seed * 2 + i, name=f"pool_{d}")
                               for i, d in enumerate("AB")}
+                self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         finally:
             keras.mixed_precision.set_global_policy(previous)
         self._generator_fn = tf.function(self._generator_grads, jit_compile=xla)
@@ -80,9 +81,19 @@ class CycleGANTrainer:
         self.d_opt.apply_gradients(zip(self._agree_on_overflow(self.d_opt, d_grads), self.d_vars))
         return {**g_terms, **d_terms}
 
-    def _train_step(self, iterator):
-        """One step on the next global batch of `iterator` (a distributed iterator); the global mean losses."""
-        real_a, real_b = next(iterator)
+    def _train_step(self, real_a, real_b, stop):
+        """One step on a global batch (per-replica values) -> the global mean losses, and "stop": how many replicas
+        were asked to stop (any worker's SIGTERM reaches every worker this way, so all of them save together)."""
         per_replica = self.strategy.run(self._replica_step, args=(real_a, real_b))
-        return {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-                for name, value in per_replica.items()}
+        results = {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                   for name, value in per_replica.items()}
+        results["stop"] = self.strategy.reduce(tf.distribute.ReduceOp.SUM, self.strategy.run(tf.identity, (stop,)),
+                                               axis=None)
+        self.step.assign_add(1)
+        return results
+
+    def checkpointables(self):
+        """Everything that makes the next step what it would have been: nets, optimizers (with their iterations
+        and loss scale), pools (with their draw counters) and the step."""
+        return {**self.nets, "g_opt": self.g_opt, "d_opt": self.d_opt, "pool_A": self.pools["A"],
+                "pool_B": self.pools["B"], "step": self.step}

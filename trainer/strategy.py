@@ -38,13 +38,39 @@ def make(kind="auto", cpu_replicas=1):
     return tf.distribute.MirroredStrategy(cpus)
 
 
-def is_chief(strategy):
-    """The worker that writes checkpoints and summaries (task 0, or the only one)."""
+def worker_index(strategy):
+    """This worker's place among the workers (0 is the chief, which writes checkpoints and summaries)."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0 and
-                                             "chief" not in resolver.cluster_spec().as_dict())
+        return 0
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return 0 if resolver.task_type == "chief" else resolver.task_id + int(has_chief)
+
+
+def is_chief(strategy):
+    return worker_index(strategy) == 0
+
+
+def num_workers(strategy):
+    return strategy.num_replicas_in_sync // len(strategy.extended.worker_devices)
+
+
+def distribute(strategy, batch):
+    """This worker's batch (a nest of tensors) -> per-replica slices, each placed on its replica's device.
+
+    The input is a plain tf.data iterator per worker rather than a distributed one because plain iterators can be
+    checkpointed; the slicing costs one host-to-device copy of a small image batch per step.
+    """
+    devices = strategy.extended.worker_devices
+    per_replica = tf.nest.flatten(batch)[0].shape[0] // len(devices)
+
+    def replica_slice(context):
+        local = context.replica_id_in_sync_group % len(devices)
+        with tf.device(devices[local]):
+            return tf.nest.map_structure(lambda t: tf.identity(t[local * per_replica:(local + 1) * per_replica]),
+                                         batch)
+
+    return strategy.experimental_distribute_values_from_function(replica_slice)
 
 
 def describe(strategy):

@@ -1,0 +1,88 @@
+"""Full-state checkpoints in the model directory, and the run record that a resumed run is checked against.
+
+    <model_dir>/checkpoints/ckpt-STEP.*   tf.train.CheckpointManager: the newest `keep_checkpoints` of them
+    <model_dir>/checkpoints/checkpoint    the manager's state file, rewritten only after a checkpoint is complete,
+                                          so a half-written checkpoint is never the latest one
+    <model_dir>/run.json                  the config and dataset fingerprint of the run's first start
+
+Under MultiWorkerMirroredStrategy every worker takes part in a save (the variables' values are gathered with
+collectives), but only the chief writes into the model directory; the others write to a scratch folder and delete
+it. The input iterator is saved only with a single worker: each worker reads its own files, and one checkpoint
+cannot hold every worker's position, so a multi-worker run resumes with its input reseeded by the step.
+"""
+import dataclasses
+import json
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from cyclegan import UsageError
+from trainer.config import RUN_FIELDS
+
+RUN_RECORD = "run.json"
+
+
+def model_path(model_dir, *parts):
+    return "/".join([model_dir.rstrip("/"), *parts])
+
+
+class RunState:
+    def __init__(self, config, trainer, input_iterator=None, chief=True):
+        self.config, self.chief = config, chief
+        objects = trainer.checkpointables()
+        if input_iterator is not None:
+            objects["input"] = input_iterator
+        self.checkpoint = tf.train.Checkpoint(**objects)
+        self.step = trainer.step
+        self._scratch = None if chief else tempfile.mkdtemp(prefix="cyclegan-worker-checkpoints-")
+        directory = model_path(config.model_dir, "checkpoints") if chief else self._scratch
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=config.keep_checkpoints,
+                                                  step_counter=trainer.step)
+
+    def restore_or_start(self, manifest, report=print):
+        """Resume from the newest checkpoint after checking the run record; the step to continue from."""
+        record_path = model_path(self.config.model_dir, RUN_RECORD)
+        latest = tf.train.latest_checkpoint(model_path(self.config.model_dir, "checkpoints"))
+        if latest is None:
+            if self.chief:
+                write_run_record(record_path, self.config, manifest)
+            return 0
+        check_run_record(record_path, self.config, manifest, report)
+        self.checkpoint.read(latest).assert_existing_objects_matched().expect_partial()
+        report(f"resumed from {latest} at step {int(self.step.numpy())}")
+        return int(self.step.numpy())
+
+    def save(self):
+        return self.manager.save(checkpoint_number=self.step)
+
+    def close(self):
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def write_run_record(path, config, manifest):
+    record = {"config": dataclasses.asdict(config), "dataset_fingerprint": manifest["fingerprint"]}
+    tf.io.gfile.makedirs(path.rsplit("/", 1)[0])
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(record, indent=2) + "\n")
+
+
+def check_run_record(path, config, manifest, report):
+    """A UsageError when this run trains something else than the checkpoints it would resume (unless forced)."""
+    if not tf.io.gfile.exists(path):
+        raise UsageError(f"{path} is missing beside the checkpoints it describes; restore it, or pass "
+                         f"--force_resume to resume without checking the config")
+    with tf.io.gfile.GFile(path) as f:
+        record = json.load(f)
+    now = dataclasses.asdict(config)
+    changed = [f"{name} {value!r} -> {now.get(name)!r}" for name, value in sorted(record["config"].items())
+               if name not in RUN_FIELDS and now.get(name) != value]
+    if record["dataset_fingerprint"] != manifest["fingerprint"]:
+        changed.append(f"dataset fingerprint {record['dataset_fingerprint'][:12]} -> {manifest['fingerprint'][:12]}")
+    if not changed:
+        return
+    message = f"--model_dir {config.model_dir} holds a run with another config or dataset: {'; '.join(changed)}"
+    if not config.force_resume:
+        raise UsageError(f"{message}. Use a new --model_dir, or pass --force_resume to continue this run anyway")
+    report(f"warning: {message}; resuming anyway (--force_resume)")

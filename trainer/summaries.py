@@ -1,0 +1,83 @@
+"""TensorBoard: what the chief writes to <model_dir>/logs (local, gs:// or ram://); other workers write nothing.
+
+Scalars: every loss term, both learning rates, the loss scales (mixed_float16), pairs/s, step time and input wait.
+Images: a fixed held-out batch as six rows, real A, G(A), F(G(A)), real B, F(B), G(F(B)) (G: A->B, F: B->A).
+The run's config and dataset fingerprint as hparams. An optional profiler trace over a window of steps.
+"""
+import dataclasses
+
+import keras
+import tensorflow as tf
+from tensorboard.plugins.hparams import api as hparams_api
+
+from trainer import data
+from trainer.checkpoints import model_path
+
+
+def held_out_grid(nets, real_a, real_b):
+    """[1, 6 * H, N * W, 3] uint8: one row per kind of image, one column per held-out example."""
+    fake_b = nets["G_AB"](real_a, training=False)
+    fake_a = nets["G_BA"](real_b, training=False)
+    rows = [real_a, fake_b, nets["G_BA"](fake_b, training=False),
+            real_b, fake_a, nets["G_AB"](fake_a, training=False)]
+    rows = [tf.concat(tf.unstack(tf.cast(row, tf.float32)), axis=1) for row in rows]  # N images side by side
+    grid = tf.concat(rows, axis=0)
+    return tf.cast(tf.round((tf.clip_by_value(grid, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)[None]
+
+
+class Summaries:
+    def __init__(self, config, chief, trainer, manifest):
+        self.config, self.trainer, self.chief = config, trainer, chief
+        self.logdir = model_path(config.model_dir, "logs")
+        self.writer = tf.summary.create_file_writer(self.logdir) if chief else tf.summary.create_noop_writer()
+        self.held_out = None
+        if chief and config.image_every:
+            self.held_out = [data.held_out_batch(config.data, manifest, domain, config, config.summary_images)
+                             for domain in "AB"]
+        self._profiling = False
+        if chief:
+            hparams = {k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, (bool, int, float, str))}
+            hparams["dataset_fingerprint"] = manifest["fingerprint"]
+            with self.writer.as_default():
+                hparams_api.hparams(hparams, trial_id=config.model_dir)
+
+    def scalars(self, step, losses, pairs_per_second, step_time, input_wait):
+        if not self.chief:
+            return
+        with self.writer.as_default(step=step):
+            for name, value in losses.items():
+                tf.summary.scalar(f"loss/{name}", value)
+            for name, optimizer in (("generators", self.trainer.g_opt), ("discriminators", self.trainer.d_opt)):
+                tf.summary.scalar(f"learning_rate/{name}", optimizer.learning_rate)
+                if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                    tf.summary.scalar(f"loss_scale/{name}", optimizer.dynamic_scale)
+            tf.summary.scalar("perf/pairs_per_second", pairs_per_second)
+            tf.summary.scalar("perf/step_time_seconds", step_time)
+            tf.summary.scalar("perf/input_wait_seconds", input_wait)
+
+    def images(self, step):
+        if self.held_out is None:
+            return
+        with self.writer.as_default(step=step):
+            tf.summary.image("held_out/A_GA_FGA_B_FB_GFB", held_out_grid(self.trainer.nets, *self.held_out),
+                             description="rows: real A, G(A), F(G(A)), real B, F(B), G(F(B))")
+
+    def profile(self, step):
+        """Call before each step: starts the trace at profile_start and stops it profile_steps steps later."""
+        start = self.config.profile_start
+        if not (self.chief and start):
+            return
+        if step == start:
+            tf.profiler.experimental.start(self.logdir)
+            self._profiling = True
+        elif self._profiling and step == start + self.config.profile_steps:
+            self.close_profile()
+
+    def close_profile(self):
+        if self._profiling:
+            tf.profiler.experimental.stop()
+            self._profiling = False
+
+    def close(self):
+        self.close_profile()
+        self.writer.flush()
