@@ -15,7 +15,9 @@ import typing
 SUBCOMMANDS = {
     "synth": ("pipeline.synth", "write a synthetic unpaired dataset (with ground truth) to translate"),
     "preprocess": ("pipeline.cli", "Beam job: raw image folders or a TFDS dataset -> validated, sharded TFRecords"),
-    "train": ("trainer.cli", "build and train the CycleGAN on preprocessed TFRecords"),
+    "train": ("trainer.cli", "build and train the CycleGAN on preprocessed TFRecords (resumes from checkpoints)"),
+    "export": ("trainer.export", "a trained run's generators -> one SavedModel per direction"),
+    "translate": ("trainer.translate", "translate a folder, glob or gs:// prefix of images with an exported model"),
 }
 
 TF_LOGS_ENV = "CYCLEGAN_TF_LOGS"

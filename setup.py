@@ -20,6 +20,7 @@ setup(
         "google-cloud-storage>=3",
         "pillow>=10",
         "numpy>=2",
+        "tqdm>=4",
     ],
     extras_require={
         "dev": ["pytest", "pytest-timeout", "gcp-storage-emulator", "scipy"],

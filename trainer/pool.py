@@ -3,11 +3,16 @@
 Until the pool holds `size` images, each new image is stored and returned. After that, with probability 0.5 a
 random stored image is returned and the new one takes its place; otherwise the new image is returned.
 
-Its variables are on-read synchronised, so each replica of a distribution strategy keeps a pool of its own, and a
-checkpoint saves the first replica's (restoring gives every replica that pool). Random draws are stateless,
-seeded by (seed, draws so far, replica), so they are reproducible and resume exactly from a checkpoint.
+Its variables are on-read synchronised, so each replica of a distribution strategy keeps a pool of its own
+without any communication. A checkpoint saves every local replica's pool, stacked (a tf.Variable would save only
+one of them), and a restore gives each replica its own back; with another replica count they are reused in turn.
+Random draws are stateless, seeded by (seed, draws so far, replica), so a restored pool draws as it would have.
 """
 import tensorflow as tf
+
+
+class _Untracked:
+    """Holds the variables out of the checkpoint's automatic tracking: the pool serialises them itself."""
 
 
 class ImagePool(tf.Module):
@@ -16,9 +21,27 @@ class ImagePool(tf.Module):
         self.size, self.seed = size, seed
         local = dict(trainable=False, synchronization=tf.VariableSynchronization.ON_READ,
                      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        self.images = tf.Variable(tf.zeros([max(size, 1), *image_shape]), name="images", **local)
-        self.filled = tf.Variable(0, dtype=tf.int64, name="filled", **local)
-        self.draws = tf.Variable(0, dtype=tf.int64, name="draws", **local)
+        self._state = _Untracked()
+        self._state.variables = {
+            "images": tf.Variable(tf.zeros([max(size, 1), *image_shape]), name="images", **local),
+            "filled": tf.Variable(0, dtype=tf.int64, name="filled", **local),
+            "draws": tf.Variable(0, dtype=tf.int64, name="draws", **local)}
+
+    images = property(lambda self: self._state.variables["images"])
+    filled = property(lambda self: self._state.variables["filled"])
+    draws = property(lambda self: self._state.variables["draws"])
+
+    def _serialize_to_tensors(self):
+        return {name: tf.stack([v.read_value() for v in getattr(var, "values", (var,))])
+                for name, var in self._state.variables.items()}
+
+    def _restore_from_tensors(self, restored_tensors):
+        assigns = []
+        for name, var in self._state.variables.items():
+            saved = restored_tensors[name]
+            for i, replica in enumerate(getattr(var, "values", (var,))):
+                assigns.append(replica.assign(saved[i % tf.shape(saved)[0]]))
+        return tf.group(assigns)
 
     def _replica(self):
         context = tf.distribute.get_replica_context()

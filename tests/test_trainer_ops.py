@@ -1,0 +1,185 @@
+"""Training operations: exact resume, SIGTERM, ram:// model directories, TensorBoard, export and translate."""
+import dataclasses
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from cyclegan import UsageError
+from tests.conftest import BIN, REPO, free_port, gradient
+from trainer import export, loop
+from trainer.config import PRESETS
+
+SMALL = dataclasses.replace(PRESETS["tiny"], ngf=8, ndf=8, n_blocks=2, batch_size=2, log_every=1, pool_size=3,
+                            image_every=0, checkpoint_every=0)
+
+
+def run(config, strategy, **changes):
+    lines = []
+    trainer, history = loop.train(dataclasses.replace(config, **changes), strategy=strategy, report=lines.append)
+    return trainer, history, lines
+
+
+def test_resumed_run_continues_exactly_as_an_uninterrupted_one(tiny_records, two_cpus, tmp_path):
+    config = dataclasses.replace(SMALL, data=tiny_records[0])
+    resumed_dir, straight_dir = str(tmp_path / "resumed"), str(tmp_path / "straight")
+    run(config, two_cpus, model_dir=resumed_dir, steps=4)
+    resumed, resumed_history, lines = run(config, two_cpus, model_dir=resumed_dir, steps=7)
+    straight, straight_history, _ = run(config, two_cpus, model_dir=straight_dir, steps=7)
+
+    assert any(line.startswith("resumed from ") and line.endswith("ckpt-4 at step 4") for line in lines)
+    assert len(resumed_history) == 3 and resumed_history == straight_history[4:]
+    for trainer in (resumed, straight):
+        assert int(trainer.step.numpy()) == 7
+        assert int(trainer.g_opt.iterations.numpy()) == int(trainer.d_opt.iterations.numpy()) == 7
+    assert float(resumed.g_opt.learning_rate) == float(straight.g_opt.learning_rate)
+    for domain in "AB":  # 14 draws so far: the pools were full and swapping when the run stopped
+        a, b = resumed.pools[domain], straight.pools[domain]
+        assert int(a.draws.numpy()) == int(b.draws.numpy()) == 14
+        np.testing.assert_array_equal(a.images.numpy(), b.images.numpy())
+    for name in resumed.nets:
+        for w_resumed, w_straight in zip(resumed.nets[name].weights, straight.nets[name].weights):
+            np.testing.assert_array_equal(w_resumed.numpy(), w_straight.numpy(), err_msg=w_straight.path)
+    assert loop.weights_fingerprint(resumed.nets) == loop.weights_fingerprint(straight.nets)
+
+
+def test_resume_refuses_another_config_unless_forced(tiny_records, two_cpus, tmp_path):
+    config = dataclasses.replace(SMALL, data=tiny_records[0], model_dir=str(tmp_path / "run"))
+    run(config, two_cpus, steps=1)
+    with pytest.raises(UsageError, match=r"another config or dataset: lr 0\.0002 -> 0\.001.*--force_resume"):
+        run(config, two_cpus, steps=2, lr=1e-3)
+    _, history, lines = run(config, two_cpus, steps=2, lr=1e-3, force_resume=True, log_every=5)
+    (warning,) = [line for line in lines if line.startswith("warning: --model_dir")]
+    assert len(history) == 1 and "lr 0.0002 -> 0.001" in warning
+    assert "log_every" not in warning  # fields that only say how to run may change freely
+
+
+def train_command(records, model_dir, steps, *extra):
+    return [sys.executable, "-m", "trainer", "--preset", "tiny", "--ngf", "4", "--ndf", "4", "--n_blocks", "1",
+            "--batch_size", "1", "--steps", str(steps), "--log_every", "1", "--checkpoint_every", "1000",
+            "--image_every", "0", "--data", records, "--model_dir", model_dir, *extra]
+
+
+def test_sigterm_saves_and_exits_75_and_the_next_start_resumes(tiny_records, tmp_path):
+    model_dir = str(tmp_path / "model")
+    proc = subprocess.Popen(train_command(tiny_records[0], model_dir, 100_000), cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    output = []
+    for line in proc.stdout:
+        output.append(line)
+        if line.startswith("step 3/"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    output.append(proc.communicate(timeout=300)[0])
+    output = "".join(output)
+    assert proc.returncode == 75, output
+    stopped = int(output.split("stopped by SIGTERM after step ")[1].split(";")[0])
+    assert stopped >= 3 and os.path.exists(f"{model_dir}/checkpoints/ckpt-{stopped}.index")
+    # A crash while writing the next checkpoint leaves files that the manager's state file does not list.
+    for suffix in (".index", ".data-00000-of-00001"):
+        with open(f"{model_dir}/checkpoints/ckpt-{stopped + 50}{suffix}", "wb") as f:
+            f.write(b"half written")
+
+    resumed = subprocess.run(train_command(tiny_records[0], model_dir, stopped + 2), cwd=REPO, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout
+    assert f"ckpt-{stopped} at step {stopped}" in resumed.stdout
+    assert f"step {stopped + 1}/{stopped + 2}" in resumed.stdout and f"step {stopped}/" not in resumed.stdout
+    assert os.path.exists(f"{model_dir}/checkpoints/ckpt-{stopped + 2}.index")
+
+
+def test_whole_flow_on_the_ram_filesystem(tiny_records, two_cpus):
+    model_dir, export_dir = f"ram://{uuid.uuid4().hex}/model", f"ram://{uuid.uuid4().hex}/export"
+    config = dataclasses.replace(SMALL, data=tiny_records[0], model_dir=model_dir, checkpoint_every=1,
+                                 keep_checkpoints=2, image_every=2, log_every=2)
+    run(config, two_cpus, steps=3)
+    _, history, lines = run(config, two_cpus, steps=4)
+    assert len(history) == 1 and any(line.endswith("ckpt-3 at step 3") for line in lines)
+    kept = sorted(tf.io.gfile.glob(f"{model_dir}/checkpoints/ckpt-*.index"))
+    assert kept == [f"{model_dir}/checkpoints/ckpt-3.index", f"{model_dir}/checkpoints/ckpt-4.index"]
+    assert tf.io.gfile.glob(f"{model_dir}/logs/events.out.tfevents.*")
+    assert json.loads(tf.io.gfile.GFile(f"{model_dir}/run.json").read())["config"]["ngf"] == 8
+
+    paths = export.export(model_dir, export_dir, report=lambda line: None)
+    translate = tf.saved_model.load(paths["a2b"]).signatures["serving_default"]
+    image = np.asarray(gradient(37, 21))[None]
+    out = translate(images=tf.constant(image))["images"]
+    assert out.dtype == tf.uint8 and out.shape == (1, 21, 37, 3)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_records, two_cpus, tmp_path_factory):
+    """A short local run with scalars, images and a profiler trace in its logs, and its export."""
+    base = tmp_path_factory.mktemp("trained")
+    config = dataclasses.replace(SMALL, data=tiny_records[0], model_dir=str(base / "model"), steps=4, log_every=2,
+                                 image_every=2, profile_start=2, profile_steps=1)
+    run(config, two_cpus)
+    export.export(config.model_dir, str(base / "export"), report=lambda line: None)
+    return str(base / "model"), str(base / "export")
+
+
+def get_json(url, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_tensorboard_server_serves_the_runs_scalars_and_images(trained_run):
+    model_dir, _ = trained_run
+    assert glob.glob(f"{model_dir}/logs/plugins/profile/*/*.xplane.pb")  # the profiler's trace of step 2
+    port = free_port()
+    server = subprocess.Popen([os.path.join(BIN, "tensorboard"), "--logdir", f"{model_dir}/logs", "--host",
+                               "127.0.0.1", "--port", str(port), "--load_fast", "false", "--reload_interval", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}/data/plugin"
+        deadline = time.monotonic() + 60
+        while True:
+            scalars, images = get_json(f"{base}/scalars/tags"), get_json(f"{base}/images/tags")
+            if scalars.get(".") and images.get(".") or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    expected = {f"loss/{name}" for name in loop.LOSS_ORDER} | {
+        "learning_rate/generators", "learning_rate/discriminators", "perf/pairs_per_second",
+        "perf/step_time_seconds", "perf/input_wait_seconds"}
+    assert expected <= set(scalars["."])
+    assert set(images["."]) == {"held_out/A_GA_FGA_B_FB_GFB"}
+
+
+def test_exported_model_translates_in_a_fresh_process(trained_run, tmp_path):
+    _, export_dir = trained_run
+    inputs = tmp_path / "in"
+    (inputs / "nested").mkdir(parents=True)
+    gradient(53, 30).save(inputs / "wide.png")
+    gradient(20, 41).save(inputs / "nested" / "tall.jpg", quality=95)
+    (inputs / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    done = subprocess.run([os.path.join(BIN, "cyclegan"), "translate", "--model", f"{export_dir}/a2b", "--input",
+                           str(inputs), "--output", str(out)], cwd=str(tmp_path), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    assert done.returncode == 0, done.stdout
+    assert "translated 2 of 3 images" in done.stdout and "broken.png" in done.stdout
+    with Image.open(out / "wide.png") as wide, Image.open(out / "nested" / "tall.jpg") as tall:
+        assert (wide.size, wide.format, tall.size, tall.format) == ((53, 30), "PNG", (20, 41), "JPEG")
+        assert np.asarray(wide).std() > 0
+    (error,) = [json.loads(line) for line in (out / "translate_errors.jsonl").read_text().splitlines()]
+    assert error["path"].endswith("broken.png") and error["reason"].startswith("not_an_image")

@@ -1,0 +1,99 @@
+"""`cyclegan export`: a trained run's generators as SavedModels, one per direction.
+
+    cyclegan export --model_dir DIR --output EXPORT_DIR [--checkpoint PATH]
+
+writes EXPORT_DIR/a2b and EXPORT_DIR/b2a (SavedModels) and EXPORT_DIR/export.json (what was exported). Each
+serving signature takes a batch of uint8 RGB images of any size (at least 4x4), pads them symmetrically to a
+multiple of 4 (and at least 8) as the generator needs, translates, crops back and returns uint8 of the input size.
+Loading one needs TensorFlow only: `tf.saved_model.load(EXPORT_DIR + "/a2b").signatures["serving_default"]`.
+"""
+import argparse
+import json
+
+from cyclegan import UsageError, quiet_libraries
+
+DIRECTIONS = {"a2b": "G_AB", "b2a": "G_BA"}
+
+
+def load_run(model_dir, checkpoint=None):
+    """(config, the four nets restored from `checkpoint` or the newest one, its path, its step)."""
+    import tensorflow as tf
+
+    from trainer import checkpoints, networks
+    from trainer.config import TrainConfig
+
+    record_path = checkpoints.model_path(model_dir, checkpoints.RUN_RECORD)
+    if not tf.io.gfile.exists(record_path):
+        raise UsageError(f"--model_dir {model_dir}: no {checkpoints.RUN_RECORD}; is it a `cyclegan train` model "
+                         f"directory?")
+    with tf.io.gfile.GFile(record_path) as f:
+        record = json.load(f)
+    config = TrainConfig(**record["config"])
+    checkpoint = checkpoint or tf.train.latest_checkpoint(checkpoints.model_path(model_dir, "checkpoints"))
+    if not checkpoint:
+        raise UsageError(f"--model_dir {model_dir} holds no checkpoint yet; train first")
+    nets = networks.build(config)
+    step = tf.Variable(0, dtype=tf.int64)
+    try:
+        tf.train.Checkpoint(step=step, **nets).read(checkpoint).assert_existing_objects_matched().expect_partial()
+    except (tf.errors.OpError, AssertionError, ValueError) as err:
+        raise UsageError(f"cannot restore the networks from {checkpoint}: {err}") from None
+    return config, nets, checkpoint, int(step.numpy())
+
+
+def make_translator(generator):
+    import tensorflow as tf
+
+    class Translator(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.generator = generator
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+        def translate(self, images):
+            size = tf.shape(images)[1:3]
+            tf.debugging.assert_greater_equal(size, 4, message="images must be at least 4x4 pixels")
+            padded = tf.maximum((size + 3) // 4 * 4, 8)
+            before = (padded - size) // 2
+            after = padded - size - before
+            x = tf.cast(images, tf.float32) / 127.5 - 1.0
+            x = tf.pad(x, [[0, 0], [before[0], after[0]], [before[1], after[1]], [0, 0]], mode="SYMMETRIC")
+            y = tf.cast(self.generator(x, training=False), tf.float32)
+            y = y[:, before[0]:before[0] + size[0], before[1]:before[1] + size[1], :]
+            return {"images": tf.cast(tf.round((tf.clip_by_value(y, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)}
+
+    return Translator()
+
+
+def export(model_dir, output, checkpoint=None, report=print):
+    """Write output/a2b, output/b2a and output/export.json; returns the two SavedModel paths."""
+    import dataclasses
+
+    import tensorflow as tf
+
+    config, nets, checkpoint, step = load_run(model_dir, checkpoint)
+    paths = {}
+    for direction, name in DIRECTIONS.items():
+        translator = make_translator(nets[name])
+        paths[direction] = f"{output.rstrip('/')}/{direction}"
+        tf.saved_model.save(translator, paths[direction],
+                            signatures={"serving_default": translator.translate.get_concrete_function()})
+        report(f"export: {name} ({direction}) -> {paths[direction]}")
+    with tf.io.gfile.GFile(f"{output.rstrip('/')}/export.json", "w") as f:
+        json.dump({"checkpoint": checkpoint, "step": step, "directions": DIRECTIONS,
+                   "config": dataclasses.asdict(config)}, f, indent=2)
+    report(f"export: from {checkpoint} (step {step})")
+    return paths
+
+
+def main(argv, prog="cyclegan export"):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_dir", required=True, help="the model directory of `cyclegan train`")
+    parser.add_argument("--output", required=True, help="folder for a2b/, b2a/ and export.json (local, gs://)")
+    parser.add_argument("--checkpoint", help="checkpoint prefix to export (default: the newest), e.g. "
+                                             "DIR/checkpoints/ckpt-500")
+    args = parser.parse_args(argv)
+    quiet_libraries()
+    export(args.model_dir, args.output, args.checkpoint)
+    return 0

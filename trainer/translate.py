@@ -1,0 +1,123 @@
+"""`cyclegan translate`: images through an exported generator, written under the same relative names.
+
+    cyclegan translate --model EXPORT_DIR/a2b --input PATH_OR_GLOB --output DIR
+
+--input is a folder (searched recursively), a glob, a gs:// prefix or one file. Each image keeps its format
+(by extension; JPEG at quality 95) and its size. An image that cannot be read or translated is reported, with
+the reason, on the console and in DIR/translate_errors.jsonl, and the others go on.
+"""
+import argparse
+import json
+import os
+import time
+
+from cyclegan import UsageError, quiet_libraries
+
+ERRORS_FILE = "translate_errors.jsonl"
+
+
+def list_inputs(pattern):
+    """[(path, name relative to the input root)] of the image files that `pattern` names, sorted."""
+    import tensorflow as tf
+
+    from preprocessing.images import skip_reason
+
+    if any(c in pattern for c in "*?["):
+        root = pattern[:min(pattern.index(c) for c in "*?[" if c in pattern)].rsplit("/", 1)[0]
+        paths = tf.io.gfile.glob(pattern)
+    elif tf.io.gfile.isdir(pattern):
+        root = pattern.rstrip("/")
+        paths = [f"{folder.rstrip('/')}/{name}" for folder, _, names in tf.io.gfile.walk(root) for name in names]
+    elif tf.io.gfile.exists(pattern):
+        root, paths = pattern.rsplit("/", 1)[0] if "/" in pattern else ".", [pattern]
+    else:
+        raise UsageError(f"--input {pattern}: no such file or folder, and not a glob")
+    found = []
+    for path in sorted(paths):
+        relative = path[len(root):].lstrip("/") if path.startswith(root) else os.path.basename(path)
+        if skip_reason(relative) is None:
+            found.append((path, relative))
+    return found
+
+
+def save_format(name):
+    from PIL import Image
+
+    return Image.registered_extensions().get(os.path.splitext(name)[1].lower(), "PNG")
+
+
+def translate_file(translate, path, max_size=0):
+    """One image file -> a PIL image of the translation (same size as the decoded, optionally shrunk, input)."""
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+
+    from preprocessing import images
+
+    with tf.io.gfile.GFile(path, "rb") as f:
+        img = images.decode(f.read(), max_pixels=images.ImageOptions().max_pixels)
+    if max_size:
+        img = images.resize_shorter_side(img, max_size)
+    out = translate(tf.constant(np.asarray(img)[None]))["images"][0]
+    return Image.fromarray(out.numpy())
+
+
+def translate_all(translate, inputs, output, max_size=0, progress=None):
+    """Translate every (path, relative) of `inputs` into `output`; returns [(path, reason)] of the failures."""
+    import io
+
+    import tensorflow as tf
+
+    from preprocessing.images import Rejected
+
+    failures = []
+    for path, relative in inputs:
+        try:
+            translated = translate_file(translate, path, max_size)
+            target = f"{output.rstrip('/')}/{relative}"
+            tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
+            buffer = io.BytesIO()
+            fmt = save_format(relative)
+            translated.save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+            with tf.io.gfile.GFile(target, "wb") as f:
+                f.write(buffer.getvalue())
+        except (Rejected, tf.errors.OpError, OSError, ValueError) as err:
+            failures.append((path, str(err).splitlines()[0]))
+        if progress:
+            progress.update(1)
+    with tf.io.gfile.GFile(f"{output.rstrip('/')}/{ERRORS_FILE}", "w") as f:
+        for path, reason in failures:
+            f.write(json.dumps({"path": path, "reason": reason}) + "\n")
+    return failures
+
+
+def main(argv, prog="cyclegan translate"):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="an exported direction, e.g. EXPORT_DIR/a2b")
+    parser.add_argument("--input", required=True, help="folder, glob, gs:// prefix or file of images")
+    parser.add_argument("--output", required=True, help="folder for the translated images (local or gs://)")
+    parser.add_argument("--max_size", type=int, default=0,
+                        help="shrink each image so its shorter side is at most this first (0: full size)")
+    args = parser.parse_args(argv)
+    quiet_libraries()
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    inputs = list_inputs(args.input)
+    if not inputs:
+        raise UsageError(f"--input {args.input}: no image files found")
+    try:
+        translate = tf.saved_model.load(args.model).signatures["serving_default"]
+    except (OSError, tf.errors.OpError, KeyError) as err:
+        raise UsageError(f"--model {args.model}: not an exported direction of `cyclegan export` ({err})") from None
+    tf.io.gfile.makedirs(args.output)
+    started = time.monotonic()
+    with tqdm(total=len(inputs), unit="img", desc="translate") as progress:
+        failures = translate_all(translate, inputs, args.output, args.max_size, progress)
+    for path, reason in failures:
+        print(f"{prog}: skipped {path}: {reason}")
+    print(f"translated {len(inputs) - len(failures)} of {len(inputs)} images into {args.output} in "
+          f"{time.monotonic() - started:.1f} s" + (f"; {len(failures)} failed, listed in {args.output.rstrip('/')}/"
+                                                   f"{ERRORS_FILE}" if failures else ""))
+    return 0 if len(failures) < len(inputs) else 1
