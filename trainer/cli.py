@@ -30,9 +30,12 @@ def check_config(config):
                    ("--checkpoint_every", config.checkpoint_every, 0), ("--keep_checkpoints", config.keep_checkpoints, 1),
                    ("--image_every", config.image_every, 0), ("--summary_images", config.summary_images, 1),
                    ("--profile_start", config.profile_start, 0), ("--profile_steps", config.profile_steps, 1),
+                   ("--eval_every", config.eval_every, 0), ("--eval_images", config.eval_images, 0),
                    ("--ndf", config.ndf, 1), ("--n_blocks", config.n_blocks, 0),
                    ("--n_layers_d", config.n_layers_d, 1), ("--pool_size", config.pool_size, 0),
                    ("--n_epochs", config.n_epochs, 0), ("--n_epochs_decay", config.n_epochs_decay, 0))
+    if config.eval_every and not config.eval_data:
+        raise UsageError("--eval_every needs --eval_data: a dataset root with testA/ and testB/")
     for flag, value in (("--lr", config.lr), ("--lambda_a", config.lambda_a), ("--lambda_b", config.lambda_b),
                         ("--lambda_identity", config.lambda_identity)):
         if value < 0:

@@ -59,12 +59,19 @@ class TrainConfig:
     summary_images: int = config_field(4, "held-out images per domain in those summaries")
     profile_start: int = config_field(0, "trace the steps from this one with the TensorFlow profiler (0: off)")
     profile_steps: int = config_field(5, "how many steps the profiler traces")
+    eval_every: int = config_field(0, "evaluate on --eval_data every this many steps and at the end (0: never)")
+    eval_data: str = config_field("", "a raw dataset root with testA/ testB/ (and testA_truth/, as `cyclegan "
+                                  "synth` writes) for that evaluation")
+    eval_images: int = config_field(0, "evaluate on at most this many test images per domain (0: all)")
+    inception_weights: str = config_field("", "Inception-v3 .weights.h5 for FID and KID (without it they are "
+                                          "skipped)")
 
 
 # Fields that say how to run, not what to train: a resumed run may change them freely.
 RUN_FIELDS = frozenset({"data", "model_dir", "steps", "epochs", "strategy", "cpu_replicas", "xla", "log_every",
                         "checkpoint_every", "keep_checkpoints", "force_resume", "image_every", "summary_images",
-                        "profile_start", "profile_steps"})
+                        "profile_start", "profile_steps", "eval_every", "eval_data", "eval_images",
+                        "inception_weights"})
 
 
 PRESETS = {

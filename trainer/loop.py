@@ -9,6 +9,7 @@ from preprocessing.schema import load_manifest
 from trainer import checkpoints, data, networks, preemption, strategy as strategies, summaries
 from trainer.step import CycleGANTrainer
 
+EVAL_SHOWN = ("ground_truth_mae", "identity_mae", "cycle_mae", "fid", "kid")
 LOSS_ORDER = ("G_AB_gan", "G_BA_gan", "cycle_A", "cycle_B", "identity_A", "identity_B", "D_A", "D_B")
 
 
@@ -82,6 +83,11 @@ def train(config, strategy=None, manifest=None, report=print):
                     logs.scalars(step, *window.flush(global_batch))
                 if config.image_every and (step % config.image_every == 0 or step == total):
                     logs.images(step)
+                if config.eval_every and (step % config.eval_every == 0 or step == total):
+                    evaluation = logs.evaluate(step)
+                    if evaluation:
+                        report(f"eval at step {step}: " + ", ".join(
+                            f"{key} {evaluation[key]:.4f}" for key in EVAL_SHOWN if evaluation.get(key) is not None))
                 if stop or step == total or (config.checkpoint_every and step % config.checkpoint_every == 0):
                     path = state.save()
                     if stop:

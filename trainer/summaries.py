@@ -2,8 +2,10 @@
 
 Scalars: every loss term, both learning rates, the loss scales (mixed_float16), pairs/s, step time and input wait.
 Images: a fixed held-out batch as six rows, real A, G(A), F(G(A)), real B, F(B), G(F(B)) (G: A->B, F: B->A).
-The run's config and dataset fingerprint as hparams. An optional profiler trace over a window of steps.
+The run's config and dataset fingerprint as hparams. An optional profiler trace over a window of steps. With
+--eval_every, the evaluation of `cyclegan evaluate` as eval/* scalars and <model_dir>/eval/report-STEP.json.
 """
+import json
 import dataclasses
 
 import keras
@@ -35,6 +37,14 @@ class Summaries:
             self.held_out = [data.held_out_batch(config.data, manifest, domain, config, config.summary_images)
                              for domain in "AB"]
         self._profiling = False
+        self.evaluator = None
+        if chief and config.eval_every:
+            from trainer.evaluate import Evaluator
+
+            from trainer.export import make_translator
+
+            self.evaluator = Evaluator(config.eval_data, config.eval_images, config.inception_weights)
+            self.translators = [make_translator(trainer.nets[name]) for name in ("G_AB", "G_BA")]
         if chief:
             hparams = {k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, (bool, int, float, str))}
             hparams["dataset_fingerprint"] = manifest["fingerprint"]
@@ -61,6 +71,20 @@ class Summaries:
         with self.writer.as_default(step=step):
             tf.summary.image("held_out/A_GA_FGA_B_FB_GFB", held_out_grid(self.trainer.nets, *self.held_out),
                              description="rows: real A, G(A), F(G(A)), real B, F(B), G(F(B))")
+
+    def evaluate(self, step):
+        """The evaluation report of the current generators (None on other workers)."""
+        if self.evaluator is None:
+            return None
+        report = self.evaluator(*(translator.translate for translator in self.translators))
+        with self.writer.as_default(step=step):
+            for key, value in report.items():
+                if isinstance(value, float):
+                    tf.summary.scalar(f"eval/{key}", value)
+        tf.io.gfile.makedirs(model_path(self.config.model_dir, "eval"))
+        with tf.io.gfile.GFile(model_path(self.config.model_dir, "eval", f"report-{step}.json"), "w") as f:
+            f.write(json.dumps(report, indent=2) + "\n")
+        return report
 
     def profile(self, step):
         """Call before each step: starts the trace at profile_start and stops it profile_steps steps later."""

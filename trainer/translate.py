@@ -46,26 +46,42 @@ def save_format(name):
     return Image.registered_extensions().get(os.path.splitext(name)[1].lower(), "PNG")
 
 
-def translate_file(translate, path, max_size=0):
-    """One image file -> a PIL image of the translation (same size as the decoded, optionally shrunk, input)."""
+def read_image(path, max_size=0):
+    """An image file (any filesystem TensorFlow knows) -> upright RGB uint8 array, or preprocessing's Rejected."""
     import numpy as np
     import tensorflow as tf
-    from PIL import Image
 
     from preprocessing import images
 
     with tf.io.gfile.GFile(path, "rb") as f:
         img = images.decode(f.read(), max_pixels=images.ImageOptions().max_pixels)
-    if max_size:
-        img = images.resize_shorter_side(img, max_size)
-    out = translate(tf.constant(np.asarray(img)[None]))["images"][0]
-    return Image.fromarray(out.numpy())
+    return np.asarray(images.resize_shorter_side(img, max_size) if max_size else img)
+
+
+def write_image(pixels, target):
+    """uint8 HxWx3 -> `target`, in the format its extension names (JPEG at quality 95)."""
+    import io
+
+    import tensorflow as tf
+    from PIL import Image
+
+    tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
+    buffer = io.BytesIO()
+    fmt = save_format(target)
+    Image.fromarray(pixels).save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    with tf.io.gfile.GFile(target, "wb") as f:
+        f.write(buffer.getvalue())
+
+
+def apply(translate, pixels):
+    """An exported signature (or trainer.export's Translator) on one uint8 HxWx3 array."""
+    import tensorflow as tf
+
+    return translate(tf.constant(pixels[None]))["images"][0].numpy()
 
 
 def translate_all(translate, inputs, output, max_size=0, progress=None):
     """Translate every (path, relative) of `inputs` into `output`; returns [(path, reason)] of the failures."""
-    import io
-
     import tensorflow as tf
 
     from preprocessing.images import Rejected
@@ -73,14 +89,7 @@ def translate_all(translate, inputs, output, max_size=0, progress=None):
     failures = []
     for path, relative in inputs:
         try:
-            translated = translate_file(translate, path, max_size)
-            target = f"{output.rstrip('/')}/{relative}"
-            tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
-            buffer = io.BytesIO()
-            fmt = save_format(relative)
-            translated.save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
-            with tf.io.gfile.GFile(target, "wb") as f:
-                f.write(buffer.getvalue())
+            write_image(apply(translate, read_image(path, max_size)), f"{output.rstrip('/')}/{relative}")
         except (Rejected, tf.errors.OpError, OSError, ValueError) as err:
             failures.append((path, str(err).splitlines()[0]))
         if progress:

@@ -1,0 +1,148 @@
+"""`cyclegan evaluate`: how well a model translates a dataset's test images.
+
+    cyclegan evaluate (--model_dir DIR | --model EXPORT_DIR) --data ROOT --output OUT [--inception_weights FILE]
+
+ROOT is a raw dataset root: testA/, testB/ and, where the answer is known (`cyclegan synth` writes it),
+testA_truth/ with the true B image of each test A image under the same name. Reported, and written to
+OUT/report.json beside the translations in OUT/a2b/ and OUT/b2a/:
+  ground_truth_mae, psnr          G(test A) against the truth (MAE on the [0, 1] scale, PSNR in dB)
+  identity_mae, identity_psnr     the same for the identity map: what an untrained model scores
+  cycle_mae (cycle_mae_a, _b)     F(G(a)) against a and G(F(b)) against b
+  fid, kid (fid_b2a, kid_b2a)     G(test A) against test B (F(test B) against test A), from Inception-v3 pool
+                                  features; null, with the reason in fid_skipped, without --inception_weights
+"""
+import argparse
+import json
+
+import numpy as np
+
+from cyclegan import UsageError, quiet_libraries
+from pipeline.synth import TRUTH_FOLDER
+from trainer import metrics
+
+
+class Evaluator:
+    """Test images read once; evaluates any pair of translators (exported signatures or live generators)."""
+
+    def __init__(self, data_root, limit=0, inception_weights=""):
+        from trainer.translate import list_inputs, read_image
+
+        root = data_root.rstrip("/")
+        self.images, self.names = {}, {}
+        for domain in "AB":
+            try:
+                found = list_inputs(f"{root}/test{domain}")
+            except UsageError:
+                raise UsageError(f"{data_root}: no test{domain}/ folder to evaluate on") from None
+            found = found[:limit] if limit else found
+            if not found:
+                raise UsageError(f"{data_root}/test{domain}: no images to evaluate on")
+            self.names[domain] = [relative for _, relative in found]
+            self.images[domain] = [read_image(path) for path, _ in found]
+        self.truth = None
+        truth_paths = [f"{root}/{TRUTH_FOLDER}/{name}" for name in self.names["A"]]
+        import tensorflow as tf
+
+        if all(tf.io.gfile.exists(path) for path in truth_paths):
+            self.truth = [read_image(path) for path in truth_paths]
+        self.inception = metrics.InceptionFeatures(inception_weights) if inception_weights else None
+        self.real_features = ({d: self.inception(self.images[d]) for d in "AB"} if self.inception else None)
+
+    def __call__(self, a2b, b2a, output=None):
+        """The report (a dict); with `output`, also the translations and report.json there."""
+        from trainer.translate import apply, write_image
+
+        fake = {"B": [apply(a2b, a) for a in self.images["A"]], "A": [apply(b2a, b) for b in self.images["B"]]}
+        cycled = {"A": [apply(b2a, f) for f in fake["B"]], "B": [apply(a2b, f) for f in fake["A"]]}
+        report = {"test_images_a": len(self.images["A"]), "test_images_b": len(self.images["B"])}
+        if self.truth:
+            report["ground_truth_mae"] = mean(metrics.mae, fake["B"], self.truth)
+            report["identity_mae"] = mean(metrics.mae, self.images["A"], self.truth)
+            report["psnr"] = mean(metrics.psnr, fake["B"], self.truth)
+            report["identity_psnr"] = mean(metrics.psnr, self.images["A"], self.truth)
+            report["ground_truth_mae_vs_identity"] = report["ground_truth_mae"] / report["identity_mae"]
+        report["cycle_mae_a"] = mean(metrics.mae, cycled["A"], self.images["A"])
+        report["cycle_mae_b"] = mean(metrics.mae, cycled["B"], self.images["B"])
+        report["cycle_mae"] = (report["cycle_mae_a"] + report["cycle_mae_b"]) / 2
+        if self.inception:
+            fake_b, fake_a = self.inception(fake["B"]), self.inception(fake["A"])
+            report["fid"] = metrics.fid(fake_b, self.real_features["B"])
+            report["kid"] = metrics.kid(fake_b, self.real_features["B"])
+            report["fid_b2a"] = metrics.fid(fake_a, self.real_features["A"])
+            report["kid_b2a"] = metrics.kid(fake_a, self.real_features["A"])
+        else:
+            report.update(fid=None, kid=None, fid_skipped="no --inception_weights file given; FID and KID need "
+                                                          "Inception-v3's ImageNet weights")
+        if output:
+            out = output.rstrip("/")
+            for direction, domain in (("a2b", "B"), ("b2a", "A")):
+                source = "A" if domain == "B" else "B"
+                for name, pixels in zip(self.names[source], fake[domain]):
+                    write_image(pixels, f"{out}/{direction}/{name}")
+            import tensorflow as tf
+
+            with tf.io.gfile.GFile(f"{out}/report.json", "w") as f:
+                f.write(json.dumps(report, indent=2) + "\n")
+        return report
+
+
+def mean(metric, xs, ys):
+    return float(np.mean([metric(x, y) for x, y in zip(xs, ys)]))
+
+
+def table(report):
+    """The report as aligned lines."""
+    rows = [("ground-truth MAE (G(test A) vs truth)", "ground_truth_mae"), ("identity MAE (untrained baseline)",
+            "identity_mae"), ("ground-truth MAE / identity MAE", "ground_truth_mae_vs_identity"),
+            ("PSNR dB (identity)", "psnr"), ("cycle MAE A->B->A", "cycle_mae_a"), ("cycle MAE B->A->B", "cycle_mae_b"),
+            ("FID A->B", "fid"), ("KID A->B", "kid"), ("FID B->A", "fid_b2a"), ("KID B->A", "kid_b2a")]
+    lines = []
+    for label, key in rows:
+        if key not in report:
+            continue
+        value = report[key]
+        text = "skipped" if value is None else f"{value:.4f}"
+        if key == "psnr":
+            text = f"{value:.2f} ({report['identity_psnr']:.2f})"
+        lines.append(f"  {label:<40} {text}")
+    if report.get("fid_skipped"):
+        lines.append(f"  (FID/KID: {report['fid_skipped']})")
+    return lines
+
+
+def main(argv, prog="cyclegan evaluate"):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model_dir", help="a `cyclegan train` model directory (its newest checkpoint)")
+    source.add_argument("--model", help="an export folder of `cyclegan export` (with a2b/ and b2a/)")
+    parser.add_argument("--data", required=True, help="dataset root with testA/ testB/ [testA_truth/]")
+    parser.add_argument("--output", required=True, help="folder for a2b/, b2a/ and report.json")
+    parser.add_argument("--inception_weights", default="",
+                        help="Inception-v3 .weights.h5 (include_top=False) for FID and KID; skipped without")
+    parser.add_argument("--limit", type=int, default=0, help="at most this many test images per domain (0: all)")
+    args = parser.parse_args(argv)
+    quiet_libraries()
+    import tensorflow as tf
+
+    if args.model:
+        try:
+            a2b, b2a = (tf.saved_model.load(f"{args.model.rstrip('/')}/{d}").signatures["serving_default"]
+                        for d in ("a2b", "b2a"))
+        except (OSError, tf.errors.OpError, KeyError) as err:
+            raise UsageError(f"--model {args.model}: not a `cyclegan export` folder ({err})") from None
+        source_text = args.model
+    else:
+        from trainer.export import load_run, make_translator
+
+        _, nets, checkpoint, step = load_run(args.model_dir)
+        translators = [make_translator(nets[name]) for name in ("G_AB", "G_BA")]  # kept: methods hold them weakly
+        a2b, b2a = (translator.translate for translator in translators)
+        source_text = f"{checkpoint} (step {step})"
+    report = Evaluator(args.data, args.limit, args.inception_weights)(a2b, b2a, args.output)
+    print(f"evaluate: {source_text} on {args.data}: {report['test_images_a']} test A, {report['test_images_b']} "
+          f"test B images")
+    for line in table(report):
+        print(line)
+    print(f"translations in {args.output.rstrip('/')}/a2b and /b2a; report in {args.output.rstrip('/')}/report.json")
+    return 0
