@@ -15,10 +15,9 @@ $(VENV)/.installed: setup.py constraints.txt
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev,k8s]'
 	touch $@
 
+# synth -> preprocess (Beam) -> train (tiny preset, every local device) -> export -> translate -> evaluate
 demo: install
-	$(BIN)/cyclegan synth $(DEMO_DIR)/raw
-	$(BIN)/cyclegan preprocess --input $(DEMO_DIR)/raw --output $(DEMO_DIR)/records --overwrite
-	$(BIN)/cyclegan train --preset tiny --data $(DEMO_DIR)/records --model_dir $(DEMO_DIR)/model --epochs 2 --cpu_replicas 2
+	$(BIN)/cyclegan demo $(DEMO_DIR)
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

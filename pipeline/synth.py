@@ -1,8 +1,8 @@
 """`cyclegan synth OUT`: an unpaired dataset with a known answer, for the demo and the tests.
 
-Domain A: procedural scenes (a gradient, shapes, stripes) in warm colours, red the strongest channel.
+Domain A: procedural scenes (a gradient, shapes, stripes) in warm colours: red high, green middle, blue low.
 Domain B: other scenes, drawn independently, under a fixed channel rotation (R, G, B) -> (B, R, G), so green is
-the strongest channel there. The rotation is invertible and a 1x1 convolution can learn it, and the two palettes
+high, blue middle and red low there. The rotation is invertible and a 1x1 convolution can learn it, and the two palettes
 do not overlap, so the identity loss never asks a generator to keep colours of the wrong domain.
 For test A it also writes the ground truth, `testA_truth/NAME`: the rotation applied to test A's NAME.
 Test images are PNG (lossless, so the truth is exact); train images alternate JPEG and PNG.
@@ -33,9 +33,14 @@ def a_to_b(rgb: np.ndarray) -> np.ndarray:
 
 
 def warm_colour(rng):
-    """A colour of palette A: red leads green and blue by a clear margin."""
+    """A colour of palette A: red leads, green is in the middle, blue is low.
+
+    Each channel has its own range so that only the true rotation turns A's colour distribution into B's: were
+    green and blue drawn alike, swapping them would fit B's distribution just as well, and a CycleGAN could learn
+    either map, which the ground truth would then score as wrong.
+    """
     red = rng.uniform(0.55, 1.0)
-    green, blue = rng.uniform(0.0, 0.6 * red, size=2)
+    green, blue = red * rng.uniform(0.3, 0.6), red * rng.uniform(0.0, 0.2)
     return tuple(int(255 * c) for c in (red, green, blue))
 
 
