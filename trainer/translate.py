@@ -4,7 +4,7 @@
 
 --input is a folder (searched recursively), a glob, a gs:// prefix or one file. Each image keeps its format
 (by extension; JPEG at quality 95) and its size. An image that cannot be read or translated is reported, with
-the reason, on the console and in DIR/translate_errors.jsonl, and the others go on.
+the reason, on the console and in DIR/translate_errors.jsonl (written only then), and the others go on.
 """
 import argparse
 import json
@@ -94,9 +94,9 @@ def translate_all(translate, inputs, output, max_size=0, progress=None):
             failures.append((path, str(err).splitlines()[0]))
         if progress:
             progress.update(1)
-    with tf.io.gfile.GFile(f"{output.rstrip('/')}/{ERRORS_FILE}", "w") as f:
-        for path, reason in failures:
-            f.write(json.dumps({"path": path, "reason": reason}) + "\n")
+    if failures:
+        with tf.io.gfile.GFile(f"{output.rstrip('/')}/{ERRORS_FILE}", "w") as f:
+            f.write("".join(json.dumps({"path": path, "reason": reason}) + "\n" for path, reason in failures))
     return failures
 
 
