@@ -79,7 +79,7 @@ def add_config_flags(parser, config_cls, skip=()):
         kind = hints[field.name]
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         meta = field.metadata
-        help_text = f"{meta.get('help', '')} (default: {default!r})"
+        help_text = f"{meta.get('help', '')} (default: {default!r})".replace("%", "%%")  # argparse formats help
         if kind is bool:
             group.add_argument(f"--{field.name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif typing.get_origin(kind) in (list, tuple):
@@ -99,6 +99,12 @@ def config_from_flags(base, args):
         if isinstance(getattr(base, name), tuple):
             overrides[name] = tuple(value)
     return dataclasses.replace(base, **overrides)
+
+
+def job_parser(prog, description):
+    """The argument parser of one subcommand; its module docstring is the help text, kept as written."""
+    return argparse.ArgumentParser(prog=prog, description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 class UsageError(Exception):
@@ -150,8 +156,7 @@ def demo(argv, prog="cyclegan demo"):
     import shutil
     import subprocess
 
-    parser = argparse.ArgumentParser(prog=prog, description=demo.__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = job_parser(prog, demo.__doc__)
     parser.add_argument("out", nargs="?", default="demo_out", help="working folder (default: demo_out)")
     parser.add_argument("--steps", type=int, default=0, help="training steps (default: the tiny preset's 20 epochs)")
     parser.add_argument("--train", type=int, default=240, help="synthetic training images per domain")

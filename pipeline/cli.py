@@ -4,7 +4,6 @@ Locally it runs on Beam's own runner in multi-processing mode, one worker per co
 through, so `--runner DataflowRunner --project P --region R --temp_location gs://... --setup_file ./setup.py`
 runs the same job on Dataflow.
 """
-import argparse
 import json
 import os
 import sys
@@ -14,7 +13,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options import pipeline_options
 
-from cyclegan import UsageError, add_config_flags, check_at_least, config_from_flags
+from cyclegan import job_parser, UsageError, add_config_flags, check_at_least, config_from_flags
 from pipeline import graph
 from pipeline.config import PreprocessConfig
 from pipeline.sources import discover
@@ -77,8 +76,7 @@ def print_summary(manifest, seconds, out=sys.stdout):
 
 
 def main(argv, prog="cyclegan preprocess"):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = job_parser(prog, __doc__)
     add_config_flags(parser, PreprocessConfig)
     args, beam_args = parser.parse_known_args(argv)
     config = config_from_flags(PreprocessConfig(), args)

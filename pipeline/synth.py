@@ -7,14 +7,13 @@ do not overlap, so the identity loss never asks a generator to keep colours of t
 For test A it also writes the ground truth, `testA_truth/NAME`: the rotation applied to test A's NAME.
 Test images are PNG (lossless, so the truth is exact); train images alternate JPEG and PNG.
 """
-import argparse
 import dataclasses
 import os
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cyclegan import UsageError, add_config_flags, config_field, config_from_flags
+from cyclegan import job_parser, UsageError, add_config_flags, config_field, config_from_flags
 
 TRUTH_FOLDER = "testA_truth"
 
@@ -94,8 +93,7 @@ def write(out, config: SynthConfig):
 
 
 def main(argv, prog="cyclegan synth"):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = job_parser(prog, __doc__)
     parser.add_argument("out", help="folder to write trainA/ trainB/ testA/ testB/ and testA_truth/ into")
     add_config_flags(parser, SynthConfig)
     args = parser.parse_args(argv)

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 
+from cyclegan import SUBCOMMANDS
 from tests.conftest import BIN, REPO
 
 
@@ -15,8 +16,10 @@ def run(*cmd, cwd=REPO, env=None):
 def test_cyclegan_help_lists_the_subcommands():
     result = run(os.path.join(BIN, "cyclegan"), "--help")
     assert result.returncode == 0
-    for subcommand in ("synth", "preprocess", "train"):
+    for subcommand in SUBCOMMANDS:
         assert f"  {subcommand} " in result.stdout
+        own = run(os.path.join(BIN, "cyclegan"), subcommand, "--help")
+        assert own.returncode == 0 and f"usage: cyclegan {subcommand}" in own.stdout, own.stderr
     bad = run(os.path.join(BIN, "cyclegan"), "nonsense")
     assert bad.returncode == 2 and "invalid choice: 'nonsense'" in bad.stderr
 

@@ -11,11 +11,10 @@ demo), then override any field with its flag. Runs on every local GPU (MirroredS
 TF_CONFIG names (MultiWorkerMirroredStrategy), or on the CPU. `--dry_run` builds the networks, prints the resolved
 config and the parameter counts, checks --data, and exits.
 """
-import argparse
 import dataclasses
 import json
 
-from cyclegan import UsageError, add_config_flags, check_at_least, config_from_flags, quiet_libraries
+from cyclegan import job_parser, UsageError, add_config_flags, check_at_least, config_from_flags, quiet_libraries
 from trainer.config import PRESETS, TrainConfig
 
 
@@ -68,8 +67,7 @@ def check_data(path):
 
 
 def main(argv, prog="cyclegan train"):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = job_parser(prog, __doc__)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="reference",
                         help="named configuration the other flags override (default: reference)")
     parser.add_argument("--dry_run", action="store_true",

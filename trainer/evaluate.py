@@ -11,12 +11,11 @@ OUT/report.json beside the translations in OUT/a2b/ and OUT/b2a/:
   fid, kid (fid_b2a, kid_b2a)     G(test A) against test B (F(test B) against test A), from Inception-v3 pool
                                   features; null, with the reason in fid_skipped, without --inception_weights
 """
-import argparse
 import json
 
 import numpy as np
 
-from cyclegan import UsageError, quiet_libraries
+from cyclegan import job_parser, UsageError, quiet_libraries
 from pipeline.synth import TRUTH_FOLDER
 from trainer import metrics
 
@@ -111,8 +110,7 @@ def table(report):
 
 
 def main(argv, prog="cyclegan evaluate"):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = job_parser(prog, __doc__)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model_dir", help="a `cyclegan train` model directory (its newest checkpoint)")
     source.add_argument("--model", help="an export folder of `cyclegan export` (with a2b/ and b2a/)")

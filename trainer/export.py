@@ -7,10 +7,9 @@ serving signature takes a batch of uint8 RGB images of any size (at least 4x4), 
 multiple of 4 (and at least 8) as the generator needs, translates, crops back and returns uint8 of the input size.
 Loading one needs TensorFlow only: `tf.saved_model.load(EXPORT_DIR + "/a2b").signatures["serving_default"]`.
 """
-import argparse
 import json
 
-from cyclegan import UsageError, quiet_libraries
+from cyclegan import job_parser, UsageError, quiet_libraries
 
 DIRECTIONS = {"a2b": "G_AB", "b2a": "G_BA"}
 
@@ -87,8 +86,7 @@ def export(model_dir, output, checkpoint=None, report=print):
 
 
 def main(argv, prog="cyclegan export"):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = job_parser(prog, __doc__)
     parser.add_argument("--model_dir", required=True, help="the model directory of `cyclegan train`")
     parser.add_argument("--output", required=True, help="folder for a2b/, b2a/ and export.json (local, gs://)")
     parser.add_argument("--checkpoint", help="checkpoint prefix to export (default: the newest), e.g. "

@@ -6,12 +6,11 @@
 (by extension; JPEG at quality 95) and its size. An image that cannot be read or translated is reported, with
 the reason, on the console and in DIR/translate_errors.jsonl (written only then), and the others go on.
 """
-import argparse
 import json
 import os
 import time
 
-from cyclegan import UsageError, quiet_libraries
+from cyclegan import job_parser, UsageError, quiet_libraries
 
 ERRORS_FILE = "translate_errors.jsonl"
 
@@ -101,8 +100,7 @@ def translate_all(translate, inputs, output, max_size=0, progress=None):
 
 
 def main(argv, prog="cyclegan translate"):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = job_parser(prog, __doc__)
     parser.add_argument("--model", required=True, help="an exported direction, e.g. EXPORT_DIR/a2b")
     parser.add_argument("--input", required=True, help="folder, glob, gs:// prefix or file of images")
     parser.add_argument("--output", required=True, help="folder for the translated images (local or gs://)")
