@@ -42,13 +42,12 @@ class RunState:
 
     def restore_or_start(self, manifest, report=print):
         """Resume from the newest checkpoint after checking the run record; the step to continue from."""
-        record_path = model_path(self.config.model_dir, RUN_RECORD)
-        latest = tf.train.latest_checkpoint(model_path(self.config.model_dir, "checkpoints"))
+        latest = latest_checkpoint(self.config.model_dir)
         if latest is None:
             if self.chief:
-                write_run_record(record_path, self.config, manifest)
+                write_run_record(self.config, manifest)
             return 0
-        check_run_record(record_path, self.config, manifest, report)
+        check_run_record(self.config, manifest, report)
         self.checkpoint.read(latest).assert_existing_objects_matched().expect_partial()
         report(f"resumed from {latest} at step {int(self.step.numpy())}")
         return int(self.step.numpy())
@@ -61,20 +60,35 @@ class RunState:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
 
-def write_run_record(path, config, manifest):
+def latest_checkpoint(model_dir):
+    """The newest complete checkpoint's prefix, or None."""
+    return tf.train.latest_checkpoint(model_path(model_dir, "checkpoints"))
+
+
+def write_run_record(config, manifest):
     record = {"config": dataclasses.asdict(config), "dataset_fingerprint": manifest["fingerprint"]}
-    tf.io.gfile.makedirs(path.rsplit("/", 1)[0])
-    with tf.io.gfile.GFile(path, "w") as f:
+    tf.io.gfile.makedirs(config.model_dir)
+    with tf.io.gfile.GFile(model_path(config.model_dir, RUN_RECORD), "w") as f:
         f.write(json.dumps(record, indent=2) + "\n")
 
 
-def check_run_record(path, config, manifest, report):
-    """A UsageError when this run trains something else than the checkpoints it would resume (unless forced)."""
+def read_run_record(model_dir, missing):
+    """The run record of `model_dir`; a UsageError that says `missing` when there is none."""
+    path = model_path(model_dir, RUN_RECORD)
     if not tf.io.gfile.exists(path):
-        raise UsageError(f"{path} is missing beside the checkpoints it describes; restore it, or pass "
-                         f"--force_resume to resume without checking the config")
+        raise UsageError(f"{path} does not exist: {missing}")
     with tf.io.gfile.GFile(path) as f:
-        record = json.load(f)
+        return json.load(f)
+
+
+def check_run_record(config, manifest, report):
+    """A UsageError when this run trains something else than the checkpoints it would resume (unless forced)."""
+    if config.force_resume and not tf.io.gfile.exists(model_path(config.model_dir, RUN_RECORD)):
+        report(f"warning: --model_dir {config.model_dir} has checkpoints but no {RUN_RECORD}; resuming unchecked "
+               f"(--force_resume)")
+        return
+    record = read_run_record(config.model_dir, "it should lie beside the checkpoints it describes; restore it, or "
+                                               "pass --force_resume to resume without checking the config")
     now = dataclasses.asdict(config)
     changed = [f"{name} {value!r} -> {now.get(name)!r}" for name, value in sorted(record["config"].items())
                if name not in RUN_FIELDS and now.get(name) != value]

@@ -24,6 +24,8 @@ class Evaluator:
     """Test images read once; evaluates any pair of translators (exported signatures or live generators)."""
 
     def __init__(self, data_root, limit=0, inception_weights=""):
+        import tensorflow as tf
+
         from trainer.translate import list_inputs, read_image
 
         root = data_root.rstrip("/")
@@ -38,10 +40,8 @@ class Evaluator:
                 raise UsageError(f"{data_root}/test{domain}: no images to evaluate on")
             self.names[domain] = [relative for _, relative in found]
             self.images[domain] = [read_image(path) for path, _ in found]
-        self.truth = None
         truth_paths = [f"{root}/{TRUTH_FOLDER}/{name}" for name in self.names["A"]]
-        import tensorflow as tf
-
+        self.truth = None
         if all(tf.io.gfile.exists(path) for path in truth_paths):
             self.truth = [read_image(path) for path in truth_paths]
         self.inception = metrics.InceptionFeatures(inception_weights) if inception_weights else None
@@ -49,6 +49,8 @@ class Evaluator:
 
     def __call__(self, a2b, b2a, output=None):
         """The report (a dict); with `output`, also the translations and report.json there."""
+        import tensorflow as tf
+
         from trainer.translate import apply, write_image
 
         fake = {"B": [apply(a2b, a) for a in self.images["A"]], "A": [apply(b2a, b) for b in self.images["B"]]}
@@ -74,12 +76,9 @@ class Evaluator:
                                                           "Inception-v3's ImageNet weights")
         if output:
             out = output.rstrip("/")
-            for direction, domain in (("a2b", "B"), ("b2a", "A")):
-                source = "A" if domain == "B" else "B"
+            for direction, source, domain in (("a2b", "A", "B"), ("b2a", "B", "A")):
                 for name, pixels in zip(self.names[source], fake[domain]):
                     write_image(pixels, f"{out}/{direction}/{name}")
-            import tensorflow as tf
-
             with tf.io.gfile.GFile(f"{out}/report.json", "w") as f:
                 f.write(json.dumps(report, indent=2) + "\n")
         return report

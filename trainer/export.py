@@ -21,14 +21,9 @@ def load_run(model_dir, checkpoint=None):
     from trainer import checkpoints, networks
     from trainer.config import TrainConfig
 
-    record_path = checkpoints.model_path(model_dir, checkpoints.RUN_RECORD)
-    if not tf.io.gfile.exists(record_path):
-        raise UsageError(f"--model_dir {model_dir}: no {checkpoints.RUN_RECORD}; is it a `cyclegan train` model "
-                         f"directory?")
-    with tf.io.gfile.GFile(record_path) as f:
-        record = json.load(f)
+    record = checkpoints.read_run_record(model_dir, "is --model_dir a `cyclegan train` model directory?")
     config = TrainConfig(**record["config"])
-    checkpoint = checkpoint or tf.train.latest_checkpoint(checkpoints.model_path(model_dir, "checkpoints"))
+    checkpoint = checkpoint or checkpoints.latest_checkpoint(model_dir)
     if not checkpoint:
         raise UsageError(f"--model_dir {model_dir} holds no checkpoint yet; train first")
     nets = networks.build(config)

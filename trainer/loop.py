@@ -57,10 +57,10 @@ def train(config, strategy=None, manifest=None, report=print):
         run = dataclasses.replace(config, seed=seed)
         return iter(data.train_dataset(config.data, manifest, run, global_batch // workers, input_context=context))
 
-    inputs = batches(config.seed)
-    state = checkpoints.RunState(config, trainer, inputs if workers == 1 else None, chief)
+    inputs = batches(config.seed) if workers == 1 else None  # one worker: its position is checkpointed
+    state = checkpoints.RunState(config, trainer, inputs, chief)
     first = state.restore_or_start(manifest, report)
-    if first and workers > 1:  # see trainer.checkpoints: the workers' input positions are not saved
+    if workers > 1:  # see trainer.checkpoints: the workers' positions are not saved, so the order is reseeded
         inputs = batches(config.seed + first)
     logs = summaries.Summaries(config, chief, trainer, manifest)
     history, window = [], Window()
