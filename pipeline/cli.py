@@ -14,7 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options import pipeline_options
 
 from cyclegan import job_parser, UsageError, add_config_flags, check_at_least, config_from_flags
-from pipeline import graph
+from pipeline import graph, staging
 from pipeline.config import PreprocessConfig
 from pipeline.sources import discover
 from preprocessing.schema import MANIFEST_NAME, REJECTED_NAME
@@ -88,8 +88,11 @@ def main(argv, prog="cyclegan preprocess"):
     print(f"preprocess: found {', '.join(found)}" + (f"; missing {', '.join(missing)}" if missing else ""))
 
     started = time.monotonic()
-    with beam.Pipeline(options=options) as pipeline:
-        graph.build(pipeline, sources, config, source_description)
+    try:
+        with beam.Pipeline(options=options) as pipeline:
+            graph.build(pipeline, sources, config, source_description)
+    finally:
+        staging.remove(config.output)
     with FileSystems.open(FileSystems.join(config.output, MANIFEST_NAME)) as f:
         manifest = json.load(f)
     print_summary(manifest, time.monotonic() - started)

@@ -1,14 +1,15 @@
 """The Beam graph of the preprocessing job.
 
-    sources -> list files -> reshuffle -> read -> prepare (validate, orient, RGB, shrink, encode)
+    sources -> list files -> reshuffle -> read -> prepare (validate, orient, RGB, shrink, encode, serialize)
+            -> the record goes to a staging file; a reference to it goes on (see staging.py)
             -> plan: sort each split and domain's distinct content hashes, cut them into equal rank ranges
-            -> each record finds its shard from those boundaries (a side input of n hashes)
+            -> each reference finds its shard from those boundaries (a side input of n hashes)
             -> group by shard -> keep one record per hash (the rest are duplicates) -> write the shard file
     every file also yields exactly one outcome (written, rejected, duplicate, skipped), counted into the manifest
     and, unless written, reported in rejected.jsonl.
 
-The image bytes are shuffled once. Equal hashes always share a shard, so the writer can deduplicate, and shards
-differ in size by at most one record. Elements are plain tuples and dicts so that any runner can pickle them.
+Equal hashes always share a shard, so the writer can deduplicate, and shards differ in size by at most one
+record. Elements are plain tuples and dicts so that any runner can pickle them.
 """
 import bisect
 import hashlib
@@ -21,7 +22,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipeline import manifest
+from pipeline import manifest, staging
 from pipeline.shards import write_tfrecord
 from pipeline.sources import FolderSource
 from preprocessing import images
@@ -85,15 +86,16 @@ class ReadTfds(beam.DoFn):
 
 
 class PrepareImages(beam.DoFn):
-    """(split, domain, path, bytes) -> ((split, domain, sha256), record), or a rejected outcome."""
+    """(split, domain, path, bytes) -> ((split, domain, sha256), (path, staged record)), or a rejected outcome."""
 
     PROGRESS_EVERY_S = 10.0
 
-    def __init__(self, options: images.ImageOptions):
-        self.options = options
+    def __init__(self, options: images.ImageOptions, staging_dir):
+        self.options, self.staging_dir = options, staging_dir
 
     def start_bundle(self):
         self.count, self.started, self.last_report = 0, time.monotonic(), time.monotonic()
+        self.staged = staging.StagingFile(self.staging_dir)
 
     def process(self, element):
         split, domain, path, data = element
@@ -103,9 +105,13 @@ class PrepareImages(beam.DoFn):
         except images.Rejected as err:
             yield outcome(split, domain, path, REJECTED, err.reason, detail=err.detail)
             return
-        record = {"path": path, "encoded": stored.encoded, "format": stored.image_format,
-                  "height": stored.height, "width": stored.width}
-        yield (split, domain, images.content_hash(data)), record
+        sha = images.content_hash(data)
+        record = make_example(encoded=stored.encoded, image_format=stored.image_format, height=stored.height,
+                              width=stored.width, domain=domain, split=split, source_path=path, sha256=sha)
+        yield (split, domain, sha), (path, self.staged.append(record))
+
+    def finish_bundle(self):
+        self.staged.close()
 
     def _progress(self):
         self.count += 1
@@ -141,13 +147,13 @@ class PlanShards(beam.DoFn):
 
 
 def to_shard(element, plans):
-    (split, domain, sha), record = element
+    (split, domain, sha), (path, ref) = element
     boundaries, count = plans[(split, domain)]
-    return (split, domain, bisect.bisect_right(boundaries, sha), count), (sha, record)
+    return (split, domain, bisect.bisect_right(boundaries, sha), count), (sha, path, ref)
 
 
 class WriteShards(beam.DoFn):
-    """(split, domain, shard, count), [(sha, record)] -> the shard file and its manifest entry, and outcomes.
+    """(split, domain, shard, count), [(sha, path, staged ref)] -> the shard file and its manifest entry, outcomes.
 
     Records are written in hash order; of several files with one hash, the first path in sorted order is kept.
     """
@@ -158,18 +164,15 @@ class WriteShards(beam.DoFn):
     def process(self, element):
         (split, domain, shard, count), records = element
         kept = []
-        for sha, record in sorted(records, key=lambda item: (item[0], item[1]["path"])):
+        for sha, path, ref in sorted(records):
             if kept and kept[-1][0] == sha:
-                yield outcome(split, domain, record["path"], DUPLICATE, "duplicate",
-                              duplicate_of=kept[-1][1]["path"], sha256=sha)
+                yield outcome(split, domain, path, DUPLICATE, "duplicate", duplicate_of=kept[-1][1], sha256=sha)
                 continue
-            kept.append((sha, record))
-            yield outcome(split, domain, record["path"], WRITTEN, sha256=sha)
+            kept.append((sha, path, ref))
+            yield outcome(split, domain, path, WRITTEN, sha256=sha)
         name = shard_name(split, domain, shard, count)
-        serialized = (make_example(encoded=r["encoded"], image_format=r["format"], height=r["height"],
-                                   width=r["width"], domain=domain, split=split, source_path=r["path"], sha256=sha)
-                      for sha, r in kept)
-        written = write_tfrecord(FileSystems.join(self.output, name), serialized)
+        written = write_tfrecord(FileSystems.join(self.output, name),
+                                 staging.read_records(ref for _, _, ref in kept))
         yield {"split": split, "domain": domain, "path": name, "records": written}
 
 
@@ -186,11 +189,12 @@ def build(pipeline, sources, config, source_description):
         slices = pipeline | "TFDS slices" >> beam.Create(tfds) | "Spread slices" >> beam.Reshuffle()
         raw.append(slices | "Read TFDS" >> beam.ParDo(ReadTfds()).with_outputs(OUTCOMES, main="files"))
     files = [r.files for r in raw] | "All files" >> beam.Flatten()
-    prepared = files | "Prepare" >> beam.ParDo(PrepareImages(config.image_options())).with_outputs(
+    prepared = files | "Prepare" >> beam.ParDo(
+        PrepareImages(config.image_options(), staging.staging_dir(config.output))).with_outputs(
         OUTCOMES, main="records")
 
     planned = (prepared.records
-               | "Sizes" >> beam.MapTuple(lambda key, record: (key, len(record["encoded"])))
+               | "Sizes" >> beam.MapTuple(lambda key, path_and_ref: (key, path_and_ref[1][2]))  # the staged length
                | "Distinct" >> beam.CombinePerKey(max)
                | "By domain" >> beam.MapTuple(lambda key, size: ((key[0], key[1]), (key[2], size)))
                | "Group domain" >> beam.GroupByKey()

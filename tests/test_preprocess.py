@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from cyclegan import UsageError
-from pipeline import cli
+from pipeline import cli, graph, staging
 from preprocessing import images
 from preprocessing.schema import load_manifest, parse_example
 
@@ -86,6 +86,32 @@ def test_shards_are_balanced_and_at_least_the_minimum(messy_run):
         for shard in entry["shards"]:
             assert os.path.exists(os.path.join(out, shard["path"]))
             assert shard["path"].endswith(f"-of-{len(counts):05d}.tfrecord")
+    assert sorted(os.listdir(out)) == ["manifest.json", "rejected.jsonl", "test", "train"]  # staging removed
+
+
+def test_staged_records_read_back_in_any_order_across_windows(tmp_path):
+    rng = np.random.default_rng(0)
+    records = [rng.bytes(int(n)) for n in rng.integers(0, 3000, 2 * staging.READ_WINDOW + 7)]
+    first, second, unused = (staging.StagingFile(str(tmp_path)) for _ in range(3))
+    refs = [(first if i % 3 else second).append(r) for i, r in enumerate(records)]
+    first.close(), second.close(), unused.close()
+    assert len(os.listdir(tmp_path)) == 2  # a bundle that staged nothing leaves no file
+    order = rng.permutation(len(records))
+    assert list(staging.read_records(refs[i] for i in order)) == [records[i] for i in order]
+
+
+def test_staging_is_removed_when_the_job_fails(messy_root, tmp_path, monkeypatch):
+    out = str(tmp_path / "out")
+    staged_when_failing = []
+
+    def fail(self, element):
+        staged_when_failing.extend(os.listdir(staging.staging_dir(out)))
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(graph.WriteShards, "process", fail)  # in-memory mode: the runner is this process
+    with pytest.raises(Exception, match="disk full"):
+        cli.main(["--input", messy_root[0], "--output", out, "--direct_running_mode=in_memory"])
+    assert staged_when_failing and not os.path.exists(staging.staging_dir(out))
 
 
 def test_output_is_deterministic_across_runner_modes(messy_run, tmp_path):

@@ -29,6 +29,7 @@ def test_gs_input_and_output_through_emulator(gcs_emulator, messy_root, tmp_path
                      "--direct_running_mode=in_memory"]) == 0
 
     manifest = json.loads(bucket.blob("out/manifest.json").download_as_bytes())
+    assert not list(bucket.list_blobs(prefix="out/_staging"))  # the records' staging files are deleted
     entry = manifest["splits"]["trainA"]
     assert entry["written"] == sum(1 for p, (s, _) in expect.items() if "/trainA/" in p and s == "written")
     assert entry["rejected"]["corrupt"] == 1 and entry["duplicates"] == 1 and entry["skipped"]["hidden"] == 2
