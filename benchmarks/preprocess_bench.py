@@ -5,12 +5,18 @@
 Writes N synthetic JPEGs (photo-sized, so decoding and resizing dominate as they do on real data), then times
 the same per-image work (read, hash, validate, orient, convert, shrink, encode, serialize, write TFRecords):
   1. a plain single-process Python loop,
-  2. the Beam job on the local runner with one worker process,
-  3. the Beam job with one worker process per core.
-Prints each rate and its ratio to the plain loop.
+  2. one process per core running that loop on a slice each, without Beam: what the cores can give,
+  3. the Beam job on the local runner with one worker process,
+  4. the Beam job with one worker process per core.
+Prints each rate and its ratio to the plain loop, and the Beam job's fixed cost (its time on one image per
+worker): start-up and shutdown of the runner and its workers, whatever N is. With --repeat R, the runs take turns
+R times and each keeps its best time, so that a burst of load from a neighbour on a shared machine does not
+decide a ratio.
 """
 import argparse
+import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -30,24 +36,25 @@ from preprocessing import images  # noqa: E402
 from preprocessing.schema import make_example  # noqa: E402
 
 
+def write_image(folder, index, width, height):
+    rng = np.random.default_rng(index)
+    yy, xx = np.mgrid[0:height, 0:width]
+    noise = rng.integers(0, 32, (height, width, 1))
+    pixels = (rng.integers(0, 256, 3) + np.stack([xx // 3, yy // 2, (xx + yy) // 4], -1) + noise) % 256
+    Image.fromarray(pixels.astype(np.uint8)).save(os.path.join(folder, f"img{index:05d}.jpg"), quality=90)
+
+
 def write_images(folder, count, width, height):
     os.makedirs(folder)
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:height, 0:width]
-    for i in range(count):
-        base = rng.integers(0, 256, 3)
-        noise = rng.integers(0, 32, (height, width, 1))
-        pixels = (base + np.stack([xx // 3, yy // 2, (xx + yy) // 4], -1) + noise) % 256
-        Image.fromarray(pixels.astype(np.uint8)).save(os.path.join(folder, f"img{i:05d}.jpg"), quality=90)
+    with multiprocessing.Pool() as pool:
+        pool.starmap(write_image, [(folder, i, width, height) for i in range(count)])
 
 
-def plain_loop(folder, out):
+def plain_loop(paths, out_file):
     options = images.ImageOptions()
-    os.makedirs(out)
 
     def records():
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
+        for path in paths:
             with open(path, "rb") as f:
                 data = f.read()
             stored = images.prepare_image(data, options)
@@ -55,7 +62,17 @@ def plain_loop(folder, out):
                                width=stored.width, domain="A", split="train", source_path=path,
                                sha256=images.content_hash(data))
 
-    write_tfrecord(os.path.join(out, "all.tfrecord"), records())
+    write_tfrecord(out_file, records())
+
+
+def processes_without_beam(paths, out, count):
+    with multiprocessing.Pool(count) as pool:
+        pool.starmap(plain_loop, [(paths[i::count], os.path.join(out, f"part{i}.tfrecord")) for i in range(count)])
+
+
+def beam_job(root, out, workers):
+    cli.main(["--input", root, "--output", out, f"--direct_num_workers={workers}",
+              "--direct_running_mode=multi_processing"])
 
 
 def main():
@@ -63,26 +80,49 @@ def main():
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--height", type=int, default=768)
+    parser.add_argument("--repeat", type=int, default=1, help="rounds; each run keeps its best time")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="preprocess-bench-")
-    root = os.path.join(workdir, "raw")
+    try:
+        run(args, workdir)
+    finally:
+        shutil.rmtree(workdir)
+
+
+def run(args, workdir):
+    root, few = os.path.join(workdir, "raw"), os.path.join(workdir, "few")
     print(f"writing {args.images} JPEGs of {args.width}x{args.height} under {root} ...", flush=True)
     write_images(os.path.join(root, "trainA"), args.images, args.width, args.height)
-
+    paths = sorted(os.path.join(root, "trainA", name) for name in os.listdir(os.path.join(root, "trainA")))
     cores = os.cpu_count() or 1
-    runs = [("plain Python loop", lambda out: plain_loop(os.path.join(root, "trainA"), out))]
+    os.makedirs(os.path.join(few, "trainA"))
+    for path in paths[:cores]:
+        os.link(path, os.path.join(few, "trainA", os.path.basename(path)))
+
+    runs = {"plain Python loop": lambda out: plain_loop(paths, os.path.join(out, "all.tfrecord")),
+            f"{cores} processes, no Beam": lambda out: processes_without_beam(paths, out, cores),
+            "fixed cost": lambda out: beam_job(few, out, cores)}
     for workers in sorted({1, cores}):
-        runs.append((f"Beam, {workers} worker(s)", lambda out, w=workers: cli.main(
-            ["--input", root, "--output", out, f"--direct_num_workers={w}", "--direct_running_mode=multi_processing"])))
-    rates = {}
-    for i, (name, fn) in enumerate(runs):
-        started = time.perf_counter()
-        fn(os.path.join(workdir, f"out{i}"))
-        rates[name] = args.images / (time.perf_counter() - started)
-    baseline = rates["plain Python loop"]
-    print(f"\n{'run':<22}{'images/s':>10}{'x plain':>9}   ({cores} cores, {args.images} images)")
-    for name, rate in rates.items():
-        print(f"{name:<22}{rate:>10.1f}{rate / baseline:>9.2f}")
+        runs[f"Beam, {workers} worker(s)"] = lambda out, w=workers: beam_job(root, out, w)
+    seconds = {}
+    for round_ in range(1, args.repeat + 1):
+        for name, fn in runs.items():
+            print(f"round {round_}/{args.repeat}: {name} ...", flush=True)
+            out = os.path.join(workdir, "out")
+            os.makedirs(out)
+            started = time.perf_counter()
+            fn(out)
+            seconds[name] = min(seconds.get(name, float("inf")), time.perf_counter() - started)
+            shutil.rmtree(out)
+    fixed = seconds.pop("fixed cost")
+    baseline = seconds["plain Python loop"]
+    print(f"\n{'run':<24}{'seconds':>8}{'images/s':>10}{'x plain':>9}   ({cores} cores, {args.images} images)")
+    for name, value in seconds.items():
+        print(f"{name:<24}{value:>8.1f}{args.images / value:>10.1f}{baseline / value:>9.2f}")
+    best = seconds[f"{cores} processes, no Beam"] + fixed
+    print(f"Beam's fixed cost with {cores} workers (the job on {cores} images): {fixed:.1f} s. With it, the most a "
+          f"{cores}-worker Beam job can reach on {args.images} images here is {cores} processes + fixed cost = "
+          f"{best:.1f} s, {baseline / best:.2f}x plain.")
 
 
 if __name__ == "__main__":
