@@ -120,18 +120,12 @@ def main(argv, prog="cyclegan evaluate"):
     parser.add_argument("--limit", type=int, default=0, help="at most this many test images per domain (0: all)")
     args = parser.parse_args(argv)
     quiet_libraries()
-    import tensorflow as tf
+    from trainer.export import load_direction, load_run, make_translator
 
     if args.model:
-        try:
-            a2b, b2a = (tf.saved_model.load(f"{args.model.rstrip('/')}/{d}").signatures["serving_default"]
-                        for d in ("a2b", "b2a"))
-        except (OSError, tf.errors.OpError, KeyError) as err:
-            raise UsageError(f"--model {args.model}: not a `cyclegan export` folder ({err})") from None
+        a2b, b2a = (load_direction(f"{args.model.rstrip('/')}/{d}") for d in ("a2b", "b2a"))
         source_text = args.model
     else:
-        from trainer.export import load_run, make_translator
-
         _, nets, checkpoint, step = load_run(args.model_dir)
         translators = [make_translator(nets[name]) for name in ("G_AB", "G_BA")]  # kept: methods hold them weakly
         a2b, b2a = (translator.translate for translator in translators)

@@ -35,6 +35,16 @@ def load_run(model_dir, checkpoint=None):
     return config, nets, checkpoint, int(step.numpy())
 
 
+def load_direction(path, flag="--model"):
+    """The serving signature of one exported direction (EXPORT_DIR/a2b or /b2a), or a UsageError naming `flag`."""
+    import tensorflow as tf
+
+    try:
+        return tf.saved_model.load(path).signatures["serving_default"]
+    except (OSError, tf.errors.OpError, KeyError) as err:
+        raise UsageError(f"{flag} {path}: not an exported direction of `cyclegan export` ({err})") from None
+
+
 def make_translator(generator):
     import tensorflow as tf
 

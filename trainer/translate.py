@@ -111,13 +111,12 @@ def main(argv, prog="cyclegan translate"):
     import tensorflow as tf
     from tqdm import tqdm
 
+    from trainer.export import load_direction
+
     inputs = list_inputs(args.input)
     if not inputs:
         raise UsageError(f"--input {args.input}: no image files found")
-    try:
-        translate = tf.saved_model.load(args.model).signatures["serving_default"]
-    except (OSError, tf.errors.OpError, KeyError) as err:
-        raise UsageError(f"--model {args.model}: not an exported direction of `cyclegan export` ({err})") from None
+    translate = load_direction(args.model)
     tf.io.gfile.makedirs(args.output)
     started = time.monotonic()
     with tqdm(total=len(inputs), unit="img", desc="translate") as progress:
