@@ -31,9 +31,9 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from pipeline import cli  # noqa: E402
+from pipeline.graph import prepare_record  # noqa: E402
 from pipeline.shards import write_tfrecord  # noqa: E402
 from preprocessing import images  # noqa: E402
-from preprocessing.schema import make_example  # noqa: E402
 
 
 def write_image(folder, index, width, height):
@@ -57,10 +57,7 @@ def plain_loop(paths, out_file):
         for path in paths:
             with open(path, "rb") as f:
                 data = f.read()
-            stored = images.prepare_image(data, options)
-            yield make_example(encoded=stored.encoded, image_format=stored.image_format, height=stored.height,
-                               width=stored.width, domain="A", split="train", source_path=path,
-                               sha256=images.content_hash(data))
+            yield prepare_record("train", "A", path, data, options)[1]
 
     write_tfrecord(out_file, records())
 

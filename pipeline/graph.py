@@ -85,6 +85,14 @@ class ReadTfds(beam.DoFn):
             yield source.split, source.domain, path, example[source.image_key]
 
 
+def prepare_record(split, domain, path, data, options: images.ImageOptions):
+    """One raw file's bytes -> (content hash, serialized record), or images.Rejected: the job's per-image work."""
+    stored = images.prepare_image(data, options)
+    sha = images.content_hash(data)
+    return sha, make_example(encoded=stored.encoded, image_format=stored.image_format, height=stored.height,
+                             width=stored.width, domain=domain, split=split, source_path=path, sha256=sha)
+
+
 class PrepareImages(beam.DoFn):
     """(split, domain, path, bytes) -> ((split, domain, sha256), (path, staged record)), or a rejected outcome."""
 
@@ -101,13 +109,10 @@ class PrepareImages(beam.DoFn):
         split, domain, path, data = element
         self._progress()
         try:
-            stored = images.prepare_image(data, self.options)
+            sha, record = prepare_record(split, domain, path, data, self.options)
         except images.Rejected as err:
             yield outcome(split, domain, path, REJECTED, err.reason, detail=err.detail)
             return
-        sha = images.content_hash(data)
-        record = make_example(encoded=stored.encoded, image_format=stored.image_format, height=stored.height,
-                              width=stored.width, domain=domain, split=split, source_path=path, sha256=sha)
         yield (split, domain, sha), (path, self.staged.append(record))
 
     def finish_bundle(self):

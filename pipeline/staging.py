@@ -1,8 +1,9 @@
 """Prepared records wait in staging files until their shard is known; only references to them are shuffled.
 
 A record's shard depends on every image's content hash (see graph.PlanShards), so it is known only after all
-images are prepared. Shuffling the records themselves would move every stored image through the runner twice,
-and Beam's local runner holds whatever it shuffles in memory (about seven times its size, measured). So each
+images are prepared. Shuffling the records themselves would move every stored image through the runner four
+times (to the shard-assigning step, which waits for the plan, then through the group by shard), and Beam's local
+runner holds whatever it shuffles in memory (about seven times its size, measured). So each
 bundle of the prepare step appends its records to one staging file, and what travels is (file, offset, length):
 about 150 bytes an image. The shard writers read the bytes back, a window of records at a time.
 """
