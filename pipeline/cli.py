@@ -14,10 +14,10 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options import pipeline_options
 
 from cyclegan import job_parser, UsageError, add_config_flags, check_at_least, config_from_flags
-from pipeline import graph, staging
+from pipeline import files, graph, staging
 from pipeline.config import PreprocessConfig
 from pipeline.sources import discover
-from preprocessing.schema import MANIFEST_NAME, REJECTED_NAME
+from preprocessing.schema import MANIFEST_NAME, REJECTED_NAME, SHARD_NAME
 
 
 def beam_options(beam_args):
@@ -47,21 +47,34 @@ def check(config):
         raise UsageError(f"--jpeg_quality {config.jpeg_quality}: must be between 1 and 100")
     if config.min_side > config.max_size:
         raise UsageError(f"--min_side {config.min_side} is above --max_size {config.max_size}: nothing could pass")
-    previous = FileSystems.join(config.output, MANIFEST_NAME)
-    if FileSystems.exists(previous):
-        if not config.overwrite:
-            raise UsageError(f"--output {config.output} already holds a {MANIFEST_NAME}; pass --overwrite to "
-                             "replace it, or choose another folder")
-        remove_previous_output(config.output, previous)
+    for flag, path in (("--output", config.output), ("--input", config.input)):
+        problem = path and files.check_literal(path, flag)
+        if problem:
+            raise UsageError(problem)
+    finished = FileSystems.exists(FileSystems.join(config.output, MANIFEST_NAME))
+    if finished and not config.overwrite:
+        raise UsageError(f"--output {config.output} already holds a {MANIFEST_NAME}; pass --overwrite to "
+                         "replace it, or choose another folder")
+    stale = previous_output(config.output)
+    if stale:
+        files.delete(stale)
+        print(f"preprocess: removed what the " + ("previous run wrote (--overwrite)" if finished else
+              "unfinished run stopped in this folder left") + f": {len(stale)} files and folders in {config.output}")
 
 
-def remove_previous_output(output, manifest_path):
-    """--overwrite: delete what the previous run listed, so no stale shard survives beside the new ones."""
-    with FileSystems.open(manifest_path) as f:
-        splits = json.load(f).get("splits", {})
-    paths = [FileSystems.join(output, shard["path"]) for entry in splits.values() for shard in entry["shards"]]
-    paths += [manifest_path, FileSystems.join(output, REJECTED_NAME)]
-    FileSystems.delete([p for p in paths if FileSystems.exists(p)])
+def previous_output(output):
+    """Every file a previous run in `output` wrote or left: its shards of whatever count (not only those its
+    manifest lists), manifest, report, staging files and half-written files. Nothing else in the folder."""
+    root = output.rstrip("/") + "/"
+    ours = set()
+    for match in files.match_under(output):
+        relative = match.path[len(root):]
+        top = relative.split("/")[0]
+        if top == staging.STAGING_FOLDER or top.startswith("beam-temp-"):  # whole folders of temporary files
+            ours.add(root + top if files.is_local(output) else match.path)
+        elif SHARD_NAME.match(relative) or relative in (MANIFEST_NAME, REJECTED_NAME) or relative.endswith(".partial"):
+            ours.add(match.path)
+    return sorted(ours)
 
 
 def print_summary(manifest, seconds, out=sys.stdout):

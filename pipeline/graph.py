@@ -13,7 +13,6 @@ record. Elements are plain tuples and dicts so that any runner can pickle them.
 """
 import bisect
 import hashlib
-import json
 import os
 import sys
 import time
@@ -24,9 +23,9 @@ from apache_beam.metrics import Metrics
 
 from pipeline import manifest, staging
 from pipeline.shards import write_tfrecord
-from pipeline.sources import FolderSource
+from pipeline.sources import FolderSource, list_files
 from preprocessing import images
-from preprocessing.schema import REJECTED_NAME, make_example, shard_name
+from preprocessing.schema import make_example, shard_name
 
 OUTCOMES = "outcomes"
 FOUND, WRITTEN, REJECTED, DUPLICATE, SKIPPED = "found", "written", "rejected", "duplicate", "skipped"
@@ -40,11 +39,18 @@ def outcome(split, domain, path, status, reason="", **extra):
 
 
 class ListFiles(beam.DoFn):
-    """FolderSource -> (split, domain, path, path relative to the source's root)."""
+    """FolderSource -> (split, domain, path, path relative to the source's root), or the outcome of an entry that
+    is not a file to read (a broken link, an unreadable folder, a FIFO...)."""
 
     def process(self, source: FolderSource):
-        for match in FileSystems.match([source.pattern])[0].metadata_list:
-            yield source.split, source.domain, match.path, match.path[len(source.root):].lstrip("/")
+        split, domain = source.split, source.domain
+        for path, problem in list_files(source):
+            if problem:
+                status, reason, detail = problem
+                yield outcome(split, domain, path, FOUND)
+                yield outcome(split, domain, path, status, reason, detail=detail)
+            else:
+                yield split, domain, path, path[len(source.root):].lstrip("/")
 
 
 class ReadFiles(beam.DoFn):
@@ -185,11 +191,13 @@ def build(pipeline, sources, config, source_description):
     """Add the whole job to `pipeline`; returns nothing, its outputs are files under config.output."""
     folder = [s for s in sources if isinstance(s, FolderSource)]
     tfds = [s for s in sources if not isinstance(s, FolderSource)]
-    raw = []
+    raw, listings = [], []
     if folder:
-        listed = (pipeline | "Folders" >> beam.Create(folder) | "List" >> beam.ParDo(ListFiles())
-                  | "Spread files" >> beam.Reshuffle())
-        raw.append(listed | "Read" >> beam.ParDo(ReadFiles()).with_outputs(OUTCOMES, main="files"))
+        listed = (pipeline | "Folders" >> beam.Create(folder)
+                  | "List" >> beam.ParDo(ListFiles()).with_outputs(OUTCOMES, main="files"))
+        listings.append(listed[OUTCOMES])
+        raw.append(listed.files | "Spread files" >> beam.Reshuffle()
+                   | "Read" >> beam.ParDo(ReadFiles()).with_outputs(OUTCOMES, main="files"))
     if tfds:
         slices = pipeline | "TFDS slices" >> beam.Create(tfds) | "Spread slices" >> beam.Reshuffle()
         raw.append(slices | "Read TFDS" >> beam.ParDo(ReadTfds()).with_outputs(OUTCOMES, main="files"))
@@ -209,11 +217,12 @@ def build(pipeline, sources, config, source_description):
                | "Write shards" >> beam.ParDo(WriteShards(config.output)).with_outputs(OUTCOMES, main="shards"))
     shards = written.shards
 
-    outcomes = [r[OUTCOMES] for r in raw] + [prepared[OUTCOMES], written[OUTCOMES]] | "Outcomes" >> beam.Flatten()
+    outcomes = listings + [r[OUTCOMES] for r in raw] + [prepared[OUTCOMES], written[OUTCOMES]] | "Outcomes" >> beam.Flatten()
+    # Gathered in one list (a few hundred bytes a report) rather than written by WriteToText, whose finalize step
+    # treats the output path as a glob: a folder named with [ or * failed after all the work was done.
     (outcomes | "Reports" >> beam.Filter(lambda o: o["status"] in (REJECTED, DUPLICATE, SKIPPED))
-     | "JSON" >> beam.Map(json.dumps, sort_keys=True)
-     | "Write report" >> beam.io.WriteToText(FileSystems.join(config.output, REJECTED_NAME), num_shards=1,
-                                             shard_name_template=""))
+     | "Gather reports" >> beam.combiners.ToList()
+     | "Write report" >> beam.Map(manifest.write_reports, config.output))
     counts = (outcomes | "Count keys" >> beam.Map(lambda o: ((o["split"], o["domain"], o["status"], o["reason"]), 1))
               | "Count" >> beam.CombinePerKey(sum))
     summary = ((counts | "Tag counts" >> beam.Map(lambda kv: ("count", kv)),

@@ -7,7 +7,9 @@ import json
 
 from apache_beam.io.filesystems import FileSystems
 
-from preprocessing.schema import MANIFEST_NAME, SCHEMA_VERSION
+from pipeline.files import write_whole
+
+from preprocessing.schema import MANIFEST_NAME, REJECTED_NAME, SCHEMA_VERSION
 
 
 def _empty_counts():
@@ -50,6 +52,13 @@ def build(summary, config, source):
 
 def write(summary, config, source):
     manifest = build(summary, config, source)
-    with FileSystems.create(FileSystems.join(config.output, MANIFEST_NAME), mime_type="application/json") as f:
-        f.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
+    write_whole(FileSystems.join(config.output, MANIFEST_NAME), json.dumps(manifest, indent=2, sort_keys=True)
+                .encode(), "application/json")
     return manifest
+
+
+def write_reports(reports, output):
+    """rejected.jsonl: one JSON line per file that was not written, sorted by path."""
+    lines = sorted(json.dumps(report, sort_keys=True) for report in reports)
+    write_whole(FileSystems.join(output, REJECTED_NAME), "".join(line + "\n" for line in lines).encode(),
+                "application/jsonl")

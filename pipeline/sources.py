@@ -1,25 +1,94 @@
-"""Find the inputs of a preprocessing run, on the launching machine, before any worker starts.
+"""Find the inputs of a preprocessing run: which sources exist (on the launching machine, before any worker
+starts), and every file of a folder source (in a worker).
 
-A source is one (split, domain) and where its files are: a recursive glob under a folder, or a TFDS split.
+A source is one (split, domain) and where its files are: a folder, a glob, or a TFDS split. A folder the user
+names is a path, never a pattern: only --glob takes patterns. Local folders are walked here rather than matched by
+Beam, whose listing drops broken links, unreadable folders and symlinked folders without a word: every entry under
+the root is either a file to read or a problem to report.
 """
 import dataclasses
+import os
 import re
+import stat
 
+from apache_beam.io.filesystem import FileSystem
 from apache_beam.io.filesystems import FileSystems
 
 from cyclegan import UsageError
+from pipeline.files import GLOB_CHARS, is_local, match_under
 from preprocessing.schema import DOMAINS, SPLITS
 
 SPLIT_DOMAIN = re.compile(rf"^({'|'.join(SPLITS)})({'|'.join(DOMAINS)})$")
-GLOB_CHARS = re.compile(r"[*?\[]")
+
+# What the listing reports instead of a file to read: (status, reason) as in the manifest.
+UNREADABLE_FOLDER = ("rejected", "unreadable_folder")
+BROKEN_LINK = ("rejected", "broken_link")
+UNREADABLE = ("rejected", "unreadable")
+NOT_REGULAR = ("skipped", "not_a_regular_file")
+FOLDER_SEEN = ("skipped", "folder_listed_already")
 
 
 @dataclasses.dataclass(frozen=True)
 class FolderSource:
     split: str
     domain: str
-    pattern: str  # a Beam glob; `**` crosses folders
     root: str  # paths are reported relative to this, and hidden-ness is judged below it
+    pattern: str = ""  # a Beam glob (`**` crosses folders) from --glob; empty: everything under root
+
+
+def walk_local(root):
+    """(path, None) for each regular file under the local folder `root`, (path, (status, reason, detail)) for
+    each entry that is not one. A symlinked folder is followed once: a second way to the same folder (a cycle
+    included) is reported, not listed again."""
+    seen, pending = set(), [root]
+    while pending:
+        folder = pending.pop()
+        real = os.path.realpath(folder)
+        if real in seen:
+            yield folder, (*FOLDER_SEEN, f"a link to {real}, whose files are listed already")
+            continue
+        seen.add(real)
+        try:
+            with os.scandir(folder) as entries:
+                paths = sorted(entry.path for entry in entries)
+        except OSError as err:
+            yield folder, (*UNREADABLE_FOLDER, f"cannot list this folder ({err.strerror}): its files are not read;"
+                                               " give the job permission to read it")
+            continue
+        folders = []
+        for path in paths:
+            try:
+                mode = os.stat(path).st_mode
+            except FileNotFoundError:
+                if os.path.islink(path):
+                    yield path, (*BROKEN_LINK, f"a symbolic link to {os.readlink(path)}, which does not exist")
+                continue  # removed while the folder was listed
+            except OSError as err:
+                yield path, (*UNREADABLE, str(err))
+                continue
+            if stat.S_ISDIR(mode):
+                folders.append(path)
+            elif stat.S_ISREG(mode):
+                yield path, None
+            else:
+                yield path, (*NOT_REGULAR, "not a regular file (a FIFO, socket or device): it is never opened")
+        pending.extend(reversed(folders))  # depth first, in sorted order
+
+
+def list_files(source: FolderSource):
+    """What `source` names: (path, None) per file to read, (path, (status, reason, detail)) per problem."""
+    if not is_local(source.root):
+        matches = FileSystems.match([source.pattern])[0].metadata_list if source.pattern else match_under(source.root)
+        for match in matches:
+            yield match.path, None
+        return
+    if not source.pattern:
+        yield from walk_local(source.root)
+        return
+    wanted = re.compile(FileSystem.translate_pattern(source.pattern)).match
+    for path, problem in walk_local(source.root):
+        if wanted(path) or (problem and problem[:2] == UNREADABLE_FOLDER):  # what it holds cannot be matched
+            yield path, problem
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +107,16 @@ def _split_domain(name, flag):
     return match.groups()
 
 
-def _has_files(pattern):
-    return bool(FileSystems.match([pattern], limits=[1])[0].metadata_list)
+def _has_entries(source):
+    if is_local(source.root) and not source.pattern:
+        try:
+            with os.scandir(source.root) as entries:
+                return any(True for _ in entries)
+        except NotADirectoryError:
+            return False
+        except OSError:
+            return os.path.isdir(source.root)  # unreadable: the listing reports it
+    return next(iter(list_files(source)), None) is not None
 
 
 def folder_sources(root):
@@ -47,9 +124,9 @@ def folder_sources(root):
     sources, missing = [], []
     for split in SPLITS:
         for domain in DOMAINS:
-            folder = FileSystems.join(root, f"{split}{domain}")
-            if _has_files(folder + "/**"):
-                sources.append(FolderSource(split, domain, folder + "/**", folder))
+            source = FolderSource(split, domain, FileSystems.join(root, f"{split}{domain}"))
+            if _has_entries(source):
+                sources.append(source)
             else:
                 missing.append(f"{split}{domain}/")
     if not sources:
@@ -65,10 +142,11 @@ def glob_sources(globs):
         if not sep or not pattern:
             raise UsageError(f"--glob '{spec}': expected SPLITDOMAIN=PATTERN, e.g. trainA=/data/horses/**/*.jpg")
         split, domain = _split_domain(name, "--glob")
-        if not _has_files(pattern):
-            raise UsageError(f"--glob {spec}: the pattern matches no file")
         root = pattern[:GLOB_CHARS.search(pattern).start()] if GLOB_CHARS.search(pattern) else pattern
-        sources.append(FolderSource(split, domain, pattern, root.rsplit("/", 1)[0]))
+        source = FolderSource(split, domain, root.rsplit("/", 1)[0], pattern)
+        if not _has_entries(source):
+            raise UsageError(f"--glob {spec}: the pattern matches no file")
+        sources.append(source)
     return sources, []
 
 

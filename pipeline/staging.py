@@ -12,6 +12,8 @@ import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline import files
+
 STAGING_FOLDER = "_staging"
 READ_WINDOW = 64  # records read ahead in parallel by a shard writer: remote reads overlap their latency
 READ_THREADS = 8
@@ -65,8 +67,4 @@ def read_records(refs):
 def remove(output):
     """Delete the staging files of a run (also those of retried bundles, which nothing references)."""
     folder = staging_dir(output)
-    files = [m.path for m in FileSystems.match([FileSystems.join(folder, "*")])[0].metadata_list]
-    if files:
-        FileSystems.delete(files)
-    if FileSystems.exists(folder):  # a local folder; on object stores the prefix is gone with its files
-        FileSystems.delete([folder])
+    files.delete([m.path for m in files.match_under(folder)] + [folder])

@@ -4,6 +4,7 @@ Each record is a `tf.train.Example` with the usual `image/...` feature names. Th
 `manifest.json` (see `MANIFEST_NAME`), and the shards sit at `<root>/<split>/<domain>-SSSSS-of-NNNNN.tfrecord`.
 """
 import json
+import re
 
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -18,6 +19,9 @@ INT_FEATURES = ("image/height", "image/width")
 
 def shard_name(split, domain, index, count):
     return f"{split}/{domain}-{index:05d}-of-{count:05d}.tfrecord"
+
+
+SHARD_NAME = re.compile(rf"^({'|'.join(SPLITS)})/({'|'.join(DOMAINS)})-\d{{5}}-of-\d{{5}}\.tfrecord$")
 
 
 # The writer encodes tf.train.Example's protobuf wire format itself, so Beam workers never load TensorFlow

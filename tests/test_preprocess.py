@@ -14,6 +14,7 @@ from cyclegan import UsageError
 from pipeline import cli, graph, staging
 from preprocessing import images
 from preprocessing.schema import load_manifest, parse_example
+from tests.conftest import REPO, gradient
 
 
 def run_job(*args):
@@ -196,3 +197,66 @@ def test_example_encoder_matches_tensorflow_byte_for_byte():
     expected = tf.train.Example(features=tf.train.Features(feature={
         names.get(k, f"image/{k}"): feature(v) for k, v in fields.items()})).SerializeToString(deterministic=True)
     assert make_example(**fields) == expected
+
+
+def test_folder_names_are_paths_not_patterns(tmp_path):
+    """--input 'ds[1]' reads ds[1], not its neighbour ds1; an --output with [ works too."""
+    for name, count in (("ds[1]", 2), ("ds1", 3)):
+        for i in range(count):
+            path = tmp_path / name / "trainA" / f"img{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            gradient(40 + i, 40, seed=len(name) + i).save(path)
+    out = tmp_path / "out[2]*"
+    run_job("--input", str(tmp_path / "ds[1]"), "--output", str(out))
+    manifest = load_manifest(str(out))
+    assert manifest["splits"]["trainA"]["found"] == manifest["splits"]["trainA"]["written"] == 2
+    sources = {r["source_path"].decode() for r in read_records(str(out), manifest, "trainA")}
+    assert sources == {str(tmp_path / "ds[1]" / "trainA" / f"img{i}.png") for i in range(2)}
+    assert not os.path.exists(out / "_staging") and os.path.exists(out / "rejected.jsonl")
+
+
+def test_links_fifos_and_unreadable_folders_are_reported_never_dropped(tmp_path):
+    """Everything under the input is counted: a symlinked folder is read once, a link cycle, a broken link, a FIFO
+    and a folder the job may not list are reported with a reason."""
+    import subprocess
+    import sys
+
+    base = str(tmp_path)
+    root, elsewhere = os.path.join(base, "raw"), os.path.join(base, "elsewhere")
+    train_a = os.path.join(root, "trainA")
+    for folder, name, seed in ((train_a, "plain.png", 0), (elsewhere, "linked.png", 1),
+                               (os.path.join(train_a, "locked"), "never_listed.png", 2)):
+        os.makedirs(folder, exist_ok=True)
+        gradient(40, 40, seed).save(os.path.join(folder, name))
+    os.symlink(elsewhere, os.path.join(train_a, "via_link"))
+    os.symlink(train_a, os.path.join(train_a, "loop"))  # a cycle back to trainA itself
+    os.symlink(os.path.join(base, "gone.png"), os.path.join(train_a, "broken.png"))
+    os.mkfifo(os.path.join(train_a, "pipe.jpg"))  # reading it would block forever
+    os.chmod(os.path.join(train_a, "locked"), 0o000)
+    out = os.path.join(base, "out")
+    done = subprocess.run([sys.executable, "-m", "pipeline", "--input", root, "--output", out], cwd=REPO,
+                          text=True, capture_output=True, timeout=300, preexec_fn=without_root_file_access)
+    assert done.returncode == 0, done.stderr
+    manifest = load_manifest(out)
+    entry = manifest["splits"]["trainA"]
+    assert (entry["found"], entry["written"]) == (6, 2)
+    assert entry["rejected"] == {"broken_link": 1, "unreadable_folder": 1}
+    assert entry["skipped"] == {"folder_listed_already": 1, "not_a_regular_file": 1}
+    with open(os.path.join(out, "rejected.jsonl")) as f:
+        reports = {os.path.relpath(r["path"], train_a): r["reason"] for r in map(json.loads, f)}
+    assert reports == {"broken.png": "broken_link", "locked": "unreadable_folder",
+                       "loop": "folder_listed_already", "pipe.jpg": "not_a_regular_file"}
+    sources = {r["source_path"].decode() for r in read_records(out, manifest, "trainA")}
+    assert sources == {os.path.join(train_a, "plain.png"), os.path.join(train_a, "via_link", "linked.png")}
+    os.chmod(os.path.join(train_a, "locked"), 0o755)
+
+
+def without_root_file_access():
+    """In a child before it execs: root (CI runs as root) loses the capabilities that let it read any folder."""
+    if os.geteuid() == 0:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, dropped from the bounding set
+            if libc.prctl(24, capability, 0, 0, 0):  # PR_CAPBSET_DROP
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")

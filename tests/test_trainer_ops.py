@@ -183,3 +183,64 @@ def test_exported_model_translates_in_a_fresh_process(trained_run, tmp_path):
         assert np.asarray(wide).std() > 0
     (error,) = [json.loads(line) for line in (out / "translate_errors.jsonl").read_text().splitlines()]
     assert error["path"].endswith("broken.png") and error["reason"].startswith("not_an_image")
+
+
+def test_translate_never_overwrites_its_inputs_and_skips_its_own_output(trained_run, tmp_path):
+    _, export_dir = trained_run
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    gradient(24, 20).save(photos / "a.png")
+    gradient(20, 24, seed=1).save(photos / "b.jpg", quality=95)
+    originals = {p.name: p.read_bytes() for p in photos.iterdir()}
+
+    def translate(source, target):
+        return subprocess.run([os.path.join(BIN, "cyclegan"), "translate", "--model", f"{export_dir}/a2b", "--input",
+                               str(source), "--output", str(target)], cwd=str(tmp_path), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+
+    for source, target in ((photos, photos), (photos / "a.png", photos), (photos / "*.png", f"{photos}/./")):
+        refused = translate(source, target)
+        assert refused.returncode == 2 and "would overwrite" in refused.stdout, refused.stdout
+        assert "Traceback" not in refused.stdout
+        assert {p.name: p.read_bytes() for p in photos.iterdir()} == originals
+
+    for _ in range(2):  # the second run must not translate the first run's translations
+        done = translate(photos, photos / "translated")
+        assert done.returncode == 0 and "translated 2 of 2 images" in done.stdout, done.stdout
+    assert sorted(p.relative_to(photos).as_posix() for p in photos.rglob("*") if p.is_file()) == [
+        "a.png", "b.jpg", "translated/a.png", "translated/b.jpg"]
+
+
+def test_resume_and_export_fall_back_to_the_newest_checkpoint_that_loads(tiny_records, tmp_path):
+    model_dir = tmp_path / "model"
+    folder = model_dir / "checkpoints"
+
+    def train(steps):
+        return subprocess.run(train_command(tiny_records[0], str(model_dir), steps, "--checkpoint_every", "2"),
+                              cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+
+    def export_run():
+        return subprocess.run([os.path.join(BIN, "cyclegan"), "export", "--model_dir", str(model_dir), "--output",
+                               str(tmp_path / "export")], text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=300)
+
+    assert train(4).returncode == 0
+    (folder / "ckpt-4.index").unlink()  # the newest checkpoint is damaged
+    resumed = train(6)
+    assert resumed.returncode == 0, resumed.stdout
+    assert "skipped checkpoint" in resumed.stdout and "ckpt-4: it does not load" in resumed.stdout
+    assert f"resumed from {folder}/ckpt-2 at step 2" in resumed.stdout
+    assert "step 3/6" in resumed.stdout and "step 1/6" not in resumed.stdout
+
+    (folder / "ckpt-6.data-00000-of-00001").write_bytes(b"")  # truncated by a full disk
+    exported = export_run()
+    assert exported.returncode == 0, exported.stdout
+    assert "skipped checkpoint" in exported.stdout and f"from {folder}/ckpt-4 (step 4)" in exported.stdout
+
+    for index in folder.glob("*.index"):
+        index.unlink()
+    before = sorted(os.listdir(folder))
+    for refused in (train(8), export_run()):
+        assert refused.returncode == 2, refused.stdout
+        assert "none of its checkpoints loads" in refused.stdout and "Traceback" not in refused.stdout
+    assert sorted(os.listdir(folder)) == before  # nothing started over, nothing written or deleted

@@ -12,6 +12,7 @@ cannot hold every worker's position, so a multi-worker run resumes with its inpu
 """
 import dataclasses
 import json
+import re
 import shutil
 import tempfile
 
@@ -21,6 +22,7 @@ from cyclegan import UsageError
 from trainer.config import RUN_FIELDS
 
 RUN_RECORD = "run.json"
+CHECKPOINT_FILE = re.compile(r"^(ckpt-(\d+))\.(index|data-\d+-of-\d+)$")
 
 
 def model_path(model_dir, *parts):
@@ -41,15 +43,15 @@ class RunState:
                                                   step_counter=trainer.step)
 
     def restore_or_start(self, manifest, report=print):
-        """Resume from the newest checkpoint after checking the run record; the step to continue from."""
-        latest = latest_checkpoint(self.config.model_dir)
-        if latest is None:
+        """Resume from the newest checkpoint that loads, after checking the run record; the step to continue
+        from. A model directory that holds checkpoints never starts over: if none loads, a UsageError."""
+        if not checkpoint_candidates(self.config.model_dir):
             if self.chief:
                 write_run_record(self.config, manifest)
             return 0
         check_run_record(self.config, manifest, report)
-        self.checkpoint.read(latest).assert_existing_objects_matched().expect_partial()
-        report(f"resumed from {latest} at step {int(self.step.numpy())}")
+        restored = restore_newest(self.checkpoint, self.config.model_dir, report)
+        report(f"resumed from {restored} at step {int(self.step.numpy())}")
         return int(self.step.numpy())
 
     def save(self):
@@ -60,9 +62,39 @@ class RunState:
             shutil.rmtree(self._scratch, ignore_errors=True)
 
 
-def latest_checkpoint(model_dir):
-    """The newest complete checkpoint's prefix, or None."""
-    return tf.train.latest_checkpoint(model_path(model_dir, "checkpoints"))
+def checkpoint_candidates(model_dir):
+    """Every checkpoint prefix with a file in model_dir/checkpoints, newest (highest step) first.
+
+    Read from the folder itself, not only from the manager's state file, so that a damaged or deleted newest
+    checkpoint (or state file) cannot hide the older ones."""
+    folder = model_path(model_dir, "checkpoints")
+    if not tf.io.gfile.isdir(folder):
+        return []
+    steps = {}
+    for name in tf.io.gfile.listdir(folder):
+        match = CHECKPOINT_FILE.match(name.rstrip("/"))
+        if match:
+            steps[match.group(1)] = int(match.group(2))
+    return [model_path(folder, prefix) for prefix in sorted(steps, key=steps.get, reverse=True)]
+
+
+def restore_newest(checkpoint, model_dir, report=print):
+    """Read the newest of model_dir's checkpoints that loads into `checkpoint`, reporting each one skipped and
+    why; its prefix, or None when there is none. A UsageError when there are checkpoints but none loads."""
+    failures = []
+    for prefix in checkpoint_candidates(model_dir):
+        try:
+            checkpoint.read(prefix).assert_existing_objects_matched().expect_partial()
+            return prefix
+        except Exception as err:  # a damaged file raises anything from OpError and AssertionError to IndexError
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            report(f"warning: skipped checkpoint {prefix}: it does not load ({reason})")
+            failures.append(f"{prefix.rsplit('/', 1)[-1]}: {reason}")
+    if failures:
+        raise UsageError(f"--model_dir {model_dir}: none of its checkpoints loads into this run's networks "
+                         f"({'; '.join(failures)}). The files are left as they are: restore them, or use a new "
+                         "--model_dir")
+    return None
 
 
 def write_run_record(config, manifest):

@@ -14,8 +14,8 @@ from cyclegan import job_parser, UsageError, quiet_libraries
 DIRECTIONS = {"a2b": "G_AB", "b2a": "G_BA"}
 
 
-def load_run(model_dir, checkpoint=None):
-    """(config, the four nets restored from `checkpoint` or the newest one, its path, its step)."""
+def load_run(model_dir, checkpoint=None, report=print):
+    """(config, the four nets restored from `checkpoint` or the newest one that loads, its path, its step)."""
     import tensorflow as tf
 
     from trainer import checkpoints, networks
@@ -23,15 +23,18 @@ def load_run(model_dir, checkpoint=None):
 
     record = checkpoints.read_run_record(model_dir, "is --model_dir a `cyclegan train` model directory?")
     config = TrainConfig(**record["config"])
-    checkpoint = checkpoint or checkpoints.latest_checkpoint(model_dir)
-    if not checkpoint:
-        raise UsageError(f"--model_dir {model_dir} holds no checkpoint yet; train first")
     nets = networks.build(config)
     step = tf.Variable(0, dtype=tf.int64)
-    try:
-        tf.train.Checkpoint(step=step, **nets).read(checkpoint).assert_existing_objects_matched().expect_partial()
-    except (tf.errors.OpError, AssertionError, ValueError) as err:
-        raise UsageError(f"cannot restore the networks from {checkpoint}: {err}") from None
+    restorable = tf.train.Checkpoint(step=step, **nets)
+    if checkpoint:
+        try:
+            restorable.read(checkpoint).assert_existing_objects_matched().expect_partial()
+        except Exception as err:  # a damaged file raises anything from OpError and AssertionError to IndexError
+            raise UsageError(f"--checkpoint {checkpoint}: cannot restore the networks from it: {err}") from None
+    else:
+        checkpoint = checkpoints.restore_newest(restorable, model_dir, report)
+        if not checkpoint:
+            raise UsageError(f"--model_dir {model_dir} holds no checkpoint yet; train first")
     return config, nets, checkpoint, int(step.numpy())
 
 
@@ -75,7 +78,7 @@ def export(model_dir, output, checkpoint=None, report=print):
 
     import tensorflow as tf
 
-    config, nets, checkpoint, step = load_run(model_dir, checkpoint)
+    config, nets, checkpoint, step = load_run(model_dir, checkpoint, report)
     paths = {}
     for direction, name in DIRECTIONS.items():
         translator = make_translator(nets[name])

@@ -5,6 +5,10 @@
 --input is a folder (searched recursively), a glob, a gs:// prefix or one file. Each image keeps its format
 (by extension; JPEG at quality 95) and its size. An image that cannot be read or translated is reported, with
 the reason, on the console and in DIR/translate_errors.jsonl (written only then), and the others go on.
+
+An --output that would overwrite any input image (the input folder itself, or the folder of an input file) is
+refused before anything is translated. An --output folder inside the input folder is left out of the inputs, so
+a second run does not translate the first run's translations.
 """
 import json
 import os
@@ -15,8 +19,21 @@ from cyclegan import job_parser, UsageError, quiet_libraries
 ERRORS_FILE = "translate_errors.jsonl"
 
 
-def list_inputs(pattern):
-    """[(path, name relative to the input root)] of the image files that `pattern` names, sorted."""
+def canonical(path):
+    """One spelling per file: local paths resolved (links, `..`), others with single slashes and none at the end."""
+    if "://" in path:
+        scheme, rest = path.split("://", 1)
+        return f"{scheme}://" + "/".join(part for part in rest.split("/") if part)
+    return os.path.realpath(path)
+
+
+def inside(path, folder):
+    return canonical(path).startswith(canonical(folder).rstrip("/") + "/")
+
+
+def list_inputs(pattern, exclude=None):
+    """[(path, name relative to the input root)] of the image files that `pattern` names, sorted; files inside
+    the folder `exclude` are left out when it lies inside the input root."""
     import tensorflow as tf
 
     from preprocessing.images import skip_reason
@@ -31,6 +48,8 @@ def list_inputs(pattern):
         root, paths = pattern.rsplit("/", 1)[0] if "/" in pattern else ".", [pattern]
     else:
         raise UsageError(f"--input {pattern}: no such file or folder, and not a glob")
+    if exclude and inside(exclude, root):
+        paths = [path for path in paths if not inside(path, exclude)]
     found = []
     for path in sorted(paths):
         relative = path[len(root):].lstrip("/") if path.startswith(root) else os.path.basename(path)
@@ -113,9 +132,14 @@ def main(argv, prog="cyclegan translate"):
 
     from trainer.export import load_direction
 
-    inputs = list_inputs(args.input)
+    inputs = list_inputs(args.input, exclude=args.output)
     if not inputs:
         raise UsageError(f"--input {args.input}: no image files found")
+    originals = {canonical(path) for path, _ in inputs}
+    clashes = [path for path, relative in inputs if canonical(f"{args.output.rstrip('/')}/{relative}") in originals]
+    if clashes:
+        raise UsageError(f"--output {args.output} would overwrite {len(clashes)} input image(s), e.g. {clashes[0]}; "
+                         "choose an output folder that is not the input's folder")
     translate = load_direction(args.model)
     tf.io.gfile.makedirs(args.output)
     started = time.monotonic()
