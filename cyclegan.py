@@ -103,7 +103,7 @@ def config_from_flags(base, args):
 
 def job_parser(prog, description):
     """The argument parser of one subcommand; its module docstring is the help text, kept as written."""
-    return argparse.ArgumentParser(prog=prog, description=description,
+    return argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
@@ -121,7 +121,7 @@ def check_at_least(*minimums):
 def main(argv=None, prog="cyclegan"):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
-        prog=prog,
+        prog=prog, allow_abbrev=False,
         description="Unpaired image-to-image translation (CycleGAN): preprocess with Beam, train across GPUs.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="subcommands:\n" + "\n".join(f"  {n:<11} {summary}" for n, (_, summary) in SUBCOMMANDS.items())

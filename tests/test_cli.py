@@ -22,6 +22,9 @@ def test_cyclegan_help_lists_the_subcommands():
         assert own.returncode == 0 and f"usage: cyclegan {subcommand}" in own.stdout, own.stderr
     bad = run(os.path.join(BIN, "cyclegan"), "nonsense")
     assert bad.returncode == 2 and "invalid choice: 'nonsense'" in bad.stderr
+    # no abbreviations: --out would have meant --output, and --model means --model_dir to nobody
+    abbreviated = run(os.path.join(BIN, "cyclegan"), "export", "--model", "x", "--out", "y")
+    assert abbreviated.returncode == 2 and "required: --model_dir, --output" in abbreviated.stderr
 
 
 def test_module_entry_points_answer_help():
@@ -74,7 +77,8 @@ def test_train_flags_and_paths_fail_clearly(tmp_path):
                           (["--load_size", "10", "--preset", "tiny"], "--load_size 10 is below --crop_size 64"),
                           (["--data", str(tmp_path)], "manifest.json not found"),
                           (["--batch_size", "0"], "--batch_size 0: must be at least 1"),
-                          (["--norm", "batch"], "invalid choice: 'batch'")):
+                          (["--norm", "batch"], "invalid choice: 'batch'"),
+                          (["--ste", "5"], "unrecognized arguments: --ste 5")):  # no abbreviations
         result = run(os.path.join(BIN, "cyclegan"), "train", "--dry_run", *args)
         assert result.returncode == 2 and message in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr

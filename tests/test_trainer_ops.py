@@ -94,6 +94,7 @@ def test_sigterm_saves_and_exits_75_and_the_next_start_resumes(tiny_records, tmp
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
     assert resumed.returncode == 0, resumed.stdout
     assert f"ckpt-{stopped} at step {stopped}" in resumed.stdout
+    assert f"skipped checkpoint {model_dir}/checkpoints/ckpt-{stopped + 50}" in resumed.stdout
     assert f"step {stopped + 1}/{stopped + 2}" in resumed.stdout and f"step {stopped}/" not in resumed.stdout
     assert os.path.exists(f"{model_dir}/checkpoints/ckpt-{stopped + 2}.index")
 

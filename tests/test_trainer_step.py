@@ -62,3 +62,9 @@ def test_xla_and_mixed_precision_train_with_finite_losses(precision, two_cpus):
             assert applied == 8
     compute = {"float32": "float32", "mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}[precision]
     assert trainer.nets["G_AB"].layers[2].compute_dtype == compute
+
+
+def test_adam_is_the_references_pytorch_adam(two_cpus):
+    trainer = CycleGANTrainer(PRESETS["reference"], two_cpus, steps_per_epoch=10)
+    for optimizer in (trainer.g_opt, trainer.d_opt):
+        assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.5, 0.999, 1e-8)

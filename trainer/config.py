@@ -30,6 +30,7 @@ class TrainConfig:
     lr: float = config_field(2e-4, "Adam learning rate")
     beta1: float = config_field(0.5, "Adam beta1")
     beta2: float = config_field(0.999, "Adam beta2")
+    adam_epsilon: float = config_field(1e-8, "Adam epsilon (the reference's PyTorch default; Keras's is 1e-7)")
     n_epochs: int = config_field(100, "epochs at the initial learning rate")
     n_epochs_decay: int = config_field(100, "epochs of linear decay after those")
     # data

@@ -24,15 +24,21 @@ def shard_paths(data_root, manifest, name):
     return [f"{data_root.rstrip('/')}/{shard['path']}" for shard in entry["shards"]]
 
 
+def resize(image, size):
+    """Bicubic to size x size, antialiased as PIL's bicubic filter (the reference's) is when it shrinks: without
+    it a large or non-square source's shrunk axis is aliased."""
+    return tf.image.resize(image, [size, size], method="bicubic", antialias=True)
+
+
 def augment(image, seed, config, training):
     """uint8 HxWx3 -> float32 crop_size x crop_size x 3 in [-1, 1]."""
     if training:
-        image = tf.image.resize(image, [config.load_size, config.load_size], method="bicubic")
+        image = resize(image, config.load_size)
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
         image = tf.image.stateless_random_crop(image, [config.crop_size, config.crop_size, 3], crop_seed)
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     else:  # test time, as the reference: straight to the crop size, no flip
-        image = tf.image.resize(image, [config.crop_size, config.crop_size], method="bicubic")
+        image = resize(image, config.crop_size)
     return tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
 
 

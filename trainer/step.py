@@ -41,7 +41,7 @@ class CycleGANTrainer:
     def _optimizer(self, steps_per_epoch, precision):
         c = self.config
         schedule = LinearDecayAfter(c.lr, steps_per_epoch, c.n_epochs, c.n_epochs_decay)
-        optimizer = keras.optimizers.Adam(schedule, beta_1=c.beta1, beta_2=c.beta2)
+        optimizer = keras.optimizers.Adam(schedule, beta_1=c.beta1, beta_2=c.beta2, epsilon=c.adam_epsilon)
         return keras.optimizers.LossScaleOptimizer(optimizer) if precision == "mixed_float16" else optimizer
 
     def _mean(self, per_example):
