@@ -145,6 +145,9 @@ def run_job(subcommand, argv, prog):
     except UsageError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 def demo(argv, prog="cyclegan demo"):

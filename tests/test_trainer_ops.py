@@ -245,3 +245,65 @@ def test_resume_and_export_fall_back_to_the_newest_checkpoint_that_loads(tiny_re
         assert refused.returncode == 2, refused.stdout
         assert "none of its checkpoints loads" in refused.stdout and "Traceback" not in refused.stdout
     assert sorted(os.listdir(folder)) == before  # nothing started over, nothing written or deleted
+
+
+def run_until(command, line_start, signals):
+    """Start `command`, send each of `signals` once a line starts with `line_start`; (status, output)."""
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = []
+    for line in proc.stdout:
+        output.append(line)
+        if line.startswith(line_start):
+            for signum in signals:
+                proc.send_signal(signum)
+                time.sleep(0.05)
+            break
+    output.append(proc.communicate(timeout=300)[0])
+    return proc.returncode, "".join(output)
+
+
+def test_ctrl_c_saves_and_exits_130_and_a_second_ctrl_c_aborts(tiny_records, tmp_path):
+    model_dir = str(tmp_path / "model")
+    status, output = run_until(train_command(tiny_records[0], model_dir, 100_000), "step 3/", [signal.SIGINT])
+    assert status == 130, output
+    stopped = int(output.split("stopped by SIGINT after step ")[1].split(";")[0])
+    assert os.path.exists(f"{model_dir}/checkpoints/ckpt-{stopped}.index") and "Traceback" not in output
+
+    status, output = run_until(train_command(tiny_records[0], model_dir, 100_000), f"step {stopped + 2}/",
+                               [signal.SIGINT, signal.SIGINT])
+    assert status == 130 and "interrupted" in output and "Traceback" not in output, output
+    assert f"resumed from {model_dir}/checkpoints/ckpt-{stopped}" in output
+    assert sorted(os.listdir(f"{model_dir}/checkpoints")) == [  # aborted: nothing more was saved
+        "checkpoint", f"ckpt-{stopped}.data-00000-of-00001", f"ckpt-{stopped}.index"]
+
+
+def test_a_full_disk_leaves_no_partial_checkpoint_and_the_last_one_intact(tiny_records, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs as the full disk (CI runs as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], check=True)
+    try:
+        model_dir = str(disk / "model")
+
+        def train(steps):
+            return subprocess.run(train_command(tiny_records[0], model_dir, steps, "--pool_size", "3",
+                                                "--checkpoint_every", "2"),
+                                  cwd=REPO, capture_output=True, text=True, timeout=300)
+
+        assert train(2).returncode == 0
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        subprocess.run(["fallocate", "-l", str(free - (512 << 10)), str(disk / "filler")], check=True)
+
+        full = train(4)
+        assert full.returncode == 1, full.stdout + full.stderr
+        (error,) = [line for line in full.stderr.splitlines() if line.strip()]
+        assert error.startswith("python -m trainer: error: could not write checkpoint") and "No space left" in error
+        assert f"{model_dir}/checkpoints/ckpt-2, is intact" in error
+        assert sorted(os.listdir(f"{model_dir}/checkpoints")) == [
+            "checkpoint", "ckpt-2.data-00000-of-00001", "ckpt-2.index"]
+        (disk / "filler").unlink()
+        resumed = train(3)
+        assert resumed.returncode == 0 and f"{model_dir}/checkpoints/ckpt-2 at step 2" in resumed.stdout
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)

@@ -25,6 +25,10 @@ RUN_RECORD = "run.json"
 CHECKPOINT_FILE = re.compile(r"^(ckpt-(\d+))\.(index|data-\d+-of-\d+)$")
 
 
+class SaveError(Exception):
+    """A checkpoint could not be written; its partial files are gone and the older checkpoints are intact."""
+
+
 def model_path(model_dir, *parts):
     return "/".join([model_dir.rstrip("/"), *parts])
 
@@ -55,7 +59,23 @@ class RunState:
         return int(self.step.numpy())
 
     def save(self):
-        return self.manager.save(checkpoint_number=self.step)
+        """Write ckpt-STEP; if that fails (a full disk, lost access), remove what it wrote and raise SaveError.
+        The checkpoints before it are left as they are."""
+        try:
+            return self.manager.save(checkpoint_number=self.step)
+        except Exception as err:  # SaveV2 reports a full disk as ResourceExhaustedError, others as OpError/OSError
+            name = f"ckpt-{int(self.step.numpy())}"
+            partial = [model_path(self.manager.directory, entry.rstrip("/"))
+                       for entry in tf.io.gfile.listdir(self.manager.directory)
+                       if entry.rstrip("/") == f"{name}_temp" or entry.startswith(f"{name}.")]
+            for path in partial:
+                (tf.io.gfile.rmtree if tf.io.gfile.isdir(path) else tf.io.gfile.remove)(path)
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[-1].split("; ")[-1][:200]
+            kept = self.manager.latest_checkpoint
+            raise SaveError(f"could not write checkpoint {model_path(self.manager.directory, name)} ({reason}); "
+                            f"removed its partial files. " + (f"The newest complete checkpoint, {kept}, is intact: "
+                            if kept else "No checkpoint was written yet: ") + "free space (or fix access) and "
+                            "start the same command again") from None
 
     def close(self):
         if self._scratch:

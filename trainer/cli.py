@@ -3,8 +3,9 @@
     cyclegan train --data RECORDS --model_dir DIR [--preset tiny|reference] [--steps N | --epochs N]
 
 Everything the run needs to continue goes into --model_dir/checkpoints every --checkpoint_every steps, and a start
-on a model directory with checkpoints resumes from the newest. On SIGTERM the run finishes its step, saves, and
-exits with status 75; start the same command again to resume. TensorBoard logs go to --model_dir/logs.
+on a model directory with checkpoints resumes from the newest that loads. On SIGTERM the run finishes its step,
+saves, and exits with status 75; Ctrl-C does the same and exits with 130 (a second Ctrl-C aborts without saving).
+Start the same command again to resume. TensorBoard logs go to --model_dir/logs.
 
 Pick a preset (`reference`: the paper's networks and hyperparameters at 256 px; `tiny`: 64 px for CPUs and the
 demo), then override any field with its flag. Runs on every local GPU (MirroredStrategy), across the workers that
@@ -13,6 +14,7 @@ config and the parameter counts, checks --data, and exits.
 """
 import dataclasses
 import json
+import sys
 
 from cyclegan import job_parser, UsageError, add_config_flags, check_at_least, config_from_flags, quiet_libraries
 from trainer.config import PRESETS, TrainConfig
@@ -95,13 +97,16 @@ def main(argv, prog="cyclegan train"):
         return 0
 
     from preprocessing.schema import ManifestError
-    from trainer import data, loop, preemption
+    from trainer import checkpoints, data, loop, preemption
 
     try:
         loop.train(config, strategy=run_strategy, manifest=manifest, report=lambda line: print(line, flush=True))
     except (ManifestError, data.DataError) as err:
         raise UsageError(str(err)) from None
+    except checkpoints.SaveError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
+        return 1
     except preemption.Preempted as stopped:
         print(f"{prog}: {stopped}", flush=True)
-        return preemption.EXIT_PREEMPTED
+        return stopped.exit_status
     return 0

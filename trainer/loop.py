@@ -36,7 +36,7 @@ def format_duration(seconds):
 def train(config, strategy=None, manifest=None, report=print):
     """Train as `config` says, resuming from config.model_dir's checkpoints; the trainer and per-step losses.
 
-    Raises preemption.Preempted after saving when SIGTERM arrives (on any worker).
+    Raises preemption.Preempted after saving when SIGTERM or Ctrl-C arrives (on any worker).
     """
     strategy = strategy or strategies.make(config.strategy, config.cpu_replicas)
     manifest = manifest or load_manifest(config.data)
@@ -65,13 +65,13 @@ def train(config, strategy=None, manifest=None, report=print):
     logs = summaries.Summaries(config, chief, trainer, manifest)
     history, window = [], Window()
     try:
-        with preemption.sigterm_flag() as sigterm:
+        with preemption.stop_flag(report) as stop_request:
             for step in range(first + 1, total + 1):
                 logs.profile(step)
                 began = time.monotonic()
                 real_a, real_b = strategies.distribute(strategy, next(inputs))
                 fed = time.monotonic()
-                results = trainer.train_step(real_a, real_b, tf.constant(float(sigterm.requested)))
+                results = trainer.train_step(real_a, real_b, tf.constant(float(stop_request.requested)))
                 stop = float(results.pop("stop")) > 0
                 losses = {name: float(value) for name, value in results.items()}
                 history.append(losses)
@@ -91,7 +91,7 @@ def train(config, strategy=None, manifest=None, report=print):
                 if stop or step == total or (config.checkpoint_every and step % config.checkpoint_every == 0):
                     path = state.save()
                     if stop:
-                        raise preemption.Preempted(step, path)
+                        raise preemption.Preempted(step, path, stop_request.signal_name)
     finally:
         logs.close()
         state.close()

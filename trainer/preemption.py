@@ -1,4 +1,7 @@
-"""SIGTERM (what Kubernetes and preemptible VMs send before they kill a pod): finish the step, save, exit 75.
+"""Stop requests: SIGTERM (what Kubernetes and preemptible VMs send before they kill a pod) and Ctrl-C (SIGINT).
+
+Either one finishes the step in flight, saves, and ends the run: SIGTERM with status 75, "restart me", and Ctrl-C
+with 130, the shell's status for an interrupted command. A second Ctrl-C aborts at once, without saving.
 
 The handler only records the request; the loop sees it after the step in flight and shares it with every
 worker through the step itself, so all workers save the same step together.
@@ -7,31 +10,40 @@ import contextlib
 import signal
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: "try again later", which is what a preempted run wants from its scheduler
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 
 class Preempted(Exception):
     """Raised by the loop after it saved the checkpoint that the next start resumes from."""
 
-    def __init__(self, step, checkpoint):
-        super().__init__(f"stopped by SIGTERM after step {step}; saved {checkpoint}; start the same command again "
-                         f"to resume")
+    def __init__(self, step, checkpoint, signal_name="SIGTERM"):
+        super().__init__(f"stopped by {signal_name} after step {step}; saved {checkpoint}; start the same command "
+                         f"again to resume")
         self.step, self.checkpoint = step, checkpoint
+        self.exit_status = EXIT_INTERRUPTED if signal_name == "SIGINT" else EXIT_PREEMPTED
 
 
 class StopFlag:
     requested = False
+    signal_name = "a peer worker's stop request"  # a worker that got no signal itself stops with its peers
 
 
 @contextlib.contextmanager
-def sigterm_flag():
-    """A StopFlag whose `requested` turns true on SIGTERM while the block runs."""
+def stop_flag(report=print):
+    """A StopFlag whose `requested` turns true on SIGTERM or the first SIGINT while the block runs."""
     flag = StopFlag()
 
     def request_stop(signum, frame):
-        flag.requested = True
+        if signum == signal.SIGINT:
+            if flag.requested:
+                raise KeyboardInterrupt  # the second Ctrl-C: abort now
+            report("Ctrl-C: saving a checkpoint after this step, then stopping (Ctrl-C again to abort without "
+                   "saving)")
+        flag.requested, flag.signal_name = True, signal.Signals(signum).name
 
-    previous = signal.signal(signal.SIGTERM, request_stop)
+    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
