@@ -33,7 +33,21 @@ def beam_options(beam_args):
         beam_args = [*beam_args, "--direct_running_mode=multi_processing"]
     if not any(arg.startswith("--direct_num_workers") for arg in beam_args):
         beam_args = [*beam_args, f"--direct_num_workers={os.cpu_count() or 1}"]
-    return pipeline_options.PipelineOptions(beam_args)
+    options = pipeline_options.PipelineOptions(beam_args)
+    if is_dataflow(options):
+        cloud = options.view_as(pipeline_options.GoogleCloudOptions)
+        missing = [flag for flag, value in (("--project", cloud.project), ("--region", cloud.region),
+                                            ("--temp_location", cloud.temp_location or cloud.staging_location))
+                   if not value]
+        if missing:
+            raise UsageError(f"--runner DataflowRunner needs {', '.join(missing)} (e.g. --project my-project "
+                             "--region europe-west4 --temp_location gs://my-bucket/tmp)")
+    return options
+
+
+def is_dataflow(options):
+    runner = options.view_as(pipeline_options.StandardOptions).runner or ""
+    return runner.lower().removesuffix("runner") == "dataflow"
 
 
 def check(config):
@@ -51,6 +65,7 @@ def check(config):
         problem = path and files.check_literal(path, flag)
         if problem:
             raise UsageError(problem)
+    check_writable(config.output)
     finished = FileSystems.exists(FileSystems.join(config.output, MANIFEST_NAME))
     if finished and not config.overwrite:
         raise UsageError(f"--output {config.output} already holds a {MANIFEST_NAME}; pass --overwrite to "
@@ -60,6 +75,21 @@ def check(config):
         files.delete(stale)
         print(f"preprocess: removed what the " + ("previous run wrote (--overwrite)" if finished else
               "unfinished run stopped in this folder left") + f": {len(stale)} files and folders in {config.output}")
+
+
+def check_writable(output):
+    """A UsageError now, rather than Beam's tracebacks once every image is prepared, if `output` takes no file."""
+    probe = FileSystems.join(output, ".cyclegan-write-check")
+    try:
+        if files.is_local(output):
+            os.makedirs(output, exist_ok=True)
+        with FileSystems.create(probe) as f:
+            f.write(b"")
+        files.delete([probe])
+    except Exception as err:  # PermissionError, a file in the way, a bucket that refuses: all mean the same here
+        reason = getattr(err, "strerror", None) or str(err).splitlines()[0][:200]
+        raise UsageError(f"--output {output}: cannot write there ({reason}); choose a folder this job may "
+                         "write to") from None
 
 
 def previous_output(output):
@@ -101,14 +131,45 @@ def main(argv, prog="cyclegan preprocess"):
     print(f"preprocess: found {', '.join(found)}" + (f"; missing {', '.join(missing)}" if missing else ""))
 
     started = time.monotonic()
+    cloud = options.view_as(pipeline_options.GoogleCloudOptions)
+    waits = not cloud.template_location and (config.wait or not is_dataflow(options))
     try:
-        with beam.Pipeline(options=options) as pipeline:
-            graph.build(pipeline, sources, config, source_description)
+        pipeline = beam.Pipeline(options=options)
+        graph.build(pipeline, sources, config, source_description)
+        result = pipeline.run()
+        if is_dataflow(options) and result.has_job():
+            print(f"preprocess: Dataflow job {result.job_id()}: https://console.cloud.google.com/dataflow/jobs/"
+                  f"{cloud.region}/{result.job_id()}?project={cloud.project}", flush=True)
+        if waits:
+            result.wait_until_finish()
     finally:
-        staging.remove(config.output)
+        if waits:  # a job running elsewhere still reads its staging files; its last step deletes them
+            staging.remove(config.output)
+    if cloud.template_location:
+        print(f"preprocess: staged a Dataflow template at {cloud.template_location}; nothing ran here. Launch it "
+              f"with: gcloud dataflow jobs run NAME --gcs-location {cloud.template_location} --region {cloud.region}")
+        return 0
+    if not waits:
+        print(f"preprocess: the job runs on Dataflow; when it ends, {FileSystems.join(config.output, MANIFEST_NAME)} "
+              "says what it wrote")
+        return 0
     with FileSystems.open(FileSystems.join(config.output, MANIFEST_NAME)) as f:
         manifest = json.load(f)
     print_summary(manifest, time.monotonic() - started)
     print(f"wrote {FileSystems.join(config.output, MANIFEST_NAME)}; rejected, duplicate and skipped files are "
           f"listed in {FileSystems.join(config.output, REJECTED_NAME)}")
+    return check_written(manifest, config.output)
+
+
+def check_written(manifest, output):
+    """Exit status 1 when no image at all was written; a warning for each split and domain without one."""
+    written = {name: entry["written"] for name, entry in manifest["splits"].items()}
+    report = FileSystems.join(output, REJECTED_NAME)
+    if not any(written.values()):
+        print(f"preprocess: error: not one image was written: every file found was rejected, a duplicate or "
+              f"skipped; {report} says why for each", file=sys.stderr)
+        return 1
+    for name in sorted(name for name, count in written.items() if not count):
+        print(f"preprocess: warning: {name}: no image was written (found {manifest['splits'][name]['found']} "
+              f"files); {report} says why for each", file=sys.stderr)
     return 0

@@ -26,6 +26,8 @@ class PreprocessConfig:
                                          "unless there are fewer images")
     min_test_shards: int = config_field(1, "never fewer shards for a test split, unless there are fewer images")
     overwrite: bool = config_field(False, "write into an --output that already holds a manifest.json")
+    wait: bool = config_field(True, "with --runner DataflowRunner, wait for the job to end and print its summary "
+                              "(--no-wait: print the job's id and link, and exit)")
 
     def image_options(self) -> ImageOptions:
         return ImageOptions(max_size=self.max_size, min_side=self.min_side, max_pixels=self.max_pixels,

@@ -229,4 +229,7 @@ def build(pipeline, sources, config, source_description):
                 shards | "Tag shards" >> beam.Map(lambda s: ("shard", s)),
                 planned[PlanShards.FINGERPRINTS] | "Tag fingerprints" >> beam.Map(lambda f: ("fingerprint", f)))
                | "Summary" >> beam.Flatten() | "Gather" >> beam.combiners.ToList())
-    summary | "Write manifest" >> beam.Map(manifest.write, config, source_description)
+    written_manifest = summary | "Write manifest" >> beam.Map(manifest.write, config, source_description)
+    # Last: the staging files, once every shard and the manifest are written (a run that waits deletes them too,
+    # also when it fails; a Dataflow job that nobody waits for has only this step to do it).
+    written_manifest | "Remove staging" >> beam.Map(lambda _: staging.remove(config.output))

@@ -260,3 +260,55 @@ def without_root_file_access():
         for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, dropped from the bounding set
             if libc.prctl(24, capability, 0, 0, 0):  # PR_CAPBSET_DROP
                 raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_overwrite_and_reruns_leave_only_the_new_runs_files(messy_root, tmp_path, capsys):
+    root, _ = messy_root
+    out = tmp_path / "out"
+    run_job("--input", root, "--output", str(out), "--num_shards", "3")
+    manifest_path = out / "manifest.json"
+    manifest_path.write_bytes(manifest_path.read_bytes()[:200])  # a run killed while writing it (before the fix)
+    (out / "_staging").mkdir()
+    (out / "_staging" / "left.records").write_bytes(b"x")
+    (out / "beam-temp-rejected.jsonl-1234").mkdir()
+    (out / "beam-temp-rejected.jsonl-1234" / "part").write_bytes(b"x")
+    (out / "notes.txt").write_text("the user's own file")
+    run_job("--input", root, "--output", str(out), "--num_shards", "2", "--overwrite")
+    assert "removed what the previous run wrote (--overwrite)" in capsys.readouterr().out
+    shards = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.tfrecord"))
+    assert shards and all(name.endswith("-of-00002.tfrecord") for name in shards)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "notes.txt", "rejected.jsonl", "test", "train"]
+
+    manifest_path.unlink()  # a run stopped before its manifest: no --overwrite needed, its leftovers go
+    run_job("--input", root, "--output", str(out), "--num_shards", "1")
+    assert "unfinished run stopped in this folder" in capsys.readouterr().out
+    assert all(p.name.endswith("-of-00001.tfrecord") for p in out.rglob("*.tfrecord"))
+    assert not list(out.rglob("*.partial"))
+
+
+def test_unusable_output_runner_options_and_empty_datasets_fail_clearly(tmp_path):
+    import subprocess
+    import sys
+
+    raw = tmp_path / "raw"
+    for split_domain in ("trainA", "trainB"):
+        (raw / split_domain).mkdir(parents=True)
+    gradient(40, 40).save(raw / "trainA" / "a.png")
+    (raw / "trainB" / "b.png").write_text("not an image")
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UsageError, match="a_file/out: cannot write there"):
+        cli.main(["--input", str(raw), "--output", str(tmp_path / "a_file" / "out")])
+    with pytest.raises(UsageError, match="DataflowRunner needs --project, --region, --temp_location"):
+        cli.main(["--input", str(raw), "--output", str(tmp_path / "o"), "--runner", "DataflowRunner"])
+    with pytest.raises(UsageError, match="gs://bucket/out\\[1\\]: Beam's filesystems read"):
+        cli.main(["--input", str(raw), "--output", "gs://bucket/out[1]"])
+
+    def preprocess(root, out):
+        return subprocess.run([sys.executable, "-m", "pipeline", "--input", str(root), "--output", str(out)],
+                              cwd=REPO, text=True, capture_output=True, timeout=300)
+
+    partly = preprocess(raw, tmp_path / "partly")
+    assert partly.returncode == 0 and "warning: trainB: no image was written (found 1 files)" in partly.stderr
+    (raw / "trainA" / "a.png").write_text("not an image either")
+    nothing = preprocess(raw, tmp_path / "nothing")
+    assert nothing.returncode == 1 and "error: not one image was written" in nothing.stderr, nothing.stderr

@@ -307,3 +307,19 @@ def test_a_full_disk_leaves_no_partial_checkpoint_and_the_last_one_intact(tiny_r
         assert resumed.returncode == 0 and f"{model_dir}/checkpoints/ckpt-2 at step 2" in resumed.stdout
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_damaged_shard_is_named_with_what_to_do(tiny_records, tmp_path):
+    import shutil
+
+    records = str(tmp_path / "records")
+    shutil.copytree(tiny_records[0], records)
+    manifest = json.loads(open(f"{records}/manifest.json").read())
+    damaged = f"{records}/{manifest['splits']['trainB']['shards'][1]['path']}"
+    with open(damaged, "r+b") as f:
+        f.truncate(os.path.getsize(damaged) - 100)
+    done = subprocess.run(train_command(records, str(tmp_path / "model"), 50), cwd=REPO, text=True,
+                          capture_output=True, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and f"{damaged}: " in done.stderr
+    assert "a training shard is damaged" in done.stderr and "cyclegan preprocess --overwrite" in done.stderr

@@ -112,8 +112,8 @@ def restore_newest(checkpoint, model_dir, report=print):
             failures.append(f"{prefix.rsplit('/', 1)[-1]}: {reason}")
     if failures:
         raise UsageError(f"--model_dir {model_dir}: none of its checkpoints loads into this run's networks "
-                         f"({'; '.join(failures)}). The files are left as they are: restore them, or use a new "
-                         "--model_dir")
+                         f"({'; '.join(failures)}). The files are left as they are. If they are damaged, restore "
+                         "them; if the networks changed (--force_resume), train them in a new --model_dir")
     return None
 
 

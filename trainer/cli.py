@@ -21,8 +21,11 @@ from trainer.config import PRESETS, TrainConfig
 
 
 def check_config(config):
-    if config.crop_size % 4:
-        raise UsageError(f"--crop_size {config.crop_size}: must be a multiple of 4 (the generator downsamples twice)")
+    from trainer.networks import input_size_problem
+
+    problem = input_size_problem(config.crop_size, config)
+    if problem:
+        raise UsageError(f"--crop_size {config.crop_size}: {problem}")
     if config.load_size < config.crop_size:
         raise UsageError(f"--load_size {config.load_size} is below --crop_size {config.crop_size}")
     check_at_least(("--batch_size", config.batch_size, 1), ("--ngf", config.ngf, 1),
@@ -77,13 +80,18 @@ def main(argv, prog="cyclegan train"):
     add_config_flags(parser, TrainConfig)
     args = parser.parse_args(argv)
     config = config_from_flags(PRESETS[args.preset], args)
+    quiet_libraries()  # before check_config, which imports the networks' module
     check_config(config)
     if not args.dry_run and not (config.data and config.model_dir):
         raise UsageError("--data and --model_dir are required to train (or pass --dry_run)")
     if config.steps and config.epochs:
         raise UsageError("give --steps or --epochs, not both")
-    quiet_libraries()
+    import tensorflow as tf
+
     from trainer import networks, strategy
+
+    if config.model_dir and tf.io.gfile.exists(config.model_dir) and not tf.io.gfile.isdir(config.model_dir):
+        raise UsageError(f"--model_dir {config.model_dir} is a file; give a folder (it is created if missing)")
 
     strategy.prepare_devices(config.cpu_replicas)
     # MultiWorkerMirroredStrategy must exist before any TensorFlow op runs, the data check's included.

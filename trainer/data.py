@@ -6,6 +6,8 @@ flip, scale to [-1, 1]. Random draws are stateless ops seeded per image from a s
 per example. The order is deterministic for a seed (reads and maps still run in parallel), and the iterator is
 checkpointed with the run, so a resumed run sees exactly the batches an uninterrupted one would have.
 """
+import re
+
 import tensorflow as tf
 
 from preprocessing.schema import parse_example
@@ -63,6 +65,28 @@ def domain_dataset(paths, config, batch_size, seed, input_context=None, training
         lambda record, image_seed: augment(parse_example(record)["image"], image_seed, config, training),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return images.batch(batch_size, drop_remainder=training)
+
+
+def corrupt_shards(data_root, manifest, names=("trainA", "trainB")):
+    """[(shard path, TensorFlow's complaint)] of the shards that do not read to the end: checked after a read
+    failed, since the error itself ("corrupted record at 12") names no file."""
+    bad = []
+    for name in names:
+        for path in shard_paths(data_root, manifest, name):
+            try:
+                tf.data.TFRecordDataset(path).reduce(0, lambda count, _: count + 1)
+            except tf.errors.OpError as err:
+                message = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", err.message).strip()  # TensorFlow's op names
+                bad.append((path, (message.splitlines() or [type(err).__name__])[0]))
+    return bad
+
+
+def corruption_error(data_root, manifest):
+    """The DataError to raise when reading the training shards failed."""
+    bad = corrupt_shards(data_root, manifest)
+    where = "; ".join(f"{path}: {reason}" for path, reason in bad) or "no shard fails when read alone"
+    return DataError(f"--data {data_root}: a training shard is damaged ({where}). Rerun `cyclegan preprocess "
+                     "--overwrite` to write the records again, or restore the shard from a copy")
 
 
 def train_dataset(data_root, manifest, config, batch_size, input_context=None):

@@ -69,7 +69,11 @@ def train(config, strategy=None, manifest=None, report=print):
             for step in range(first + 1, total + 1):
                 logs.profile(step)
                 began = time.monotonic()
-                real_a, real_b = strategies.distribute(strategy, next(inputs))
+                try:
+                    batch = next(inputs)
+                except tf.errors.DataLossError:
+                    raise data.corruption_error(config.data, manifest) from None
+                real_a, real_b = strategies.distribute(strategy, batch)
                 fed = time.monotonic()
                 results = trainer.train_step(real_a, real_b, tf.constant(float(stop_request.requested)))
                 stop = float(results.pop("stop")) > 0

@@ -57,6 +57,27 @@ class ImageSizeCheck(layers.Layer):
             return tf.identity(x)
 
 
+def discriminator_output_size(size, n_layers):
+    """The PatchGAN's output side for an input side: PyTorch's conv arithmetic, (s + 2 * pad - kernel) // stride + 1,
+    for its stride-2 layers, its stride-1 layer and the final conv (kernel 4, pad 1 each)."""
+    for stride in [2] * n_layers + [1, 1]:
+        size = (size + 2 - 4) // stride + 1
+    return size
+
+
+def input_size_problem(size, config):
+    """None, or why square images of `size` px cannot go through the networks `config` describes."""
+    if size % ImageSizeCheck.FACTOR or size < ImageSizeCheck.MINIMUM:
+        return (f"the generator needs a multiple of {ImageSizeCheck.FACTOR} of at least {ImageSizeCheck.MINIMUM}: "
+                "two stride-2 downsamplings, then reflection padding at a quarter of the size")
+    if discriminator_output_size(size, config.n_layers_d) < 1:
+        smallest = next(s for s in range(size, 1 << 16, ImageSizeCheck.FACTOR)
+                        if discriminator_output_size(s, config.n_layers_d) >= 1)
+        return (f"the discriminator's {config.n_layers_d + 1} stride-2 and 2 stride-1 convolutions (--n_layers_d "
+                f"{config.n_layers_d}) leave no output pixel below {smallest} px")
+    return None
+
+
 def norm(kind):
     if kind == "instance":  # groups=-1: one group per channel, i.e. instance norm; float32 statistics
         return layers.GroupNormalization(groups=-1, center=False, scale=False, epsilon=1e-5, dtype="float32")
