@@ -16,6 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from cyclegan import UsageError
 from pipeline.files import GLOB_CHARS, is_local, match_under
+from preprocessing.images import NOT_REGULAR_FILE
 from preprocessing.schema import DOMAINS, SPLITS
 
 SPLIT_DOMAIN = re.compile(rf"^({'|'.join(SPLITS)})({'|'.join(DOMAINS)})$")
@@ -24,7 +25,7 @@ SPLIT_DOMAIN = re.compile(rf"^({'|'.join(SPLITS)})({'|'.join(DOMAINS)})$")
 UNREADABLE_FOLDER = ("rejected", "unreadable_folder")
 BROKEN_LINK = ("rejected", "broken_link")
 UNREADABLE = ("rejected", "unreadable")
-NOT_REGULAR = ("skipped", "not_a_regular_file")
+NOT_REGULAR = ("skipped", NOT_REGULAR_FILE)
 FOLDER_SEEN = ("skipped", "folder_listed_already")
 
 

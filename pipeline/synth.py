@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from cyclegan import job_parser, UsageError, add_config_flags, config_field, config_from_flags
+from preprocessing.schema import TRUTH_FOLDER
 
-TRUTH_FOLDER = "testA_truth"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,6 +16,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", 
 # Outcome reasons, as they appear in the manifest and in rejected.jsonl.
 EMPTY, NOT_AN_IMAGE, CORRUPT, TOO_SMALL, TOO_LARGE = "empty", "not_an_image", "corrupt", "too_small", "too_large"
 HIDDEN, NOT_IMAGE_EXTENSION = "hidden", "not_image_extension"
+NOT_REGULAR_FILE = "not_a_regular_file"  # a FIFO, socket or device named like an image: opening it could block
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,7 @@ MANIFEST_NAME = "manifest.json"
 REJECTED_NAME = "rejected.jsonl"
 SPLITS = ("train", "test")
 DOMAINS = ("A", "B")
+TRUTH_FOLDER = "testA_truth"  # in a raw dataset root, where known: the true B image of each test A image
 
 BYTES_FEATURES = ("image/encoded", "image/format", "image/domain", "image/split", "image/source_path",
                   "image/sha256")

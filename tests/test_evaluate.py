@@ -10,6 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from pipeline import synth
+from preprocessing.schema import TRUTH_FOLDER
 from tests.conftest import REPO
 from trainer import metrics
 from trainer.evaluate import Evaluator, table
@@ -67,7 +68,7 @@ def test_synthetic_data_is_deterministic_unpaired_and_its_truth_is_the_transform
     for b in train_b:  # no B image is the transform of an A image: nothing is paired
         for a in train_a:
             assert a.shape != b.shape or np.abs(synth.a_to_b(a).astype(int) - b).mean() > 10
-    for a, truth in zip(pixels("testA"), pixels(synth.TRUTH_FOLDER)):
+    for a, truth in zip(pixels("testA"), pixels(TRUTH_FOLDER)):
         np.testing.assert_array_equal(truth, synth.a_to_b(a))
 
 
@@ -95,6 +96,24 @@ def test_evaluator_on_known_answers(small_synth, tmp_path):
     assert sorted(os.listdir(tmp_path / "a2b")) == sorted(os.listdir(os.path.join(small_synth, "testA")))
     assert (tmp_path / "report.json").exists() and len(os.listdir(tmp_path / "b2a")) == 5
     assert any("identity MAE" in line for line in table(exact))
+
+
+def test_partial_or_missing_truth_is_said_and_used_where_it_exists(small_synth, tmp_path):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(small_synth, root)
+    truth = sorted((root / TRUTH_FOLDER).iterdir())
+    for path in truth[1:]:
+        path.unlink()
+    exact = as_translator(synth.a_to_b)
+    report = Evaluator(str(root))(exact, exact)
+    assert report["ground_truth_images"] == 1 and report["ground_truth_mae"] == 0.0
+    assert f"truth of 1 of the {len(truth)} test A images" in report["ground_truth_note"]
+    assert any("ground truth: " in line for line in table(report))
+    truth[0].unlink()
+    report = Evaluator(str(root))(exact, exact)
+    assert "ground_truth_mae" not in report and "no ground-truth metrics" in report["ground_truth_note"]
 
 
 def test_fid_and_kid_come_from_the_inception_weights_file(small_synth, tmp_path):

@@ -173,17 +173,22 @@ def test_exported_model_translates_in_a_fresh_process(trained_run, tmp_path):
     gradient(53, 30).save(inputs / "wide.png")
     gradient(20, 41).save(inputs / "nested" / "tall.jpg", quality=95)
     (inputs / "broken.png").write_bytes(b"not an image")
+    gradient(1, 1).save(inputs / "dot.png")
+    os.mkfifo(inputs / "pipe.jpg")  # opening it would block forever
     out = tmp_path / "out"
     done = subprocess.run([os.path.join(BIN, "cyclegan"), "translate", "--model", f"{export_dir}/a2b", "--input",
                            str(inputs), "--output", str(out)], cwd=str(tmp_path), text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
     assert done.returncode == 0, done.stdout
-    assert "translated 2 of 3 images" in done.stdout and "broken.png" in done.stdout
+    assert "translated 2 of 5 images" in done.stdout and "broken.png" in done.stdout
     with Image.open(out / "wide.png") as wide, Image.open(out / "nested" / "tall.jpg") as tall:
         assert (wide.size, wide.format, tall.size, tall.format) == ((53, 30), "PNG", (20, 41), "JPEG")
         assert np.asarray(wide).std() > 0
-    (error,) = [json.loads(line) for line in (out / "translate_errors.jsonl").read_text().splitlines()]
-    assert error["path"].endswith("broken.png") and error["reason"].startswith("not_an_image")
+    errors = {os.path.basename(e["path"]): e["reason"] for e in map(json.loads, (out / "translate_errors.jsonl")
+                                                                       .read_text().splitlines())}
+    assert sorted(errors) == ["broken.png", "dot.png", "pipe.jpg"]
+    assert errors["broken.png"].startswith("not_an_image") and errors["pipe.jpg"].startswith("not_a_regular_file")
+    assert errors["dot.png"] == "too_small: 1x1 px; the model translates images of at least 4x4"
 
 
 def test_translate_never_overwrites_its_inputs_and_skips_its_own_output(trained_run, tmp_path):

@@ -16,7 +16,7 @@ import json
 import numpy as np
 
 from cyclegan import job_parser, UsageError, quiet_libraries
-from pipeline.synth import TRUTH_FOLDER
+from preprocessing.schema import TRUTH_FOLDER
 from trainer import metrics
 
 
@@ -40,10 +40,15 @@ class Evaluator:
                 raise UsageError(f"{data_root}/test{domain}: no images to evaluate on")
             self.names[domain] = [relative for _, relative in found]
             self.images[domain] = [read_image(path) for path, _ in found]
-        truth_paths = [f"{root}/{TRUTH_FOLDER}/{name}" for name in self.names["A"]]
-        self.truth = None
-        if all(tf.io.gfile.exists(path) for path in truth_paths):
-            self.truth = [read_image(path) for path in truth_paths]
+        truth_paths = {i: f"{root}/{TRUTH_FOLDER}/{name}" for i, name in enumerate(self.names["A"])}
+        self.truth = {i: read_image(path) for i, path in truth_paths.items() if tf.io.gfile.exists(path)}
+        count, total = len(self.truth), len(truth_paths)
+        self.truth_note = None
+        if count < total:
+            self.truth_note = (f"{root}/{TRUTH_FOLDER}/ holds the truth of {count} of the {total} test A images"
+                               + ("; the ground-truth metrics are computed on those" if count else
+                                  ": no ground-truth metrics (they need the true B image of a test A image under "
+                                  "its name)"))
         self.inception = metrics.InceptionFeatures(inception_weights) if inception_weights else None
         self.real_features = ({d: self.inception(self.images[d]) for d in "AB"} if self.inception else None)
 
@@ -56,11 +61,17 @@ class Evaluator:
         fake = {"B": [apply(a2b, a) for a in self.images["A"]], "A": [apply(b2a, b) for b in self.images["B"]]}
         cycled = {"A": [apply(b2a, f) for f in fake["B"]], "B": [apply(a2b, f) for f in fake["A"]]}
         report = {"test_images_a": len(self.images["A"]), "test_images_b": len(self.images["B"])}
+        if self.truth_note:
+            report["ground_truth_note"] = self.truth_note
         if self.truth:
-            report["ground_truth_mae"] = mean(metrics.mae, fake["B"], self.truth)
-            report["identity_mae"] = mean(metrics.mae, self.images["A"], self.truth)
-            report["psnr"] = mean(metrics.psnr, fake["B"], self.truth)
-            report["identity_psnr"] = mean(metrics.psnr, self.images["A"], self.truth)
+            known = sorted(self.truth)
+            truth, real, translated = ([images[i] for i in known] for images in (self.truth, self.images["A"],
+                                                                                 fake["B"]))
+            report["ground_truth_images"] = len(known)
+            report["ground_truth_mae"] = mean(metrics.mae, translated, truth)
+            report["identity_mae"] = mean(metrics.mae, real, truth)
+            report["psnr"] = mean(metrics.psnr, translated, truth)
+            report["identity_psnr"] = mean(metrics.psnr, real, truth)
             report["ground_truth_mae_vs_identity"] = report["ground_truth_mae"] / report["identity_mae"]
         report["cycle_mae_a"] = mean(metrics.mae, cycled["A"], self.images["A"])
         report["cycle_mae_b"] = mean(metrics.mae, cycled["B"], self.images["B"])
@@ -105,6 +116,8 @@ def table(report):
         lines.append(f"  {label:<40} {text}")
     if report.get("fid_skipped"):
         lines.append(f"  (FID/KID: {report['fid_skipped']})")
+    if report.get("ground_truth_note"):
+        lines.append(f"  (ground truth: {report['ground_truth_note']})")
     return lines
 
 

@@ -12,6 +12,7 @@ import json
 from cyclegan import job_parser, UsageError, quiet_libraries
 
 DIRECTIONS = {"a2b": "G_AB", "b2a": "G_BA"}
+MIN_SIDE = 4  # the serving signature pads to the generator's multiple of 4 and its minimum of 8
 
 
 def load_run(model_dir, checkpoint=None, report=print):
@@ -59,7 +60,8 @@ def make_translator(generator):
         @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
         def translate(self, images):
             size = tf.shape(images)[1:3]
-            tf.debugging.assert_greater_equal(size, 4, message="images must be at least 4x4 pixels")
+            tf.debugging.assert_greater_equal(size, MIN_SIDE, message=f"images must be at least {MIN_SIDE}x{MIN_SIDE} "
+                                                                      "pixels")
             padded = tf.maximum((size + 3) // 4 * 4, 8)
             before = (padded - size) // 2
             after = padded - size - before

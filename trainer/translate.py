@@ -71,6 +71,8 @@ def read_image(path, max_size=0):
 
     from preprocessing import images
 
+    if "://" not in path and os.path.exists(path) and not os.path.isfile(path):
+        raise images.Rejected(images.NOT_REGULAR_FILE, "not a regular file (a FIFO, socket or device): never opened")
     with tf.io.gfile.GFile(path, "rb") as f:
         img = images.decode(f.read(), max_pixels=images.ImageOptions().max_pixels)
     return np.asarray(images.resize_shorter_side(img, max_size) if max_size else img)
@@ -95,6 +97,12 @@ def apply(translate, pixels):
     """An exported signature (or trainer.export's Translator) on one uint8 HxWx3 array."""
     import tensorflow as tf
 
+    from preprocessing.images import TOO_SMALL, Rejected
+    from trainer.export import MIN_SIDE
+
+    if min(pixels.shape[:2]) < MIN_SIDE:
+        raise Rejected(TOO_SMALL, f"{pixels.shape[1]}x{pixels.shape[0]} px; the model translates images of at "
+                                  f"least {MIN_SIDE}x{MIN_SIDE}")
     return translate(tf.constant(pixels[None]))["images"][0].numpy()
 
 
