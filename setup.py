@@ -21,6 +21,7 @@ setup(
         "pillow>=10",
         "numpy>=2",
         "tqdm>=4",
+        "psutil>=5",
     ],
     extras_require={
         "dev": ["pytest", "pytest-timeout", "gcp-storage-emulator", "scipy"],

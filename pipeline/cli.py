@@ -6,6 +6,7 @@ runs the same job on Dataflow.
 """
 import json
 import os
+import signal
 import sys
 import time
 
@@ -133,6 +134,7 @@ def main(argv, prog="cyclegan preprocess"):
     started = time.monotonic()
     cloud = options.view_as(pipeline_options.GoogleCloudOptions)
     waits = not cloud.template_location and (config.wait or not is_dataflow(options))
+    previous = {signum: signal.signal(signum, raise_stopped) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         pipeline = beam.Pipeline(options=options)
         graph.build(pipeline, sources, config, source_description)
@@ -142,7 +144,11 @@ def main(argv, prog="cyclegan preprocess"):
                   f"{cloud.region}/{result.job_id()}?project={cloud.project}", flush=True)
         if waits:
             result.wait_until_finish()
+    except Stopped as stop:
+        stop_now(stop.signum, config.output, prog)
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if waits:  # a job running elsewhere still reads its staging files; its last step deletes them
             staging.remove(config.output)
     if cloud.template_location:
@@ -159,6 +165,38 @@ def main(argv, prog="cyclegan preprocess"):
     print(f"wrote {FileSystems.join(config.output, MANIFEST_NAME)}; rejected, duplicate and skipped files are "
           f"listed in {FileSystems.join(config.output, REJECTED_NAME)}")
     return check_written(manifest, config.output)
+
+
+class Stopped(Exception):
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+def stop_now(signum, output, prog):
+    """Ctrl-C or SIGTERM while the job runs: Beam's local runner would wait for its workers forever (also at
+    exit, on its threads), so end them, remove the staging files, and leave at once with 128 + the signal."""
+    import psutil
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        staging.remove(output)
+        removed = "removed its staging files"
+    except Exception as err:  # the interrupted job's files may be half gone already
+        removed = f"could not remove {staging.staging_dir(output)} ({err}); a rerun removes it"
+    print(f"{prog}: stopped by {signal.Signals(signum).name}: the job's workers are ended and nothing was "
+          f"finished; {removed}. Run the same command again to start over", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(128 + signum)
 
 
 def check_written(manifest, output):

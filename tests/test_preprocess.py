@@ -4,6 +4,7 @@ import glob
 import io
 import json
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -312,3 +313,31 @@ def test_unusable_output_runner_options_and_empty_datasets_fail_clearly(tmp_path
     (raw / "trainA" / "a.png").write_text("not an image either")
     nothing = preprocess(raw, tmp_path / "nothing")
     assert nothing.returncode == 1 and "error: not one image was written" in nothing.stderr, nothing.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_ends_the_job_promptly_and_cleanly(tmp_path, signum):
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from pipeline import synth
+
+    raw, out = str(tmp_path / "raw"), tmp_path / "out"
+    synth.write(raw, synth.SynthConfig(train=300, test=2, size=300))
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--input", raw, "--output", str(out)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "_staging").exists() and time.monotonic() < deadline:  # the workers are preparing images
+        time.sleep(0.1)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert workers and (out / "_staging").exists()
+    proc.send_signal(signum)
+    stopped = time.monotonic()
+    _, stderr = proc.communicate(timeout=60)
+    assert time.monotonic() - stopped < 20 and proc.returncode == 128 + signum, stderr
+    assert f"stopped by {signal.Signals(signum).name}" in stderr and "Traceback" not in stderr
+    assert not (out / "_staging").exists() and not (out / "manifest.json").exists()
+    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
