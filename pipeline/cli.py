@@ -139,7 +139,7 @@ def main(argv, prog="cyclegan preprocess"):
         pipeline = beam.Pipeline(options=options)
         graph.build(pipeline, sources, config, source_description)
         result = pipeline.run()
-        if is_dataflow(options) and result.has_job():
+        if is_dataflow(options) and result.has_job:
             print(f"preprocess: Dataflow job {result.job_id()}: https://console.cloud.google.com/dataflow/jobs/"
                   f"{cloud.region}/{result.job_id()}?project={cloud.project}", flush=True)
         if waits:

@@ -85,3 +85,39 @@ def test_tfds_dataset_through_the_same_job(tmp_path):
     records = list(tf.data.TFRecordDataset(paths).map(parse_example))
     assert sorted(int(r["width"]) for r in records) == [40, 41, 42, 43, 44, 45]
     assert all(r["source_path"].numpy().startswith(b"tfds://tiny_unpaired/") for r in records)
+
+
+def test_dataflow_template_translates_and_stages_on_the_emulator(gcs_emulator, messy_root, monkeypatch, capsys):
+    """A template run executes nothing here: it stages the pipeline and our package, says where, and exits 0."""
+    import io
+    import tarfile
+
+    from google.cloud import storage
+
+    from apache_beam.internal.gcp import auth
+    from tests.conftest import REPO
+
+    root, expect = messy_root
+    client = storage.Client(project="test-project")
+    bucket = client.create_bucket("cyclegan-template")
+    for path in expect:
+        bucket.blob("raw/" + os.path.relpath(path, root)).upload_from_filename(path)
+    monkeypatch.setattr(auth._Credentials, "_credentials_init", True)  # as in the test above
+    monkeypatch.setattr(auth._Credentials, "_credentials", None)
+    template = "gs://cyclegan-template/templates/preprocess"
+    assert cli.main(["--input", "gs://cyclegan-template/raw", "--output", "gs://cyclegan-template/out",
+                     "--runner", "DataflowRunner", "--project", "test-project", "--region", "europe-west4",
+                     "--temp_location", "gs://cyclegan-template/tmp", "--template_location", template,
+                     "--setup_file", os.path.join(REPO, "setup.py"), "--sdk_location", "container"]) == 0
+    assert f"staged a Dataflow template at {template}; nothing ran here" in capsys.readouterr().out
+
+    job = json.loads(bucket.blob("templates/preprocess").download_as_bytes())
+    staged = {blob.name.rsplit("/", 1)[-1]: blob for blob in bucket.list_blobs(prefix="tmp/")}
+    assert {"pipeline.pb", "workflow.tar.gz"} <= set(staged)
+    packages = {p["name"] for pool in job["environment"]["workerPools"] for p in pool["packages"]}
+    assert "workflow.tar.gz" in packages
+    with tarfile.open(fileobj=io.BytesIO(staged["workflow.tar.gz"].download_as_bytes())) as sdist:
+        names = sdist.getnames()
+    assert any(name.endswith("pipeline/graph.py") for name in names)
+    assert any(name.endswith("preprocessing/schema.py") for name in names)
+    assert not list(bucket.list_blobs(prefix="out/"))  # nothing ran, so nothing was written
