@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from cyclegan import quiet_libraries  # noqa: E402
+from preprocessing.jobs import quiet_libraries  # noqa: E402
 
 quiet_libraries(import_tensorflow=False)
 

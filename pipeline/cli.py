@@ -14,7 +14,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options import pipeline_options
 
-from cyclegan import job_parser, UsageError, add_config_flags, check_at_least, config_from_flags
+from preprocessing.jobs import job_parser, UsageError, add_config_flags, check_at_least, config_from_flags
 from pipeline import files, graph, staging
 from pipeline.config import PreprocessConfig
 from pipeline.sources import discover

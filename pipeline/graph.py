@@ -76,7 +76,7 @@ class ReadTfds(beam.DoFn):
     """TfdsSource -> (split, domain, tfds://name/id, encoded image bytes as TFDS stored them)."""
 
     def process(self, source):
-        from cyclegan import quiet_libraries
+        from preprocessing.jobs import quiet_libraries
 
         quiet_libraries()  # the only step that loads TensorFlow in a worker
         import tensorflow_datasets as tfds
@@ -217,7 +217,8 @@ def build(pipeline, sources, config, source_description):
                | "Write shards" >> beam.ParDo(WriteShards(config.output)).with_outputs(OUTCOMES, main="shards"))
     shards = written.shards
 
-    outcomes = listings + [r[OUTCOMES] for r in raw] + [prepared[OUTCOMES], written[OUTCOMES]] | "Outcomes" >> beam.Flatten()
+    outcomes = (listings + [r[OUTCOMES] for r in raw] + [prepared[OUTCOMES], written[OUTCOMES]]
+                | "Outcomes" >> beam.Flatten())
     # Gathered in one list (a few hundred bytes a report) rather than written by WriteToText, whose finalize step
     # treats the output path as a glob: a folder named with [ or * failed after all the work was done.
     (outcomes | "Reports" >> beam.Filter(lambda o: o["status"] in (REJECTED, DUPLICATE, SKIPPED))

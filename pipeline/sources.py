@@ -14,7 +14,7 @@ import stat
 from apache_beam.io.filesystem import FileSystem
 from apache_beam.io.filesystems import FileSystems
 
-from cyclegan import UsageError
+from preprocessing.jobs import UsageError
 from pipeline.files import GLOB_CHARS, is_local, match_under
 from preprocessing.images import NOT_REGULAR_FILE
 from preprocessing.schema import DOMAINS, SPLITS
@@ -152,7 +152,7 @@ def glob_sources(globs):
 
 
 def tfds_sources(name, data_dir, download):
-    from cyclegan import quiet_libraries
+    from preprocessing.jobs import quiet_libraries
 
     quiet_libraries()
     import tensorflow_datasets as tfds

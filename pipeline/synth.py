@@ -13,7 +13,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cyclegan import job_parser, UsageError, add_config_flags, config_field, config_from_flags
+from preprocessing.jobs import job_parser, UsageError, add_config_flags, config_field, config_from_flags
 from preprocessing.schema import TRUTH_FOLDER
 
 

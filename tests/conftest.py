@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cyclegan import quiet_libraries
+from preprocessing.jobs import quiet_libraries
 
 quiet_libraries()
 

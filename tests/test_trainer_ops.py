@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from cyclegan import UsageError
+from preprocessing.jobs import UsageError
 from tests.conftest import BIN, REPO, free_port, gradient
 from trainer import export, loop
 from trainer.config import PRESETS

@@ -18,7 +18,7 @@ import tempfile
 
 import tensorflow as tf
 
-from cyclegan import UsageError
+from preprocessing.jobs import UsageError
 from trainer.config import RUN_FIELDS
 
 RUN_RECORD = "run.json"

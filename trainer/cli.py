@@ -16,7 +16,8 @@ import dataclasses
 import json
 import sys
 
-from cyclegan import job_parser, UsageError, add_config_flags, check_at_least, config_from_flags, quiet_libraries
+from preprocessing.jobs import (UsageError, add_config_flags, check_at_least, config_from_flags, job_parser,
+                               quiet_libraries)
 from trainer.config import PRESETS, TrainConfig
 
 

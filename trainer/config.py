@@ -5,7 +5,7 @@ and the demo. Every field is also a `cyclegan train` flag, applied on top of the
 """
 import dataclasses
 
-from cyclegan import config_field
+from preprocessing.jobs import config_field
 
 
 @dataclasses.dataclass(frozen=True)

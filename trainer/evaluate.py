@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from cyclegan import job_parser, UsageError, quiet_libraries
+from preprocessing.jobs import job_parser, UsageError, quiet_libraries
 from preprocessing.schema import TRUTH_FOLDER
 from trainer import metrics
 

@@ -9,7 +9,7 @@ Loading one needs TensorFlow only: `tf.saved_model.load(EXPORT_DIR + "/a2b").sig
 """
 import json
 
-from cyclegan import job_parser, UsageError, quiet_libraries
+from preprocessing.jobs import job_parser, UsageError, quiet_libraries
 
 DIRECTIONS = {"a2b": "G_AB", "b2a": "G_BA"}
 MIN_SIDE = 4  # the serving signature pads to the generator's multiple of 4 and its minimum of 8

@@ -14,7 +14,7 @@ import json
 import os
 import time
 
-from cyclegan import job_parser, UsageError, quiet_libraries
+from preprocessing.jobs import job_parser, UsageError, quiet_libraries
 
 ERRORS_FILE = "translate_errors.jsonl"
 

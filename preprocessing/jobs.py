@@ -1,0 +1,105 @@
+"""What every job shares, whichever side it is on: its config dataclass as flags, its usage errors, quiet logs.
+
+`cyclegan.py` is only the entry point; the jobs (pipeline/, trainer/, k8s/) import these from here.
+"""
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import tempfile
+import typing
+
+TF_LOGS_ENV = "CYCLEGAN_TF_LOGS"
+
+
+def quiet_libraries(import_tensorflow=True):
+    """Silence TensorFlow's C++ start-up chatter and Beam's worker warnings unless CYCLEGAN_TF_LOGS=1.
+
+    TF 2.21 prints its start-up lines through absl before absl reads any setting, so TF_CPP_MIN_LOG_LEVEL
+    alone does not stop them: TensorFlow is imported (and its devices discovered) here once with stderr
+    captured, and what it printed is replayed only if that fails. Call before anything imports TensorFlow.
+    """
+    if os.environ.get(TF_LOGS_ENV, "") not in ("", "0"):
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # grappler logs harmless ERROR lines; real errors raise
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    for name in ("tensorflow", "absl", "apache_beam", "tensorflow_datasets", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if not import_tensorflow or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the CUDA probe prints too; logical devices stay unconfigured
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Configuration dataclasses <-> command-line flags. A field's metadata may carry `help` and `choices`.
+
+
+def config_field(default, help, choices=None):
+    """A config dataclass field that documents its own flag."""
+    kwargs = {"default_factory": lambda: default} if isinstance(default, (list, dict)) else {"default": default}
+    return dataclasses.field(metadata={"help": help, "choices": choices}, **kwargs)
+
+
+def add_config_flags(parser, config_cls, skip=()):
+    """One `--name` flag per field of `config_cls`; unset flags stay None so a preset's value survives."""
+    hints = typing.get_type_hints(config_cls)
+    group = parser.add_argument_group(f"{config_cls.__name__} fields")
+    for field in dataclasses.fields(config_cls):
+        if field.name in skip:
+            continue
+        kind = hints[field.name]
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        meta = field.metadata
+        help_text = f"{meta.get('help', '')} (default: {default!r})".replace("%", "%%")  # argparse formats help
+        if kind is bool:
+            group.add_argument(f"--{field.name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(kind) in (list, tuple):
+            (item,) = set(typing.get_args(kind)) - {Ellipsis}
+            group.add_argument(f"--{field.name}", type=item, action="append", default=None, metavar="VALUE",
+                               help=help_text + "; repeat the flag for several values")
+        else:
+            group.add_argument(f"--{field.name}", type=kind, default=None, choices=meta.get("choices"),
+                               metavar=None if meta.get("choices") else field.name.upper(), help=help_text)
+
+
+def config_from_flags(base, args):
+    """`base` with every flag the user set applied on top."""
+    names = {f.name for f in dataclasses.fields(base)}
+    overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    for name, value in overrides.items():
+        if isinstance(getattr(base, name), tuple):
+            overrides[name] = tuple(value)
+    return dataclasses.replace(base, **overrides)
+
+
+def job_parser(prog, description):
+    """The argument parser of one subcommand; its module docstring is the help text, kept as written."""
+    return argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+class UsageError(Exception):
+    """A wrong flag, path or input: printed without a traceback, exit status 2."""
+
+
+def check_at_least(*minimums):
+    """UsageError for the first (flag, value, lowest allowed) whose value is below its lowest."""
+    for flag, value, low in minimums:
+        if value < low:
+            raise UsageError(f"{flag} {value}: must be at least {low}")
