@@ -31,8 +31,12 @@ def train(strategy, config, steps, **kwargs):
 
 
 def test_two_replicas_match_one_device_on_the_same_global_batch(two_cpus):
-    two, losses_two = train(two_cpus, dataclasses.replace(SMALL, batch_size=2), 3)
-    one, losses_one = train(tf.distribute.OneDeviceStrategy("CPU:0"), dataclasses.replace(SMALL, batch_size=4), 3)
+    # Adam divides by sqrt(v) + epsilon, so a gradient that is float noise (near zero) becomes a full step; the
+    # reference's epsilon 1e-8 amplifies the device split's reassociation noise 10x more than Keras's 1e-7, which
+    # is what this test of the split itself uses.
+    config = dataclasses.replace(SMALL, adam_epsilon=1e-7)
+    two, losses_two = train(two_cpus, dataclasses.replace(config, batch_size=2), 3)
+    one, losses_one = train(tf.distribute.OneDeviceStrategy("CPU:0"), dataclasses.replace(config, batch_size=4), 3)
     assert two.global_batch == one.global_batch == 4
     for step_two, step_one in zip(losses_two, losses_one):
         for name in step_one:
