@@ -49,3 +49,48 @@ def test_two_worker_processes_end_with_identical_weights(tiny_records, tmp_path)
     fingerprints = [next(line for line in out.splitlines() if line.startswith("weights sha256")) for out in outputs]
     assert fingerprints[0] == fingerprints[1]
     assert "checkpoint " in outputs[0] and "checkpoint " not in outputs[1]  # only the chief writes
+
+
+def test_a_killed_worker_makes_its_peer_exit_75_and_the_restarted_pair_resumes(tiny_records, tmp_path):
+    """With an Indexed Job only the dead worker's pod is replaced: the live one must not wait in a collective
+    forever, but exit 75 so that both restart from the newest checkpoint."""
+    import re
+    import signal
+    import time
+
+    records, _ = tiny_records
+    model_dir = str(tmp_path / "model")
+
+    def start(index, cluster, stdout):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        return subprocess.Popen(
+            [sys.executable, "-m", "trainer", "--preset", "tiny", "--ngf", "4", "--ndf", "4", "--n_blocks", "1",
+             "--batch_size", "1", "--steps", "24", "--log_every", "1", "--checkpoint_every", "4", "--image_every",
+             "0", "--peer_timeout", "60", "--data", records, "--model_dir", model_dir],
+            cwd=REPO, env=env, stdout=stdout, stderr=subprocess.STDOUT, text=True)
+
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    with open(tmp_path / "worker1.log", "w") as log:
+        chief, other = start(0, cluster, subprocess.PIPE), start(1, cluster, log)
+        output = []
+        for line in chief.stdout:
+            output.append(line)
+            if line.startswith("step 10/"):
+                other.send_signal(signal.SIGKILL)
+                killed = time.monotonic()
+                break
+        output.append(chief.communicate(timeout=120)[0])
+        other.wait()
+    output = "".join(output)
+    assert chief.returncode == 75 and time.monotonic() - killed < 60, output
+    assert "lost a peer worker during step" in output and "Traceback" not in output
+
+    cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    with open(tmp_path / "worker1-again.log", "w") as log:
+        chief, other = start(0, cluster, subprocess.PIPE), start(1, cluster, log)
+        resumed = chief.communicate(timeout=600)[0]
+        assert other.wait(timeout=120) == 0 and chief.returncode == 0, resumed
+    (saved,) = re.findall(rf"resumed from {re.escape(model_dir)}/checkpoints/ckpt-(\d+) at step \1", resumed)
+    saved = int(saved)  # the newest checkpoint before the kill: step 8 (or 12, had the pair got that far)
+    assert saved >= 8 and f"step {saved + 1}/24" in resumed and f"step {saved}/24" not in resumed
+    assert "step 24/24" in resumed

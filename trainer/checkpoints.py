@@ -19,6 +19,7 @@ import tempfile
 import tensorflow as tf
 
 from preprocessing.jobs import UsageError
+from trainer import preemption
 from trainer.config import RUN_FIELDS
 
 RUN_RECORD = "run.json"
@@ -63,6 +64,8 @@ class RunState:
         The checkpoints before it are left as they are."""
         try:
             return self.manager.save(checkpoint_number=self.step)
+        except preemption.peer_errors():  # the save's collectives lost a worker: not a storage problem
+            raise
         except Exception as err:  # SaveV2 reports a full disk as ResourceExhaustedError, others as OpError/OSError
             name = f"ckpt-{int(self.step.numpy())}"
             partial = [model_path(self.manager.directory, entry.rstrip("/"))

@@ -31,7 +31,7 @@ def check_config(config):
         raise UsageError(f"--load_size {config.load_size} is below --crop_size {config.crop_size}")
     check_at_least(("--batch_size", config.batch_size, 1), ("--ngf", config.ngf, 1),
                    ("--steps", config.steps, 0), ("--epochs", config.epochs, 0),
-                   ("--cpu_replicas", config.cpu_replicas, 1), ("--log_every", config.log_every, 1),
+                   ("--cpu_replicas", config.cpu_replicas, 1), ("--peer_timeout", config.peer_timeout, 1), ("--log_every", config.log_every, 1),
                    ("--checkpoint_every", config.checkpoint_every, 0), ("--keep_checkpoints", config.keep_checkpoints, 1),
                    ("--image_every", config.image_every, 0), ("--summary_images", config.summary_images, 1),
                    ("--profile_start", config.profile_start, 0), ("--profile_steps", config.profile_steps, 1),
@@ -96,7 +96,8 @@ def main(argv, prog="cyclegan train"):
 
     strategy.prepare_devices(config.cpu_replicas)
     # MultiWorkerMirroredStrategy must exist before any TensorFlow op runs, the data check's included.
-    run_strategy = None if args.dry_run else strategy.make(config.strategy, config.cpu_replicas)
+    run_strategy = None if args.dry_run else strategy.make(config.strategy, config.cpu_replicas,
+                                                                config.peer_timeout)
     manifest = check_data(config.data) if config.data else None
     if args.dry_run:
         print(f"config (preset {args.preset}):")
@@ -115,7 +116,7 @@ def main(argv, prog="cyclegan train"):
     except checkpoints.SaveError as err:
         print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
         return 1
-    except preemption.Preempted as stopped:
+    except (preemption.Preempted, preemption.PeerLost) as stopped:
         print(f"{prog}: {stopped}", flush=True)
         return stopped.exit_status
     return 0

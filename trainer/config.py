@@ -47,6 +47,8 @@ class TrainConfig:
                                  "all GPUs, else mirrored over the CPU",
                                  choices=("auto", "multi_worker", "mirrored", "one_device"))
     cpu_replicas: int = config_field(1, "without GPUs, split the CPU into this many replicas")
+    peer_timeout: int = config_field(300, "several workers: seconds without an answer from a peer worker before "
+                                     "the others give up and exit with 75, so the whole group can restart")
     precision: str = config_field("float32", "compute precision",
                                   choices=("float32", "mixed_float16", "mixed_bfloat16"))
     xla: str = config_field("auto", "compile each replica's losses and gradients with XLA (auto: on GPUs)",
@@ -69,7 +71,8 @@ class TrainConfig:
 
 
 # Fields that say how to run, not what to train: a resumed run may change them freely.
-RUN_FIELDS = frozenset({"data", "model_dir", "steps", "epochs", "strategy", "cpu_replicas", "xla", "log_every",
+RUN_FIELDS = frozenset({"data", "model_dir", "steps", "epochs", "strategy", "cpu_replicas", "peer_timeout", "xla",
+                        "log_every",
                         "checkpoint_every", "keep_checkpoints", "force_resume", "image_every", "summary_images",
                         "profile_start", "profile_steps", "eval_every", "eval_data", "eval_images",
                         "inception_weights"})

@@ -36,9 +36,10 @@ def format_duration(seconds):
 def train(config, strategy=None, manifest=None, report=print):
     """Train as `config` says, resuming from config.model_dir's checkpoints; the trainer and per-step losses.
 
-    Raises preemption.Preempted after saving when SIGTERM or Ctrl-C arrives (on any worker).
+    Raises preemption.Preempted after saving when SIGTERM or Ctrl-C arrives (on any worker), and
+    preemption.PeerLost when another worker stopped answering.
     """
-    strategy = strategy or strategies.make(config.strategy, config.cpu_replicas)
+    strategy = strategy or strategies.make(config.strategy, config.cpu_replicas, config.peer_timeout)
     manifest = manifest or load_manifest(config.data)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     per_epoch = steps_per_epoch(manifest, global_batch)
@@ -63,7 +64,7 @@ def train(config, strategy=None, manifest=None, report=print):
     if workers > 1:  # see trainer.checkpoints: the workers' positions are not saved, so the order is reseeded
         inputs = batches(config.seed + first)
     logs = summaries.Summaries(config, chief, trainer, manifest)
-    history, window = [], Window()
+    history, window, step = [], Window(), first
     try:
         with preemption.stop_flag(report) as stop_request:
             for step in range(first + 1, total + 1):
@@ -96,6 +97,10 @@ def train(config, strategy=None, manifest=None, report=print):
                     path = state.save()
                     if stop:
                         raise preemption.Preempted(step, path, stop_request.signal_name)
+    except preemption.peer_errors() as err:
+        if workers == 1:
+            raise
+        raise preemption.PeerLost(step, err) from None
     finally:
         logs.close()
         state.close()

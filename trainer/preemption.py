@@ -23,6 +23,30 @@ class Preempted(Exception):
         self.exit_status = EXIT_INTERRUPTED if signal_name == "SIGINT" else EXIT_PREEMPTED
 
 
+class PeerLost(Exception):
+    """Several workers, and one of them stopped answering: this one cannot go on alone, and a collective would wait
+    for the lost one forever. Exiting with 75 lets the scheduler restart the whole group from the newest
+    checkpoint."""
+
+    exit_status = EXIT_PREEMPTED
+
+    def __init__(self, step, error):
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        telling = [line for line in lines if any(word in line.lower() for word in
+                                                 ("abort", "connect", "peer", "heartbeat", "alive", "down"))]
+        reason = ((telling or lines or [""])[0])[:200]
+        super().__init__(f"lost a peer worker during step {step} ({type(error).__name__}: {reason}); exiting with "
+                         f"{EXIT_PREEMPTED} so that every worker restarts and resumes from the newest checkpoint")
+
+
+def peer_errors():
+    """What a collective raises when a peer worker died, or the coordination service gave up on it."""
+    import tensorflow as tf
+
+    return (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+            tf.errors.DeadlineExceededError)
+
+
 class StopFlag:
     requested = False
     signal_name = "a peer worker's stop request"  # a worker that got no signal itself stops with its peers

@@ -26,8 +26,9 @@ def prepare_devices(cpu_replicas):
         split_cpu(cpu_replicas)
 
 
-def make(kind="auto", cpu_replicas=1):
+def make(kind="auto", cpu_replicas=1, peer_timeout=300):
     if kind == "multi_worker" or (kind == "auto" and tf_config_workers() > 1):
+        watch_peers(peer_timeout)
         return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_physical_devices("GPU")
     if kind == "one_device":
@@ -36,6 +37,29 @@ def make(kind="auto", cpu_replicas=1):
         return tf.distribute.MirroredStrategy()
     cpus = [d.name for d in tf.config.list_logical_devices("CPU")][:max(cpu_replicas, 1)]
     return tf.distribute.MirroredStrategy(cpus)
+
+
+def watch_peers(timeout_s):
+    """Make a dead peer worker an error within `timeout_s` rather than a collective that waits forever.
+
+    MultiWorkerMirroredStrategy starts TensorFlow's coordination service, whose heartbeats notice a worker that
+    stopped answering and abort every collective on the others (a killed process on a live host is noticed at
+    once, by its closed connections). The strategy configures the service with defaults unless it is configured
+    already, so this sets it up the same way with the heartbeat and shutdown timeouts of --peer_timeout.
+    """
+    from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+    from tensorflow.python.distribute import multi_worker_util
+    from tensorflow.python.eager import context
+
+    cluster = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
+    if context.context().coordination_service is not None or not cluster.jobs:
+        return
+    jobs = [coordination_config_pb2.CoordinatedJob(name=job, num_tasks=cluster.num_tasks(job))
+            for job in ("chief", "worker") if job in cluster.jobs]
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader=multi_worker_util.coordination_leader(cluster),
+        coordinated_jobs=jobs, heartbeat_timeout_in_ms=timeout_s * 1000,
+        shutdown_barrier_timeout_in_ms=timeout_s * 1000)
 
 
 def worker_index(strategy):

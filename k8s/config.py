@@ -1,0 +1,102 @@
+"""SubmitConfig: everything `cyclegan submit` can be told, one flag per field, for the three kinds of job."""
+import dataclasses
+import re
+
+from preprocessing.jobs import UsageError, config_field
+
+KINDS = ("preprocess", "train", "tensorboard")
+# A name must leave room for what Kubernetes derives from it: a JobSet's pod hostnames are
+# <name>-workers-0-<index>, and a hostname is a DNS-1123 label of at most 63 characters.
+MAX_NAME = 40
+DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+UID = 10001  # the images' user (k8s/Dockerfile*): non-root, fixed, as the restricted profile wants
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmitConfig:
+    kind: str = config_field("train", "what to run", choices=KINDS)
+    image: str = config_field("", "the container image: k8s/Dockerfile (train, tensorboard) or "
+                              "k8s/Dockerfile.beam (preprocess)")
+    name: str = config_field("", f"the job's name, a DNS-1123 label of at most {MAX_NAME} characters "
+                             "(default: KIND-DATE-TIME)")
+    namespace: str = config_field("default", "Kubernetes namespace")
+    service_account: str = config_field("cyclegan", "the pods' Kubernetes service account (GCS access through "
+                                        "Workload Identity)")
+    gcp_service_account: str = config_field("", "also render the service account, annotated for Workload "
+                                            "Identity with this Google service account (NAME@PROJECT.iam."
+                                            "gserviceaccount.com)")
+    cpu: str = config_field("", "CPU request per pod (default: 8 per node for train, 4 for preprocess, 1 for "
+                            "tensorboard and a Dataflow launcher)")
+    memory: str = config_field("", "memory request and limit per pod (default: 48Gi train, 16Gi preprocess, "
+                               "4Gi tensorboard, 2Gi Dataflow launcher)")
+    # train
+    data: str = config_field("", "train: the records (the --output of preprocess), usually gs://")
+    model_dir: str = config_field("", "train: the model directory, usually gs:// (checkpoints, logs)")
+    preset: str = config_field("reference", "train: the trainer's preset", choices=("reference", "tiny"))
+    gpus: int = config_field(1, "train: GPUs per node (0: CPU only)")
+    nodes: int = config_field(1, "train: nodes; more than 1 runs MultiWorkerMirroredStrategy")
+    accelerator: str = config_field("nvidia-h100-80gb", "train: GKE accelerator type of the GPU node pool")
+    spot: bool = config_field(False, "train: run on spot (preemptible) nodes")
+    queue: str = config_field("", "Kueue local queue to submit to (adds the queue-name label)")
+    backend: str = config_field("job", "train, several nodes: an Indexed Job with a headless Service, or a JobSet "
+                                "(restarts the whole worker group when one fails)", choices=("job", "jobset"))
+    kubernetes_version: str = config_field("1.33", "the cluster's minor version: from 1.33 a multi-node Job also "
+                                           "gets a successPolicy (worker 0 done = Job done)")
+    backoff_limit: int = config_field(6, "restarts for real crashes (exit 75 and node disruptions are not counted)")
+    grace_period: int = config_field(120, "seconds between SIGTERM and SIGKILL: the trainer saves in that time")
+    ttl_hours: int = config_field(168, "delete the finished job after this many hours")
+    deadline_hours: int = config_field(0, "fail the job after this many hours running (0: never)")
+    peer_timeout: int = config_field(300, "train, several nodes: seconds before a worker whose peer died exits "
+                                     "with 75, so that the whole group restarts from the newest checkpoint")
+    # preprocess
+    input: str = config_field("", "preprocess: the raw dataset root (trainA/ trainB/ testA/ testB/), usually gs://")
+    output: str = config_field("", "preprocess: where the records go, usually gs://")
+    runner: str = config_field("local", "preprocess: Beam's local runner in the pod, or a launcher pod that runs "
+                               "the job on Dataflow and waits for it", choices=("local", "dataflow"))
+    project: str = config_field("", "preprocess on Dataflow: the Google Cloud project")
+    region: str = config_field("", "preprocess on Dataflow: the region")
+    temp_location: str = config_field("", "preprocess on Dataflow: a gs:// folder for temporary files")
+    # tensorboard
+    logdir: str = config_field("", "tensorboard: the run's logs, e.g. gs://BUCKET/runs/NAME/logs")
+
+
+DEFAULT_CPU = {"train": "8", "preprocess": "4", "tensorboard": "1", "dataflow": "1"}
+DEFAULT_MEMORY = {"train": "48Gi", "preprocess": "16Gi", "tensorboard": "4Gi", "dataflow": "2Gi"}
+
+
+def minor(version):
+    match = re.match(r"^(\d+)\.(\d+)", version)
+    if not match:
+        raise UsageError(f"--kubernetes_version {version}: expected MAJOR.MINOR, e.g. 1.33")
+    return int(match.group(1)), int(match.group(2))
+
+
+def check(config):
+    """A UsageError for the first flag that cannot make a valid job."""
+    if not config.image:
+        raise UsageError("--image is required: the container image the pods run (see k8s/Dockerfile)")
+    if config.name and not (DNS_LABEL.match(config.name) and len(config.name) <= MAX_NAME):
+        raise UsageError(f"--name {config.name}: must be lower-case letters, digits and '-', start with a letter, "
+                         f"end with a letter or digit, and be at most {MAX_NAME} characters")
+    if not DNS_LABEL.match(config.namespace):
+        raise UsageError(f"--namespace {config.namespace}: not a valid namespace name")
+    for flag, value in (("--cpu", config.cpu), ("--memory", config.memory)):
+        if value and not QUANTITY.match(value):
+            raise UsageError(f"{flag} {value}: not a Kubernetes quantity (e.g. 8, 500m, 48Gi)")
+    for flag, value, low in (("--gpus", config.gpus, 0), ("--nodes", config.nodes, 1),
+                             ("--backoff_limit", config.backoff_limit, 0), ("--grace_period", config.grace_period, 1),
+                             ("--ttl_hours", config.ttl_hours, 1), ("--deadline_hours", config.deadline_hours, 0),
+                             ("--peer_timeout", config.peer_timeout, 10)):
+        if value < low:
+            raise UsageError(f"{flag} {value}: must be at least {low}")
+    minor(config.kubernetes_version)
+    required = {"train": (("--data", config.data), ("--model_dir", config.model_dir)),
+                "preprocess": (("--input", config.input), ("--output", config.output)),
+                "tensorboard": (("--logdir", config.logdir),)}[config.kind]
+    missing = [flag for flag, value in required if not value]
+    if config.kind == "preprocess" and config.runner == "dataflow":
+        missing += [flag for flag, value in (("--project", config.project), ("--region", config.region),
+                                             ("--temp_location", config.temp_location)) if not value]
+    if missing:
+        raise UsageError(f"submit {config.kind} needs {', '.join(missing)}")

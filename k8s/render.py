@@ -1,0 +1,242 @@
+"""SubmitConfig -> the Kubernetes objects that run it, as plain dicts: one renderer for `submit`, the golden
+examples in k8s/examples/ and the tests.
+
+    train, one node     a batch/v1 Job: MirroredStrategy over the node's GPUs
+    train, N nodes      an Indexed Job + a headless Service (or a JobSet): MultiWorkerMirroredStrategy, TF_CONFIG
+                        built in each pod from its completion index by the kubelet's $(VAR) expansion
+    preprocess          a Job running the Beam job on the local runner in the pod, or a launcher Job that runs it
+                        on Dataflow and waits, so the Job's status is the Dataflow job's
+    tensorboard         a Deployment + a ClusterIP Service reading the logs straight from gs://
+
+Failures are sorted as the trainer reports them: exit 75 ("saved, restart me": SIGTERM, or a peer worker died)
+and node disruptions (drain, spot preemption) restart without counting against backoffLimit; exit 2 (a usage
+error, which no restart fixes) fails the job at once; anything else counts. Every pod meets the Pod Security
+Standards' "restricted" profile and reaches GCS through Workload Identity, never a key file.
+"""
+import datetime
+import json
+
+from k8s.config import DEFAULT_CPU, DEFAULT_MEMORY, UID, minor
+
+EXIT_USAGE, EXIT_PREEMPTED = 2, 75  # trainer/preemption.py and preprocessing/jobs.py say why
+TF_PORT = 2222
+TENSORBOARD_PORT = 6006
+WORKERS = "workers"  # the JobSet's replicated job
+INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+MANAGED_BY = "cyclegan-submit"
+
+
+def default_name(kind, now=None):
+    return f"{kind}-{(now or datetime.datetime.now()).strftime('%Y%m%d-%H%M%S')}"
+
+
+def labels(config, name):
+    out = {"app.kubernetes.io/name": "cyclegan", "app.kubernetes.io/component": config.kind,
+           "app.kubernetes.io/instance": name, "app.kubernetes.io/managed-by": MANAGED_BY}
+    if config.queue:
+        out[QUEUE_LABEL] = config.queue
+    return out
+
+
+def metadata(config, name, **extra):
+    return {"name": name, "namespace": config.namespace, "labels": labels(config, name), **extra}
+
+
+def container_security():
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
+            "runAsUser": UID, "runAsGroup": UID, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def pod_spec(config, name, container, restart="Never", shm=False, **extra):
+    """The pod: restricted security, the service account, a writable HOME, memory-backed /dev/shm if asked."""
+    volumes = [{"name": "home", "emptyDir": {}}]
+    container = {**container, "securityContext": container_security(),
+                 "env": [{"name": "HOME", "value": "/home/cyclegan"}, *container.get("env", [])],
+                 "volumeMounts": [{"name": "home", "mountPath": "/home/cyclegan"}]}
+    if shm:  # tf.data and NCCL use shared memory; a container's default /dev/shm is 64 MB
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+        container["volumeMounts"].append({"name": "dshm", "mountPath": "/dev/shm"})
+    return {"serviceAccountName": config.service_account, "restartPolicy": restart,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [container], "volumes": volumes, **extra}
+
+
+def resources(config, kind, gpus=0):
+    cpu, memory = config.cpu or DEFAULT_CPU[kind], config.memory or DEFAULT_MEMORY[kind]
+    out = {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
+    if gpus:
+        out["limits"]["nvidia.com/gpu"] = gpus
+    return out
+
+
+def gpu_scheduling(config):
+    """Node selector and tolerations for GKE's GPU (and spot) node pools."""
+    selector, tolerations = {}, []
+    if config.gpus:
+        selector["cloud.google.com/gke-accelerator"] = config.accelerator
+        tolerations.append({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})
+    if config.spot:
+        selector["cloud.google.com/gke-spot"] = "true"
+        tolerations.append({"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true",
+                            "effect": "NoSchedule"})
+    return {**({"nodeSelector": selector} if selector else {}), **({"tolerations": tolerations} if tolerations else {})}
+
+
+def failure_policy(container_name):
+    """podFailurePolicy (it needs restartPolicy: Never): usage errors fail, "restart me" and disruptions do not
+    count."""
+    return {"rules": [
+        {"action": "FailJob", "onExitCodes": {"containerName": container_name, "operator": "In",
+                                              "values": [EXIT_USAGE]}},
+        {"action": "Ignore", "onExitCodes": {"containerName": container_name, "operator": "In",
+                                             "values": [EXIT_PREEMPTED]}},
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+    ]}
+
+
+def job_spec(config, pod, container_name):
+    spec = {"backoffLimit": config.backoff_limit, "ttlSecondsAfterFinished": config.ttl_hours * 3600,
+            "podFailurePolicy": failure_policy(container_name), "podReplacementPolicy": "Failed",
+            "template": {"metadata": {"labels": pod["labels"]}, "spec": pod["spec"]}}
+    if config.deadline_hours:
+        spec["activeDeadlineSeconds"] = config.deadline_hours * 3600
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# train
+
+
+def worker_hosts(config, name):
+    """Each worker's stable DNS name and port, in completion-index order."""
+    if config.backend == "jobset":  # <jobset>-<replicated job>-<job index>-<pod index>.<subdomain>
+        return [f"{name}-{WORKERS}-0-{i}.{name}:{TF_PORT}" for i in range(config.nodes)]
+    return [f"{name}-{i}.{name}:{TF_PORT}" for i in range(config.nodes)]  # <job>-<index>.<service>
+
+
+def tf_config_env(config, name):
+    """TF_CONFIG from the pod's completion index, expanded by the kubelet: no wrapper script in the image."""
+    template = json.dumps({"cluster": {"worker": worker_hosts(config, name)},
+                           "task": {"type": "worker", "index": 0}}, separators=(",", ":"))
+    value = template.replace('"index":0}', '"index":$(WORKER_INDEX)}')
+    return [{"name": "WORKER_INDEX", "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['"
+                                                                              f"{INDEX_ANNOTATION}']"}}},
+            {"name": "TF_CONFIG", "value": value}]
+
+
+def trainer_args(config, extra):
+    args = ["--preset", config.preset, "--data", config.data, "--model_dir", config.model_dir]
+    if config.nodes > 1:
+        args += ["--peer_timeout", str(config.peer_timeout)]
+    if not config.gpus:  # a CPU pod: one replica per requested core
+        args += ["--cpu_replicas", str(max(1, int(float(config.cpu or DEFAULT_CPU["train"]))))]
+    return args + list(extra)
+
+
+def trainer_pod(config, name, extra):
+    container = {"name": "trainer", "image": config.image, "command": ["cyclegan", "train"],
+                 "args": trainer_args(config, extra), "resources": resources(config, "train", config.gpus)}
+    extra_spec = gpu_scheduling(config)
+    if config.nodes > 1:
+        container["env"] = tf_config_env(config, name)
+        container["ports"] = [{"name": "tf-worker", "containerPort": TF_PORT}]
+        if config.backend == "job":
+            extra_spec["subdomain"] = name
+    spec = pod_spec(config, name, container, shm=True, terminationGracePeriodSeconds=config.grace_period,
+                    **extra_spec)
+    return {"labels": labels(config, name), "spec": spec}
+
+
+def headless_service(config, name):
+    """Gives every worker pod its DNS name, also before it is ready: the workers find each other while starting."""
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata(config, name),
+            "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
+                     "selector": {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": "train"},
+                     "ports": [{"name": "tf-worker", "port": TF_PORT, "targetPort": TF_PORT}]}}
+
+
+def train_objects(config, name, extra):
+    pod = trainer_pod(config, name, extra)
+    spec = job_spec(config, pod, "trainer")
+    if config.nodes == 1:
+        return [{"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata(config, name), "spec": spec}]
+    spec.update(completionMode="Indexed", completions=config.nodes, parallelism=config.nodes)
+    if config.backend == "jobset":
+        spec["backoffLimit"] = 0  # any crash fails the child Job, and the JobSet restarts the whole group
+        spec.pop("ttlSecondsAfterFinished")
+        return [{"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": metadata(config, name),
+                 "spec": {"network": {"enableDNSHostnames": True, "subdomain": name,
+                                      "publishNotReadyAddresses": True},
+                          "failurePolicy": {"maxRestarts": config.backoff_limit, "rules": [
+                              {"action": "FailJobSet", "onJobFailureReasons": ["PodFailurePolicy"]}]},
+                          "successPolicy": {"operator": "All", "targetReplicatedJobs": [WORKERS]},
+                          "ttlSecondsAfterFinished": config.ttl_hours * 3600,
+                          "replicatedJobs": [{"name": WORKERS, "replicas": 1, "template": {
+                              "metadata": {"labels": labels(config, name)}, "spec": spec}}]}}]
+    if minor(config.kubernetes_version) >= (1, 33):  # the chief's success is the run's success
+        spec["successPolicy"] = {"rules": [{"succeededIndexes": "0"}]}
+    return [headless_service(config, name),
+            {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata(config, name), "spec": spec}]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# preprocess
+
+
+def preprocess_objects(config, name, extra):
+    args = ["--input", config.input, "--output", config.output]
+    if config.runner == "dataflow":  # the job runs on Dataflow in this image as its custom container
+        kind = "dataflow"
+        args += ["--runner", "DataflowRunner", "--project", config.project, "--region", config.region,
+                 "--temp_location", config.temp_location, "--sdk_container_image", config.image,
+                 "--sdk_location", "container", "--job_name", name]
+    else:  # the local runner, one worker process per requested core
+        kind = "preprocess"
+        args += [f"--direct_num_workers={max(1, int(float(config.cpu or DEFAULT_CPU[kind])))}"]
+    container = {"name": "preprocess", "image": config.image, "command": ["cyclegan", "preprocess"],
+                 "args": args + list(extra), "resources": resources(config, kind)}
+    pod = {"labels": labels(config, name), "spec": pod_spec(config, name, container, shm=kind == "preprocess",
+                                                            terminationGracePeriodSeconds=60)}
+    return [{"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata(config, name),
+             "spec": job_spec(config, pod, "preprocess")}]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tensorboard
+
+
+def tensorboard_objects(config, name, extra):
+    probe = {"httpGet": {"path": "/", "port": TENSORBOARD_PORT}, "periodSeconds": 10}
+    container = {"name": "tensorboard", "image": config.image, "command": ["tensorboard"],
+                 "args": ["--logdir", config.logdir, "--host", "0.0.0.0", "--port", str(TENSORBOARD_PORT),
+                          "--load_fast", "false", *extra],
+                 "ports": [{"name": "http", "containerPort": TENSORBOARD_PORT}],
+                 "readinessProbe": probe, "resources": resources(config, "tensorboard")}
+    selector = {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": "tensorboard"}
+    return [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(config, name),
+             "spec": {"replicas": 1, "selector": {"matchLabels": selector},
+                      "template": {"metadata": {"labels": labels(config, name)},
+                                   "spec": pod_spec(config, name, container, restart="Always")}}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": metadata(config, name),
+             "spec": {"type": "ClusterIP", "selector": selector,
+                      "ports": [{"name": "http", "port": TENSORBOARD_PORT, "targetPort": TENSORBOARD_PORT}]}}]
+
+
+def service_account(config):
+    """Workload Identity: the pods' Kubernetes service account acts as the Google one for GCS."""
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": config.service_account, "namespace": config.namespace,
+                         "labels": {"app.kubernetes.io/name": "cyclegan", "app.kubernetes.io/managed-by": MANAGED_BY},
+                         "annotations": {"iam.gke.io/gcp-service-account": config.gcp_service_account}}}
+
+
+def render(config, extra=(), now=None):
+    """(name, [objects]) for `config`; `extra` are flags passed to the job's own command."""
+    name = config.name or default_name(config.kind, now)
+    objects = {"train": train_objects, "preprocess": preprocess_objects,
+               "tensorboard": tensorboard_objects}[config.kind](config, name, list(extra))
+    if config.gcp_service_account:
+        objects.insert(0, service_account(config))
+    return name, objects
