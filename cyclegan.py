@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "export": ("trainer.export", "a trained run's generators -> one SavedModel per direction"),
     "evaluate": ("trainer.evaluate", "ground-truth error, cycle error, FID and KID of a model on a test set"),
     "translate": ("trainer.translate", "translate a folder, glob or gs:// prefix of images with an exported model"),
+    "submit": ("k8s.cli", "Kubernetes: submit preprocess, train or tensorboard; list, status, logs, delete"),
 }
 
 def main(argv=None, prog="cyclegan"):

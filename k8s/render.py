@@ -39,6 +39,11 @@ def labels(config, name):
     return out
 
 
+def pod_labels(config, name):
+    """The pods' labels: the queue label stays on the Job, where Kueue admits the whole group at once."""
+    return {key: value for key, value in labels(config, name).items() if key != QUEUE_LABEL}
+
+
 def metadata(config, name, **extra):
     return {"name": name, "namespace": config.namespace, "labels": labels(config, name), **extra}
 
@@ -146,7 +151,7 @@ def trainer_pod(config, name, extra):
             extra_spec["subdomain"] = name
     spec = pod_spec(config, name, container, shm=True, terminationGracePeriodSeconds=config.grace_period,
                     **extra_spec)
-    return {"labels": labels(config, name), "spec": spec}
+    return {"labels": pod_labels(config, name), "spec": spec}
 
 
 def headless_service(config, name):
@@ -174,7 +179,7 @@ def train_objects(config, name, extra):
                           "successPolicy": {"operator": "All", "targetReplicatedJobs": [WORKERS]},
                           "ttlSecondsAfterFinished": config.ttl_hours * 3600,
                           "replicatedJobs": [{"name": WORKERS, "replicas": 1, "template": {
-                              "metadata": {"labels": labels(config, name)}, "spec": spec}}]}}]
+                              "metadata": {"labels": pod_labels(config, name)}, "spec": spec}}]}}]
     if minor(config.kubernetes_version) >= (1, 33):  # the chief's success is the run's success
         spec["successPolicy"] = {"rules": [{"succeededIndexes": "0"}]}
     return [headless_service(config, name),
@@ -197,7 +202,7 @@ def preprocess_objects(config, name, extra):
         args += [f"--direct_num_workers={max(1, int(float(config.cpu or DEFAULT_CPU[kind])))}"]
     container = {"name": "preprocess", "image": config.image, "command": ["cyclegan", "preprocess"],
                  "args": args + list(extra), "resources": resources(config, kind)}
-    pod = {"labels": labels(config, name), "spec": pod_spec(config, name, container, shm=kind == "preprocess",
+    pod = {"labels": pod_labels(config, name), "spec": pod_spec(config, name, container, shm=kind == "preprocess",
                                                             terminationGracePeriodSeconds=60)}
     return [{"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata(config, name),
              "spec": job_spec(config, pod, "preprocess")}]
@@ -217,7 +222,7 @@ def tensorboard_objects(config, name, extra):
     selector = {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": "tensorboard"}
     return [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(config, name),
              "spec": {"replicas": 1, "selector": {"matchLabels": selector},
-                      "template": {"metadata": {"labels": labels(config, name)},
+                      "template": {"metadata": {"labels": pod_labels(config, name)},
                                    "spec": pod_spec(config, name, container, restart="Always")}}},
             {"apiVersion": "v1", "kind": "Service", "metadata": metadata(config, name),
              "spec": {"type": "ClusterIP", "selector": selector,

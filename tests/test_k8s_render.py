@@ -1,0 +1,247 @@
+"""What `cyclegan submit --dry-run` renders: valid for every Kubernetes version we claim, restricted pods, and the
+rules the API server and the Job controller enforce; the golden examples in k8s/examples/ are its output."""
+import json
+import os
+import re
+import subprocess
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from k8s import examples
+from k8s.cli import parse_submit
+from k8s.render import render
+from preprocessing.jobs import UsageError
+from tests.conftest import BIN
+
+VERSIONS = ("1.31", "1.32", "1.33", "1.34", "1.35")
+TRAIN = ["--image", "img:1", "--data", "gs://b/records", "--model_dir", "gs://b/runs/x", "--name", "run"]
+SPREAD = {
+    "1 gpu": ["train", *TRAIN],
+    "8 gpus spot": ["train", *TRAIN, "--gpus", "8", "--spot"],
+    "cpu": ["train", *TRAIN, "--gpus", "0", "--cpu", "4"],
+    "4 nodes": ["train", *TRAIN, "--gpus", "8", "--nodes", "4", "--queue", "team-a", "--deadline_hours", "48"],
+    "4 nodes jobset": ["train", *TRAIN, "--gpus", "8", "--nodes", "4", "--backend", "jobset", "--spot"],
+    "preprocess": ["preprocess", "--image", "beam:1", "--input", "gs://b/raw", "--output", "gs://b/rec", "--cpu", "16"],
+    "dataflow": ["preprocess", "--image", "beam:1", "--input", "gs://b/raw", "--output", "gs://b/rec", "--runner",
+                 "dataflow", "--project", "p", "--region", "europe-west4", "--temp_location", "gs://b/tmp"],
+    "tensorboard": ["tensorboard", "--image", "img:1", "--logdir", "gs://b/runs/x/logs", "--gcp_service_account",
+                    "sa@p.iam.gserviceaccount.com"],
+}
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+ALLOWED_VOLUMES = {"configMap", "downwardAPI", "emptyDir", "projected", "secret", "csi", "persistentVolumeClaim",
+                   "ephemeral", "image"}
+
+
+def objects_for(argv, version="1.33"):
+    config, extra, _ = parse_submit(argv[0], [*argv[1:], "--kubernetes_version", version])
+    return render(config, extra)[1]
+
+
+def job_specs(obj):
+    """The batch/v1 JobSpecs an object holds: its own, or each of a JobSet's replicated jobs."""
+    if obj["kind"] == "Job":
+        return [obj["spec"]]
+    if obj["kind"] == "JobSet":
+        return [rj["template"]["spec"] for rj in obj["spec"]["replicatedJobs"]]
+    return []
+
+
+def pod_specs(obj):
+    if obj["kind"] == "Deployment":
+        return [obj["spec"]["template"]["spec"]]
+    return [spec["template"]["spec"] for spec in job_specs(obj)]
+
+
+def restricted_violations(pod):
+    """Pod Security Standards, "restricted" profile (v1.31+), checked field by field."""
+    problems = []
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(flag):
+            problems.append(flag)
+    for volume in pod.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= ALLOWED_VOLUMES:
+            problems.append(f"volume {volume['name']}: {kinds}")
+    pod_sc = pod.get("securityContext", {})
+    for container in pod.get("initContainers", []) + pod["containers"]:
+        sc = container.get("securityContext", {})
+        name = container["name"]
+        if not (sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True):
+            problems.append(f"{name}: runAsNonRoot")
+        if sc.get("runAsUser", pod_sc.get("runAsUser")) == 0:
+            problems.append(f"{name}: runAsUser 0")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation")
+        if sc.get("privileged"):
+            problems.append(f"{name}: privileged")
+        if "ALL" not in sc.get("capabilities", {}).get("drop", []):
+            problems.append(f"{name}: capabilities.drop ALL")
+        if set(sc.get("capabilities", {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{name}: capabilities.add")
+        seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: seccompProfile")
+        if any(port.get("hostPort") for port in container.get("ports", [])):
+            problems.append(f"{name}: hostPort")
+    return problems
+
+
+def invariant_violations(objects, version):
+    """Rules the API server or the Job controller enforce, and the ones our trainer relies on."""
+    problems = []
+    services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
+    for obj in objects:
+        name = obj["metadata"]["name"]
+        if not (DNS_LABEL.match(name) and len(name) <= 63):
+            problems.append(f"{obj['kind']} name {name!r}")
+        for spec in job_specs(obj):
+            pod = spec["template"]["spec"]
+            if "podFailurePolicy" in spec and pod["restartPolicy"] != "Never":
+                problems.append("podFailurePolicy needs restartPolicy Never")
+            if "podFailurePolicy" in spec and spec.get("podReplacementPolicy", "Failed") != "Failed":
+                problems.append("podReplacementPolicy must be Failed with a podFailurePolicy")
+            indexed = spec.get("completionMode") == "Indexed"
+            if "successPolicy" in spec and not (indexed and tuple(map(int, version.split("."))) >= (1, 33)):
+                problems.append("successPolicy needs an Indexed Job on 1.33+")
+            if indexed:
+                job_name = (f"{name}-workers-0" if obj["kind"] == "JobSet" else name)
+                hosts = [f"{job_name}-{i}" for i in range(spec["completions"])]
+                problems += [f"hostname {h}" for h in hosts if not (DNS_LABEL.match(h) and len(h) <= 63)]
+                subdomain = obj["spec"]["network"]["subdomain"] if obj["kind"] == "JobSet" else pod.get("subdomain")
+                if obj["kind"] == "Job":
+                    service = services.get(subdomain)
+                    if not service:
+                        problems.append(f"subdomain {subdomain} names no Service")
+                    else:
+                        selector = service["spec"]["selector"].items()
+                        if not selector <= spec["template"]["metadata"]["labels"].items():
+                            problems.append("the headless Service does not select the pods")
+                        if service["spec"].get("clusterIP") != "None" or not service["spec"].get(
+                                "publishNotReadyAddresses"):
+                            problems.append("the workers' Service must be headless and publish unready pods")
+                env = {e["name"]: e for e in pod["containers"][0]["env"]}
+                tf_config = env["TF_CONFIG"]["value"].replace("$(WORKER_INDEX)", "0")
+                workers = json.loads(tf_config)["cluster"]["worker"]
+                if workers != [f"{h}.{subdomain}:2222" for h in hosts]:
+                    problems.append(f"TF_CONFIG workers {workers}")
+                names = list(env)
+                if names.index("WORKER_INDEX") > names.index("TF_CONFIG"):  # $(VAR) sees only earlier variables
+                    problems.append("WORKER_INDEX is defined after TF_CONFIG")
+        if obj["kind"] == "Deployment":
+            if not obj["spec"]["selector"]["matchLabels"].items() <= obj["spec"]["template"]["metadata"][
+                    "labels"].items():
+                problems.append("the Deployment's selector does not match its pods")
+    return problems
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_rendered_object_validates_strictly_offline(version):
+    for case, argv in SPREAD.items():
+        for obj in objects_for(argv, version):
+            if obj["kind"] == "JobSet":  # no CRD schema offline: check what it holds as a batch/v1 Job
+                for replicated in obj["spec"]["replicatedJobs"]:
+                    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"},
+                           "spec": replicated["template"]["spec"]}
+                    kubernetes_validate.validate(job, version, strict=True)
+                continue
+            kubernetes_validate.validate(obj, version, strict=True)  # raises with the path of what is wrong
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_pods_are_restricted_and_the_api_servers_rules_hold(version):
+    for case, argv in SPREAD.items():
+        objects = objects_for(argv, version)
+        assert invariant_violations(objects, version) == [], case
+        for obj in objects:
+            for pod in pod_specs(obj):
+                assert restricted_violations(pod) == [], (case, obj["kind"])
+                assert not any("key" in str(env).lower() and "credentials" in str(env).lower()
+                               for c in pod["containers"] for env in c.get("env", []))  # Workload Identity only
+
+
+def test_the_checkers_catch_what_they_check():
+    """The two checkers above are only worth something if they fail on a broken object."""
+    (job,) = objects_for(SPREAD["1 gpu"])
+    pod = job["spec"]["template"]["spec"]
+    broken = json.loads(json.dumps(pod))
+    broken["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
+    broken["volumes"].append({"name": "host", "hostPath": {"path": "/"}})
+    assert len(restricted_violations(broken)) == 2
+    service, indexed = objects_for(SPREAD["4 nodes"])
+    indexed["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
+    indexed["spec"]["template"]["spec"]["subdomain"] = "elsewhere"
+    assert len(invariant_violations([service, indexed], "1.33")) == 3  # + TF_CONFIG's hosts no longer match
+    assert "successPolicy" in indexed["spec"]
+    assert "successPolicy" not in objects_for(SPREAD["4 nodes"], "1.32")[1]["spec"]
+
+
+def test_failure_semantics_scheduling_and_shapes_match_the_trainer():
+    (job,) = objects_for(SPREAD["8 gpus spot"])
+    rules = job["spec"]["podFailurePolicy"]["rules"]
+    assert [(r["action"], r.get("onExitCodes", {}).get("values")) for r in rules] == [
+        ("FailJob", [2]), ("Ignore", [75]), ("Ignore", None)]
+    assert rules[2]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb",
+                                   "cloud.google.com/gke-spot": "true"}
+    assert {t["key"] for t in pod["tolerations"]} == {"nvidia.com/gpu", "cloud.google.com/gke-spot"}
+    assert {"mountPath": "/dev/shm", "name": "dshm"} in container["volumeMounts"]
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+    assert pod["terminationGracePeriodSeconds"] == 120 and job["spec"]["ttlSecondsAfterFinished"] == 7 * 86400
+    assert container["command"] == ["cyclegan", "train"]
+
+    service, indexed = objects_for(SPREAD["4 nodes"])
+    assert indexed["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    assert "kueue.x-k8s.io/queue-name" not in indexed["spec"]["template"]["metadata"]["labels"]
+    assert indexed["spec"]["activeDeadlineSeconds"] == 48 * 3600
+    assert indexed["spec"]["successPolicy"] == {"rules": [{"succeededIndexes": "0"}]}
+    assert "--peer_timeout" in indexed["spec"]["template"]["spec"]["containers"][0]["args"]
+    (jobset,) = objects_for(SPREAD["4 nodes jobset"])
+    assert jobset["spec"]["failurePolicy"]["rules"] == [{"action": "FailJobSet",
+                                                         "onJobFailureReasons": ["PodFailurePolicy"]}]
+    assert jobset["spec"]["replicatedJobs"][0]["template"]["spec"]["backoffLimit"] == 0
+
+    (dataflow,) = objects_for(SPREAD["dataflow"])
+    args = dataflow["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--runner") + 1] == "DataflowRunner" and args[args.index("--sdk_container_image") + 1] \
+        == "beam:1"
+    (local,) = objects_for(SPREAD["preprocess"])
+    assert "--direct_num_workers=16" in local["spec"]["template"]["spec"]["containers"][0]["args"]
+    account, deployment, service = objects_for(SPREAD["tensorboard"])
+    assert account["metadata"]["annotations"] == {"iam.gke.io/gcp-service-account": "sa@p.iam.gserviceaccount.com"}
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] == 6006
+    assert service["spec"]["type"] == "ClusterIP"
+
+
+def test_golden_examples_are_what_the_renderer_writes():
+    written = sorted(f for f in os.listdir(examples.FOLDER) if f.endswith(".yaml"))
+    assert written == sorted(examples.EXAMPLES), "run: python -m k8s.examples"
+    for filename, argv in examples.EXAMPLES.items():
+        with open(os.path.join(examples.FOLDER, filename)) as f:
+            assert list(yaml.safe_load_all(f)) == examples.rendered(argv), f"{filename}: run python -m k8s.examples"
+
+
+def test_bad_flags_get_one_line_errors():
+    cases = (
+        (["train", "--data", "d", "--model_dir", "m"], "--image is required"),
+        (["train", *TRAIN, "--name", "Bad_Name"], "--name Bad_Name: must be lower-case"),
+        (["train", *TRAIN, "--name", "x" * 41], "at most 40 characters"),
+        (["train", "--image", "i"], "submit train needs --data, --model_dir"),
+        (["preprocess", "--image", "i", "--input", "a", "--output", "b", "--runner", "dataflow"],
+         "needs --project, --region, --temp_location"),
+        (["train", *TRAIN, "--memory", "lots"], "--memory lots: not a Kubernetes quantity"),
+        (["train", *TRAIN, "--nodes", "0"], "--nodes 0: must be at least 1"),
+    )
+    for argv, message in cases:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            parse_submit(argv[0], argv[1:])
+    done = subprocess.run([os.path.join(BIN, "cyclegan"), "submit", "train", "--image", "i", "--dry-run",
+                           "--bogus"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "unrecognized arguments: --bogus" in done.stderr
+    printed = subprocess.run([os.path.join(BIN, "cyclegan"), "submit", *SPREAD["4 nodes"], "--dry-run"],
+                             capture_output=True, text=True, timeout=120)
+    assert printed.returncode == 0 and [o["kind"] for o in yaml.safe_load_all(printed.stdout)] == ["Service", "Job"]
