@@ -43,8 +43,13 @@ def api_error(err, what, namespace):
     from kubernetes.client.exceptions import ApiException
 
     if not isinstance(err, ApiException):
-        return UsageError(f"cannot reach the Kubernetes API to {what} ({type(err).__name__}: "
-                          f"{str(err).splitlines()[0][:200]}); check the kubeconfig's server and your network")
+        import urllib3
+
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        if isinstance(err, (urllib3.exceptions.HTTPError, OSError)):
+            return UsageError(f"cannot reach the Kubernetes API to {what} ({type(err).__name__}: {first}); check "
+                              "the kubeconfig's server and your network")
+        return UsageError(f"cannot {what}: {type(err).__name__}: {first}")
     import json
 
     try:

@@ -72,7 +72,7 @@ def resources(config, kind, gpus=0):
     cpu, memory = config.cpu or DEFAULT_CPU[kind], config.memory or DEFAULT_MEMORY[kind]
     out = {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
     if gpus:
-        out["limits"]["nvidia.com/gpu"] = gpus
+        out["limits"]["nvidia.com/gpu"] = str(gpus)  # a quantity: the API's clients want it as a string
     return out
 
 

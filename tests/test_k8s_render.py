@@ -185,7 +185,7 @@ def test_failure_semantics_scheduling_and_shapes_match_the_trainer():
     assert rules[2]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
     assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb",
                                    "cloud.google.com/gke-spot": "true"}
     assert {t["key"] for t in pod["tolerations"]} == {"nvidia.com/gpu", "cloud.google.com/gke-spot"}

@@ -1,0 +1,172 @@
+"""`cyclegan submit` against an HTTP endpoint on loopback that records the Kubernetes API calls it receives (no
+API server can run here): the objects sent are exactly the rendered ones, and list/status/logs/delete make the
+calls kubectl would."""
+import http.server
+import json
+import os
+import subprocess
+import threading
+import urllib.parse
+
+import pytest
+import yaml
+
+from tests.conftest import BIN
+
+NAMESPACE = "research"
+FLAGS = ["--image", "img:1", "--data", "gs://b/records", "--model_dir", "gs://b/runs/h2z", "--gpus", "8", "--nodes",
+         "2", "--namespace", NAMESPACE]
+
+
+class FakeApi(http.server.BaseHTTPRequestHandler):
+    """Records every call; keeps what was created; refuses the name `taken` (409) and namespace `locked` (403)."""
+
+    calls, store = [], {}
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def status(self, code, reason, message):
+        self.reply(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
+                          "message": message, "code": code})
+
+    def record(self):
+        url = urllib.parse.urlparse(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        self.calls.append((self.command, url.path, urllib.parse.parse_qs(url.query), body))
+        return url.path, urllib.parse.parse_qs(url.query), body
+
+    def do_POST(self):
+        path, _, body = self.record()
+        if "/namespaces/locked/" in path:
+            return self.status(403, "Forbidden", 'jobs.batch is forbidden: User "dev" cannot create resource')
+        if body["metadata"]["name"] == "taken" and path.endswith("/jobs"):
+            return self.status(409, "AlreadyExists", 'jobs.batch "taken" already exists')
+        created = {**body, "metadata": {**body["metadata"], "uid": "1", "creationTimestamp": "2026-11-27T08:00:00Z"}}
+        self.store[f"{path}/{body['metadata']['name']}"] = created
+        self.reply(201, created)
+
+    def do_GET(self):
+        path, query, _ = self.record()
+        if path.endswith("/log"):
+            data = b"step 1/10 epoch 1 | 3.1 pairs/s\nstep 2/10 epoch 1 | 3.3 pairs/s\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            return self.wfile.write(data)
+        if path.endswith("/pods"):
+            return self.reply(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [self.pod(i)
+                                                                                                 for i in range(2)]})
+        items = [obj for key, obj in self.store.items() if key.startswith(path + "/")]
+        for obj in items:  # what the Job controller would have written by now
+            if obj["kind"] == "Job":
+                obj["status"] = {"active": 1, "succeeded": 1}
+        self.reply(200, {"kind": "List", "apiVersion": "v1", "metadata": {}, "items": items})
+
+    def do_DELETE(self):
+        path, _, _ = self.record()
+        deleted = self.store.pop(path, None)
+        if deleted is None:
+            return self.status(404, "NotFound", f"{path} not found")
+        # as the API server: a deleted Service comes back as itself, other kinds as a Status
+        self.reply(200, deleted if "/services/" in path else {"kind": "Status", "apiVersion": "v1",
+                                                              "status": "Success"})
+
+    @staticmethod
+    def pod(index):
+        return {"metadata": {"name": f"h2z-{index}-abcde", "namespace": NAMESPACE,
+                             "annotations": {"batch.kubernetes.io/job-completion-index": str(index)},
+                             "creationTimestamp": "2026-11-27T08:00:00Z"},
+                "status": {"phase": "Running" if index else "Failed", "containerStatuses": [
+                    {"name": "trainer", "image": "img:1", "imageID": "", "ready": bool(index), "restartCount": 0,
+                     "state": {"running": {}} if index else {"terminated": {"exitCode": 75}}}]}}
+
+
+@pytest.fixture()
+def api(tmp_path):
+    FakeApi.calls.clear()
+    FakeApi.store.clear()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "loopback", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
+        "users": [{"name": "dev", "user": {"token": "secret"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "loopback", "user": "dev"}}]}))
+    yield str(kubeconfig)
+    server.shutdown()
+    server.server_close()
+
+
+def submit(kubeconfig, *args):
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    return subprocess.run([os.path.join(BIN, "cyclegan"), "submit", *args], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+def test_submit_sends_exactly_the_rendered_objects(api):
+    rendered = list(yaml.safe_load_all(submit(api, "train", *FLAGS, "--name", "h2z", "--dry-run").stdout))
+    done = submit(api, "train", *FLAGS, "--name", "h2z", "--", "--batch_size", "2")
+    assert done.returncode == 0, done.stderr
+    posts = [(path, body) for method, path, _, body in FakeApi.calls if method == "POST"]
+    assert [path for path, _ in posts] == [f"/api/v1/namespaces/{NAMESPACE}/services",
+                                           f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"]
+    rendered[1]["spec"]["template"]["spec"]["containers"][0]["args"] += ["--batch_size", "2"]
+    assert [body for _, body in posts] == rendered
+    assert f"cyclegan submit logs h2z --follow --namespace {NAMESPACE}" in done.stdout
+
+    FakeApi.calls.clear()
+    listed = submit(api, "list", "--namespace", NAMESPACE)
+    assert listed.returncode == 0, listed.stderr
+    assert any(line.split()[:3] == ["h2z", "Job", "train"] for line in listed.stdout.splitlines())
+    gets = {path: query for method, path, query, _ in FakeApi.calls if method == "GET"}
+    assert gets[f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"]["labelSelector"] == [
+        "app.kubernetes.io/managed-by=cyclegan-submit"]
+    assert f"/apis/jobset.x-k8s.io/v1alpha2/namespaces/{NAMESPACE}/jobsets" in gets
+
+    status = submit(api, "status", "h2z", "--namespace", NAMESPACE)
+    assert status.returncode == 0 and "Job research/h2z: 1 active, 1 succeeded" in status.stdout, status.stderr
+    assert "pod h2z-0-abcde: Failed (trainer exited 75)" in status.stdout
+
+    FakeApi.calls.clear()
+    logs = submit(api, "logs", "h2z", "--follow", "--namespace", NAMESPACE)
+    assert logs.returncode == 0 and "step 2/10 epoch 1" in logs.stdout, logs.stderr
+    (log_call,) = [(path, query) for method, path, query, _ in FakeApi.calls if path.endswith("/log")]
+    assert log_call == (f"/api/v1/namespaces/{NAMESPACE}/pods/h2z-0-abcde/log", {"follow": ["true"]})
+
+    FakeApi.calls.clear()
+    deleted = submit(api, "delete", "h2z", "--namespace", NAMESPACE)
+    assert deleted.returncode == 0, deleted.stderr
+    deletes = [(path, query) for method, path, query, _ in FakeApi.calls if method == "DELETE"]
+    assert [path for path, _ in deletes] == [f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/h2z",
+                                             f"/api/v1/namespaces/{NAMESPACE}/services/h2z"]
+    assert deletes[0][1]["propagationPolicy"] == ["Background"]  # the pods go with the Job, as with kubectl
+
+
+def test_refusals_and_a_missing_cluster_are_one_line_errors(api, tmp_path):
+    taken = submit(api, "train", *FLAGS, "--name", "taken")
+    assert taken.returncode == 2 and "Traceback" not in taken.stderr
+    assert "already exists in namespace research; choose another --name" in taken.stderr
+    # the Service created before the refused Job is deleted again: nothing half-submitted stays
+    assert [(m, p) for m, p, _, _ in FakeApi.calls if m != "GET"] == [
+        ("POST", f"/api/v1/namespaces/{NAMESPACE}/services"), ("POST", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"),
+        ("DELETE", f"/api/v1/namespaces/{NAMESPACE}/services/taken")]
+    locked = submit(api, "tensorboard", "--image", "i", "--logdir", "gs://b/logs", "--namespace", "locked")
+    assert locked.returncode == 2 and "the cluster refused (403 Forbidden" in locked.stderr
+    assert "Traceback" not in locked.stderr
+    missing = submit(str(tmp_path / "no-such-kubeconfig"), "list")
+    assert missing.returncode == 2 and "no Kubernetes cluster configured" in missing.stderr
+    unknown = submit(api, "status", "nothing-here", "--namespace", NAMESPACE)
+    assert unknown.returncode == 2 and "no job named nothing-here" in unknown.stderr
