@@ -129,7 +129,8 @@ def main(argv, prog="cyclegan preprocess"):
     check(config)
     sources, missing, source_description = discover(config)
     found = sorted({f"{s.split}{s.domain}" for s in sources})
-    print(f"preprocess: found {', '.join(found)}" + (f"; missing {', '.join(missing)}" if missing else ""))
+    print(f"preprocess: found {', '.join(found)}" + (f"; missing {', '.join(missing)}" if missing else ""),
+          flush=True)
 
     started = time.monotonic()
     cloud = options.view_as(pipeline_options.GoogleCloudOptions)
