@@ -25,7 +25,7 @@ setup(
     ],
     extras_require={
         "dev": ["pytest", "pytest-timeout", "gcp-storage-emulator", "scipy"],
-        "k8s": ["kubernetes", "kubernetes-validate"],
+        "k8s": ["kubernetes", "kubernetes-validate", "pyyaml"],
     },
     entry_points={"console_scripts": ["cyclegan = cyclegan:main"]},
 )

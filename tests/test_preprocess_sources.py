@@ -11,20 +11,26 @@ from preprocessing.schema import parse_example
 from tests.conftest import gradient
 
 
-def test_gs_input_and_output_through_emulator(gcs_emulator, messy_root, tmp_path, monkeypatch):
+def bucket_with_messy_raw(name, messy_root, monkeypatch):
+    """A bucket on the emulator with the messy dataset under raw/, and Beam set to reach it anonymously."""
     from google.cloud import storage
 
+    from apache_beam.internal.gcp import auth
+
     root, expect = messy_root
-    client = storage.Client(project="test-project")
-    bucket = client.create_bucket("cyclegan-test")
+    bucket = storage.Client(project="test-project").create_bucket(name)
     for path in expect:
         bucket.blob("raw/" + os.path.relpath(path, root)).upload_from_filename(path)
-
     # The emulator needs no credentials. Beam retries google.auth.default() for ~27 s in every process before it
     # connects anonymously; start from that anonymous outcome, in one process, instead of waiting for it.
-    from apache_beam.internal.gcp import auth
     monkeypatch.setattr(auth._Credentials, "_credentials_init", True)
     monkeypatch.setattr(auth._Credentials, "_credentials", None)
+    return bucket
+
+
+def test_gs_input_and_output_through_emulator(gcs_emulator, messy_root, tmp_path, monkeypatch):
+    _, expect = messy_root
+    bucket = bucket_with_messy_raw("cyclegan-test", messy_root, monkeypatch)
     assert cli.main(["--input", "gs://cyclegan-test/raw", "--output", "gs://cyclegan-test/out",
                      "--direct_running_mode=in_memory"]) == 0
 
@@ -92,18 +98,9 @@ def test_dataflow_template_translates_and_stages_on_the_emulator(gcs_emulator, m
     import io
     import tarfile
 
-    from google.cloud import storage
-
-    from apache_beam.internal.gcp import auth
     from tests.conftest import REPO
 
-    root, expect = messy_root
-    client = storage.Client(project="test-project")
-    bucket = client.create_bucket("cyclegan-template")
-    for path in expect:
-        bucket.blob("raw/" + os.path.relpath(path, root)).upload_from_filename(path)
-    monkeypatch.setattr(auth._Credentials, "_credentials_init", True)  # as in the test above
-    monkeypatch.setattr(auth._Credentials, "_credentials", None)
+    bucket = bucket_with_messy_raw("cyclegan-template", messy_root, monkeypatch)
     template = "gs://cyclegan-template/templates/preprocess"
     assert cli.main(["--input", "gs://cyclegan-template/raw", "--output", "gs://cyclegan-template/out",
                      "--runner", "DataflowRunner", "--project", "test-project", "--region", "europe-west4",
