@@ -248,12 +248,12 @@ def parse_submit(action, argv, prog="cyclegan submit"):
 
 
 def main(argv, prog="cyclegan submit"):
-    try:
-        import kubernetes  # noqa: F401
-        import yaml  # noqa: F401
-    except ImportError as err:
-        raise UsageError(f"{prog} needs the k8s extra ({err.name} is missing): pip install "
-                         "'cyclegan-pipeline[k8s]' --constraint constraints.txt") from None
+    import importlib.util
+
+    missing = [name for name in ("kubernetes", "yaml") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"{prog} needs the k8s extra ({', '.join(missing)} missing): pip install "
+                         "'cyclegan-pipeline[k8s]' --constraint constraints.txt")
     if not argv or argv[0] not in ACTIONS:
         parser = job_parser(prog, __doc__)
         parser.add_argument("action", choices=ACTIONS)

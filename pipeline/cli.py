@@ -74,7 +74,7 @@ def check(config):
     stale = previous_output(config.output)
     if stale:
         files.delete(stale)
-        print(f"preprocess: removed what the " + ("previous run wrote (--overwrite)" if finished else
+        print("preprocess: removed what the " + ("previous run wrote (--overwrite)" if finished else
               "unfinished run stopped in this folder left") + f": {len(stale)} files and folders in {config.output}")
 
 
