@@ -84,7 +84,8 @@ def measure(step, batches, steps):
     return time.perf_counter() - began
 
 
-def run_case(strategies, preset, precision, xla, batch, replicas, steps, repeat):
+def run_case(strategies, preset, precision, xla, batch, replicas, steps, repeat, peer=True):
+    """One configuration's row; without `peer`, our step alone (its keras.io columns are None)."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -111,29 +112,32 @@ def run_case(strategies, preset, precision, xla, batch, replicas, steps, repeat)
     our_batches = [distribute(strategy, batch_pair) for batch_pair in raw]
     stop = tf.constant(0.0)
 
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(precision)
-    try:
-        with strategy.scope():
-            keras.utils.set_random_seed(config.seed)
-            their_nets = networks.build(config)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-    theirs = keras_io_step(their_nets, config, strategy, xla)
-    their_batches = [distribute(strategy, batch_pair) for batch_pair in raw]
+    if peer:
+        previous = keras.mixed_precision.global_policy()
+        keras.mixed_precision.set_global_policy(precision)
+        try:
+            with strategy.scope():
+                keras.utils.set_random_seed(config.seed)
+                their_nets = networks.build(config)
+        finally:
+            keras.mixed_precision.set_global_policy(previous)
+        theirs = keras_io_step(their_nets, config, strategy, xla)
+        their_batches = [distribute(strategy, batch_pair) for batch_pair in raw]
 
     best = {"ours": float("inf"), "keras.io": float("inf")}
     for _ in range(repeat):
         best["ours"] = min(best["ours"], measure(lambda a, b: ours.train_step(a, b, stop), our_batches, steps))
-        best["keras.io"] = min(best["keras.io"], measure(theirs, their_batches, steps))
+        if peer:
+            best["keras.io"] = min(best["keras.io"], measure(theirs, their_batches, steps))
     analytic = flops.analytic_pair_flops(ours.nets, config)["per_pair"]
     counted = None
     if xla:
         counted = flops.compiled_pair_flops(ours, batch)["per_pair"]
-    ours_rate, their_rate = steps * global_batch / best["ours"], steps * global_batch / best["keras.io"]
+    ours_rate = steps * global_batch / best["ours"]
+    their_rate = steps * global_batch / best["keras.io"] if peer else None
     return {"preset": preset, "precision": precision, "xla": "on" if xla else "off", "batch": batch,
             "replicas": replicas, "ours_pairs_s": ours_rate, "keras_io_pairs_s": their_rate,
-            "ratio": ours_rate / their_rate, "gflop_pair_analytic": analytic / 1e9,
+            "ratio": ours_rate / their_rate if peer else None, "gflop_pair_analytic": analytic / 1e9,
             "gflop_pair_compiled": None if counted is None else counted / 1e9,
             "achieved_gflop_s": ours_rate * analytic / 1e9}
 

@@ -47,3 +47,14 @@ def test_input_benchmark_runs(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert [row["threads"] for row in rows] == ["1 thread", f"all {os.cpu_count()} cores"]
     assert all(row["pairs_s"] > 0 for row in rows) and "pairs/s per core" in done.stdout
+
+
+def test_trainer_benchmark_runs(tmp_path):
+    out = tmp_path / "trainer.json"
+    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "trainer_bench.py"), "--steps", "12",
+                           "--bare_steps", "2", "--memory_steps", "1", "--images", "8", "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    tiny, reference = json.loads(out.read_text())["rows"]
+    assert tiny["trainer_pairs_s"] > 0 and tiny["bare_pairs_s"] > 0 and tiny["peak_mb"] > 100
+    assert reference["preset"] == "reference" and reference["peak_mb"] > tiny["peak_mb"]
