@@ -9,17 +9,15 @@ pipeline (parse, decode, resize, crop, flip, scale; shuffle, interleave, prefetc
 thread, and again with its default of every core. A GPU host must feed what its GPUs consume: our goal is 170
 pairs/s per H100 at the reference size, so a 16-core host needs at least 45 pairs/s per core for 4 times that.
 """
-import argparse
 import dataclasses
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import results  # noqa: E402
 from preprocessing.jobs import quiet_libraries  # noqa: E402
 
 
@@ -44,37 +42,27 @@ def pairs_per_second(records, manifest, config, pairs, threads):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)
+    parser = results.parser(__doc__)
     parser.add_argument("--images", type=int, default=400, help="synthetic training images per domain")
     parser.add_argument("--pairs", type=int, default=600, help="pairs timed per run")
     parser.add_argument("--size", type=int, default=400, help="side of the synthetic photos before preprocessing")
-    parser.add_argument("--json", default="", help="also write the rows and the machine's description here")
     args = parser.parse_args(argv)
     quiet_libraries()
-    from pipeline import cli, synth
     from preprocessing.schema import load_manifest
-    from results import machine, table, write_json
     from trainer.config import PRESETS
 
-    work = tempfile.mkdtemp(prefix="cyclegan-input-bench-")
-    try:
-        raw, records = os.path.join(work, "raw"), os.path.join(work, "records")
-        synth.write(raw, synth.SynthConfig(train=args.images, test=1, size=args.size))
-        assert cli.main(["--input", raw, "--output", records]) == 0
+    with results.synthetic_records(args.images, args.size) as records:
         manifest = load_manifest(records)
         config = dataclasses.replace(PRESETS["reference"], batch_size=1)
-        print(f"machine: {machine()}", flush=True)
+        print(f"machine: {results.machine()}", flush=True)
         rows = []
         for label, threads in (("1 thread", 1), (f"all {os.cpu_count()} cores", 0)):
             rate = pairs_per_second(records, manifest, config, args.pairs, threads)
             rows.append({"threads": label, "pairs_s": rate, "pairs_s_per_core": rate / (threads or os.cpu_count())})
-        table(rows, [("tf.data", "threads", "{}"), ("pairs/s", "pairs_s", "{:.1f}"),
+        results.table(rows, [("tf.data", "threads", "{}"), ("pairs/s", "pairs_s", "{:.1f}"),
                      ("pairs/s per core", "pairs_s_per_core", "{:.1f}")])
-        write_json(args.json, "input", rows, images=args.images, load_size=config.load_size,
+        results.write_json(args.json, "input", rows, images=args.images, load_size=config.load_size,
                    crop_size=config.crop_size)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -1,8 +1,21 @@
-"""What every benchmark shares: the machine's description, a table, and the JSON file of the results."""
+"""What every benchmark shares: the machine's description, a table, the JSON file of the results, and a
+synthetic dataset preprocessed by the real job."""
+import argparse
+import contextlib
 import json
 import os
 import platform
+import shutil
 import sys
+import tempfile
+
+
+def parser(description):
+    """A benchmark's command line: its docstring as help, no abbreviations, and --json."""
+    out = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                  allow_abbrev=False)
+    out.add_argument("--json", default="", help="also write the rows and the machine's description here")
+    return out
 
 
 def machine():
@@ -34,3 +47,20 @@ def write_json(path, benchmark, rows, **extra):
     with open(path, "w") as f:
         json.dump({"benchmark": benchmark, "machine": machine(), **extra, "rows": rows}, f, indent=2)
     print(f"wrote {path}")
+
+
+@contextlib.contextmanager
+def synthetic_records(images, size=96):
+    """The records folder of `images` synthetic training images per domain, preprocessed by the real job, in a
+    temporary folder that is deleted afterwards."""
+    from pipeline import cli, synth
+
+    work = tempfile.mkdtemp(prefix="cyclegan-bench-")
+    try:
+        raw, records = os.path.join(work, "raw"), os.path.join(work, "records")
+        synth.write(raw, synth.SynthConfig(train=images, test=4, size=size))
+        if cli.main(["--input", raw, "--output", records]) != 0:
+            raise SystemExit("preprocessing the synthetic dataset failed")
+        yield records
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -14,7 +14,6 @@ Each keeps its best time over --repeat rounds, the two taking turns, since a sha
 runs. Printed: pairs/s of each and their ratio, FLOPs per pair (analytic from the layer shapes, and counted from
 XLA's optimized HLO of our per-replica functions; see flops.py), and the FLOP/s that ours achieves.
 """
-import argparse
 import dataclasses
 import os
 import sys
@@ -23,6 +22,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import results  # noqa: E402
 from preprocessing.jobs import quiet_libraries  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
@@ -143,8 +143,7 @@ def run_case(strategies, preset, precision, xla, batch, replicas, steps, repeat,
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)
+    parser = results.parser(__doc__)
     parser.add_argument("--presets", nargs="+", default=["tiny", "reference"], choices=["tiny", "reference"])
     parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
     parser.add_argument("--xla", nargs="+", default=["off", "on"], choices=["off", "on"])
@@ -153,18 +152,16 @@ def main(argv=None):
     parser.add_argument("--replicas", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--steps", type=int, default=5, help="timed steps per run (after 2 warm-up steps)")
     parser.add_argument("--repeat", type=int, default=2, help="rounds; each side keeps its best")
-    parser.add_argument("--json", default="", help="also write the rows and the machine's description here")
     args = parser.parse_args(argv)
     quiet_libraries()
     import tensorflow as tf
 
-    from results import machine, table, write_json
 
     if not tf.config.list_physical_devices("GPU"):
         from trainer.strategy import split_cpu
 
         split_cpu(max(args.replicas))
-    print(f"machine: {machine()}", flush=True)
+    print(f"machine: {results.machine()}", flush=True)
     rows, strategies = [], {}  # one strategy per device set: a second one over the same devices breaks collectives
     columns = [("preset", "preset", "{}"), ("precision", "precision", "{}"), ("XLA", "xla", "{}"),
                ("batch", "batch", "{}"), ("replicas", "replicas", "{}"), ("ours pairs/s", "ours_pairs_s", "{:.2f}"),
@@ -184,8 +181,8 @@ def main(argv=None):
                             print(" ".join(f"{header} {fmt.format(row[key]) if row[key] is not None else '-'};"
                                            for header, key, fmt in columns), flush=True)
     print()
-    table(rows, columns)
-    write_json(args.json, "step", rows)
+    results.table(rows, columns)
+    results.write_json(args.json, "step", rows)
     return 0
 
 

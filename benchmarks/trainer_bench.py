@@ -11,17 +11,15 @@ config and devices, measured before it in this run. Goal: at least 0.95.
 Memory: the peak resident memory (the kernel's ru_maxrss of that process alone) of `cyclegan train` with the tiny
 preset (the end-to-end run) and with the reference preset over --memory_steps steps at batch 1.
 """
-import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import results  # noqa: E402
 from preprocessing.jobs import quiet_libraries  # noqa: E402
 
 
@@ -40,25 +38,18 @@ def run_trainer(records, model_dir, log, *flags):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)
+    parser = results.parser(__doc__)
     parser.add_argument("--steps", type=int, default=600, help="steps of the end-to-end tiny run")
     parser.add_argument("--bare_steps", type=int, default=40, help="timed steps of the bare step")
     parser.add_argument("--memory_steps", type=int, default=3, help="steps of the reference preset's memory run")
     parser.add_argument("--images", type=int, default=240, help="synthetic training images per domain")
-    parser.add_argument("--json", default="", help="also write the rows and the machine's description here")
     args = parser.parse_args(argv)
     quiet_libraries()
-    from pipeline import cli, synth
-    from results import machine, table, write_json
     from step_bench import run_case
 
-    work = tempfile.mkdtemp(prefix="cyclegan-trainer-bench-")
-    try:
-        raw, records = os.path.join(work, "raw"), os.path.join(work, "records")
-        synth.write(raw, synth.SynthConfig(train=args.images, test=4))
-        assert cli.main(["--input", raw, "--output", records]) == 0
-        print(f"machine: {machine()}", flush=True)
+    with results.synthetic_records(args.images) as records:
+        work = os.path.dirname(records)
+        print(f"machine: {results.machine()}", flush=True)
         bare = run_case({}, "tiny", "float32", False, 4, 1, args.bare_steps, repeat=2, peer=False)["ours_pairs_s"]
         whole, tiny_mb = run_trainer(records, os.path.join(work, "tiny"), os.path.join(work, "tiny.log"),
                                      "--preset", "tiny", "--steps", str(args.steps))
@@ -67,12 +58,10 @@ def main(argv=None):
         rows = [{"preset": "tiny", "steps": args.steps, "bare_pairs_s": bare, "trainer_pairs_s": whole,
                  "ratio": whole / bare, "peak_mb": tiny_mb},
                 {"preset": "reference", "steps": args.memory_steps, "peak_mb": reference_mb}]
-        table(rows, [("preset", "preset", "{}"), ("steps", "steps", "{}"),
+        results.table(rows, [("preset", "preset", "{}"), ("steps", "steps", "{}"),
                      ("bare step pairs/s", "bare_pairs_s", "{:.2f}"), ("trainer pairs/s", "trainer_pairs_s", "{:.2f}"),
                      ("trainer / bare", "ratio", "{:.2f}"), ("peak RSS MB", "peak_mb", "{:.0f}")])
-        write_json(args.json, "trainer", rows, images=args.images)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        results.write_json(args.json, "trainer", rows, images=args.images)
     return 0
 
 
