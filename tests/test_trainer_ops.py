@@ -62,6 +62,12 @@ def test_resume_refuses_another_config_unless_forced(tiny_records, two_cpus, tmp
     (warning,) = [line for line in lines if line.startswith("warning: --model_dir")]
     assert len(history) == 1 and "lr 0.0002 -> 0.001" in warning
     assert "log_every" not in warning  # fields that only say how to run may change freely
+    # forcing a run whose networks changed shape: the checkpoints cannot load, and nothing starts over
+    with pytest.raises(UsageError, match=r"none of its checkpoints loads .*ckpt-2: The shape of the target "
+                                         r"variable.*in a new --model_dir"):
+        run(config, two_cpus, steps=3, lr=1e-3, ngf=4, force_resume=True)
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == [
+        "checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index", "ckpt-2.data-00000-of-00001", "ckpt-2.index"]
 
 
 def train_command(records, model_dir, steps, *extra):

@@ -110,7 +110,7 @@ def restore_newest(checkpoint, model_dir, report=print):
             checkpoint.read(prefix).assert_existing_objects_matched().expect_partial()
             return prefix
         except Exception as err:  # a damaged file raises anything from OpError and AssertionError to IndexError
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0].split(" Target variable:")[0][:300]
             report(f"warning: skipped checkpoint {prefix}: it does not load ({reason})")
             failures.append(f"{prefix.rsplit('/', 1)[-1]}: {reason}")
     if failures:
