@@ -93,6 +93,10 @@ def check_writable(output):
                          "write to") from None
 
 
+# What a run writes at the top of --output, and their half-written forms (pipeline/files.py's write_whole).
+OUR_FILES = frozenset(name + suffix for name in (MANIFEST_NAME, REJECTED_NAME) for suffix in ("", files.PARTIAL))
+
+
 def previous_output(output):
     """Every file a previous run in `output` wrote or left: its shards of whatever count (not only those its
     manifest lists), manifest, report, staging files and half-written files. Nothing else in the folder."""
@@ -103,7 +107,7 @@ def previous_output(output):
         top = relative.split("/")[0]
         if top == staging.STAGING_FOLDER or top.startswith("beam-temp-"):  # whole folders of temporary files
             ours.add(root + top if files.is_local(output) else match.path)
-        elif SHARD_NAME.match(relative) or relative in (MANIFEST_NAME, REJECTED_NAME) or relative.endswith(".partial"):
+        elif SHARD_NAME.match(relative) or relative in OUR_FILES:
             ours.add(match.path)
     return sorted(ours)
 

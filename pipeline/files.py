@@ -11,6 +11,7 @@ import shutil
 from apache_beam.io.filesystems import FileSystems
 
 GLOB_CHARS = re.compile(r"[*?\[]")
+PARTIAL = ".partial"  # what write_whole writes before it renames
 
 
 def is_local(path):
@@ -50,7 +51,7 @@ def delete(paths):
 def write_whole(path, data: bytes, mime_type):
     """Write `path` by renaming a finished temporary file onto it: a reader sees the old file or the new one,
     never half of one (a killed job once left a half-written manifest.json that broke the next --overwrite)."""
-    partial = f"{path}.partial"
+    partial = path + PARTIAL
     with FileSystems.create(partial, mime_type=mime_type) as f:
         f.write(data)
     if not is_local(path):  # object stores: a rename is a copy, which does not replace

@@ -274,17 +274,20 @@ def test_overwrite_and_reruns_leave_only_the_new_runs_files(messy_root, tmp_path
     (out / "beam-temp-rejected.jsonl-1234").mkdir()
     (out / "beam-temp-rejected.jsonl-1234" / "part").write_bytes(b"x")
     (out / "notes.txt").write_text("the user's own file")
+    (out / "draft.partial").write_text("also the user's own")
+    (out / "manifest.json.partial").write_text("half of a manifest")
     run_job("--input", root, "--output", str(out), "--num_shards", "2", "--overwrite")
     assert "removed what the previous run wrote (--overwrite)" in capsys.readouterr().out
     shards = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.tfrecord"))
     assert shards and all(name.endswith("-of-00002.tfrecord") for name in shards)
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "notes.txt", "rejected.jsonl", "test", "train"]
+    assert sorted(p.name for p in out.iterdir()) == ["draft.partial", "manifest.json", "notes.txt", "rejected.jsonl",
+                                                     "test", "train"]
 
     manifest_path.unlink()  # a run stopped before its manifest: no --overwrite needed, its leftovers go
     run_job("--input", root, "--output", str(out), "--num_shards", "1")
     assert "unfinished run stopped in this folder" in capsys.readouterr().out
     assert all(p.name.endswith("-of-00001.tfrecord") for p in out.rglob("*.tfrecord"))
-    assert not list(out.rglob("*.partial"))
+    assert [p.name for p in out.rglob("*.partial")] == ["draft.partial"]
 
 
 def test_unusable_output_runner_options_and_empty_datasets_fail_clearly(tmp_path):
