@@ -10,6 +10,7 @@ KINDS = ("preprocess", "train", "tensorboard")
 MAX_NAME = 40
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+CPU_QUANTITY = re.compile(r"^\d+(\.\d+)?m?$")  # cores, or millicores
 UID = 10001  # the images' user (k8s/Dockerfile*): non-root, fixed, as the restricted profile wants
 
 
@@ -81,9 +82,10 @@ def check(config):
                          f"end with a letter or digit, and be at most {MAX_NAME} characters")
     if not DNS_LABEL.match(config.namespace):
         raise UsageError(f"--namespace {config.namespace}: not a valid namespace name")
-    for flag, value in (("--cpu", config.cpu), ("--memory", config.memory)):
-        if value and not QUANTITY.match(value):
-            raise UsageError(f"{flag} {value}: not a Kubernetes quantity (e.g. 8, 500m, 48Gi)")
+    if config.cpu and not CPU_QUANTITY.match(config.cpu):
+        raise UsageError(f"--cpu {config.cpu}: not a CPU quantity (cores or millicores, e.g. 8, 2.5, 500m)")
+    if config.memory and not QUANTITY.match(config.memory):
+        raise UsageError(f"--memory {config.memory}: not a Kubernetes quantity (e.g. 48Gi, 512Mi)")
     for flag, value, low in (("--gpus", config.gpus, 0), ("--nodes", config.nodes, 1),
                              ("--backoff_limit", config.backoff_limit, 0), ("--grace_period", config.grace_period, 1),
                              ("--ttl_hours", config.ttl_hours, 1), ("--deadline_hours", config.deadline_hours, 0),

@@ -68,6 +68,13 @@ def pod_spec(config, name, container, restart="Never", shm=False, **extra):
             "containers": [container], "volumes": volumes, **extra}
 
 
+def whole_cores(config, kind):
+    """The CPU request as the number of worker processes or CPU replicas it can hold: at least one."""
+    cpu = config.cpu or DEFAULT_CPU[kind]
+    cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
+    return max(1, int(cores))
+
+
 def resources(config, kind, gpus=0):
     cpu, memory = config.cpu or DEFAULT_CPU[kind], config.memory or DEFAULT_MEMORY[kind]
     out = {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
@@ -136,7 +143,7 @@ def trainer_args(config, extra):
     if config.nodes > 1:
         args += ["--peer_timeout", str(config.peer_timeout)]
     if not config.gpus:  # a CPU pod: one replica per requested core
-        args += ["--cpu_replicas", str(max(1, int(float(config.cpu or DEFAULT_CPU["train"]))))]
+        args += ["--cpu_replicas", str(whole_cores(config, "train"))]
     return args + list(extra)
 
 
@@ -199,7 +206,7 @@ def preprocess_objects(config, name, extra):
                  "--sdk_location", "container", "--job_name", name]
     else:  # the local runner, one worker process per requested core
         kind = "preprocess"
-        args += [f"--direct_num_workers={max(1, int(float(config.cpu or DEFAULT_CPU[kind])))}"]
+        args += [f"--direct_num_workers={whole_cores(config, kind)}"]
     container = {"name": "preprocess", "image": config.image, "command": ["cyclegan", "preprocess"],
                  "args": args + list(extra), "resources": resources(config, kind)}
     pod = {"labels": pod_labels(config, name), "spec": pod_spec(config, name, container, shm=kind == "preprocess",

@@ -211,6 +211,10 @@ def test_failure_semantics_scheduling_and_shapes_match_the_trainer():
         == "beam:1"
     (local,) = objects_for(SPREAD["preprocess"])
     assert "--direct_num_workers=16" in local["spec"]["template"]["spec"]["containers"][0]["args"]
+    (small,) = objects_for(["preprocess", *SPREAD["preprocess"][1:-1], "500m"])  # millicores: one worker
+    assert "--direct_num_workers=1" in small["spec"]["template"]["spec"]["containers"][0]["args"]
+    (cpu_train,) = objects_for([*SPREAD["cpu"][:-1], "2500m"])
+    assert cpu_train["spec"]["template"]["spec"]["containers"][0]["args"][-2:] == ["--cpu_replicas", "2"]
     account, deployment, service = objects_for(SPREAD["tensorboard"])
     assert account["metadata"]["annotations"] == {"iam.gke.io/gcp-service-account": "sa@p.iam.gserviceaccount.com"}
     assert deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] == 6006
@@ -234,6 +238,7 @@ def test_bad_flags_get_one_line_errors():
         (["preprocess", "--image", "i", "--input", "a", "--output", "b", "--runner", "dataflow"],
          "needs --project, --region, --temp_location"),
         (["train", *TRAIN, "--memory", "lots"], "--memory lots: not a Kubernetes quantity"),
+        (["train", *TRAIN, "--cpu", "4Gi"], "--cpu 4Gi: not a CPU quantity"),
         (["train", *TRAIN, "--nodes", "0"], "--nodes 0: must be at least 1"),
     )
     for argv, message in cases:
