@@ -11,6 +11,7 @@ your kubeconfig (or the pod's own, inside a cluster); if one cannot be created, 
 deleted again. Flags after `--` go to the job's own command.
 """
 import dataclasses
+import json
 import sys
 
 from k8s import config as submit_config
@@ -50,8 +51,6 @@ def api_error(err, what, namespace):
             return UsageError(f"cannot reach the Kubernetes API to {what} ({type(err).__name__}: {first}); check "
                               "the kubeconfig's server and your network")
         return UsageError(f"cannot {what}: {type(err).__name__}: {first}")
-    import json
-
     try:
         message = json.loads(err.body).get("message", "")
     except (TypeError, ValueError):

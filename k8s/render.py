@@ -44,8 +44,8 @@ def pod_labels(config, name):
     return {key: value for key, value in labels(config, name).items() if key != QUEUE_LABEL}
 
 
-def metadata(config, name, **extra):
-    return {"name": name, "namespace": config.namespace, "labels": labels(config, name), **extra}
+def metadata(config, name):
+    return {"name": name, "namespace": config.namespace, "labels": labels(config, name)}
 
 
 def container_security():
@@ -53,7 +53,7 @@ def container_security():
             "runAsUser": UID, "runAsGroup": UID, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
-def pod_spec(config, name, container, restart="Never", shm=False, **extra):
+def pod_spec(config, container, restart="Never", shm=False, **extra):
     """The pod: restricted security, the service account, a writable HOME, memory-backed /dev/shm if asked."""
     volumes = [{"name": "home", "emptyDir": {}}]
     container = {**container, "securityContext": container_security(),
@@ -156,7 +156,7 @@ def trainer_pod(config, name, extra):
         container["ports"] = [{"name": "tf-worker", "containerPort": TF_PORT}]
         if config.backend == "job":
             extra_spec["subdomain"] = name
-    spec = pod_spec(config, name, container, shm=True, terminationGracePeriodSeconds=config.grace_period,
+    spec = pod_spec(config, container, shm=True, terminationGracePeriodSeconds=config.grace_period,
                     **extra_spec)
     return {"labels": pod_labels(config, name), "spec": spec}
 
@@ -209,7 +209,7 @@ def preprocess_objects(config, name, extra):
         args += [f"--direct_num_workers={whole_cores(config, kind)}"]
     container = {"name": "preprocess", "image": config.image, "command": ["cyclegan", "preprocess"],
                  "args": args + list(extra), "resources": resources(config, kind)}
-    pod = {"labels": pod_labels(config, name), "spec": pod_spec(config, name, container, shm=kind == "preprocess",
+    pod = {"labels": pod_labels(config, name), "spec": pod_spec(config, container, shm=kind == "preprocess",
                                                             terminationGracePeriodSeconds=60)}
     return [{"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata(config, name),
              "spec": job_spec(config, pod, "preprocess")}]
@@ -230,7 +230,7 @@ def tensorboard_objects(config, name, extra):
     return [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(config, name),
              "spec": {"replicas": 1, "selector": {"matchLabels": selector},
                       "template": {"metadata": {"labels": pod_labels(config, name)},
-                                   "spec": pod_spec(config, name, container, restart="Always")}}},
+                                   "spec": pod_spec(config, container, restart="Always")}}},
             {"apiVersion": "v1", "kind": "Service", "metadata": metadata(config, name),
              "spec": {"type": "ClusterIP", "selector": selector,
                       "ports": [{"name": "http", "port": TENSORBOARD_PORT, "targetPort": TENSORBOARD_PORT}]}}]

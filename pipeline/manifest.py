@@ -8,7 +8,6 @@ import json
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.files import write_whole
-
 from preprocessing.schema import MANIFEST_NAME, REJECTED_NAME, SCHEMA_VERSION
 
 

@@ -31,7 +31,8 @@ def check_config(config):
         raise UsageError(f"--load_size {config.load_size} is below --crop_size {config.crop_size}")
     check_at_least(("--batch_size", config.batch_size, 1), ("--ngf", config.ngf, 1),
                    ("--steps", config.steps, 0), ("--epochs", config.epochs, 0),
-                   ("--cpu_replicas", config.cpu_replicas, 1), ("--peer_timeout", config.peer_timeout, 1), ("--log_every", config.log_every, 1),
+                   ("--cpu_replicas", config.cpu_replicas, 1), ("--peer_timeout", config.peer_timeout, 1),
+                   ("--log_every", config.log_every, 1),
                    ("--checkpoint_every", config.checkpoint_every, 0), ("--keep_checkpoints", config.keep_checkpoints, 1),
                    ("--image_every", config.image_every, 0), ("--summary_images", config.summary_images, 1),
                    ("--profile_start", config.profile_start, 0), ("--profile_steps", config.profile_steps, 1),

@@ -72,9 +72,8 @@ class TrainConfig:
 
 # Fields that say how to run, not what to train: a resumed run may change them freely.
 RUN_FIELDS = frozenset({"data", "model_dir", "steps", "epochs", "strategy", "cpu_replicas", "peer_timeout", "xla",
-                        "log_every",
-                        "checkpoint_every", "keep_checkpoints", "force_resume", "image_every", "summary_images",
-                        "profile_start", "profile_steps", "eval_every", "eval_data", "eval_images",
+                        "log_every", "checkpoint_every", "keep_checkpoints", "force_resume", "image_every",
+                        "summary_images", "profile_start", "profile_steps", "eval_every", "eval_data", "eval_images",
                         "inception_weights"})
 
 
