@@ -75,12 +75,14 @@ def demo(argv, prog="cyclegan demo"):
     for stale in ("model", "export", "translated", "eval"):
         shutil.rmtree(os.path.join(out, stale), ignore_errors=True)
     every = f"{args.steps // 2}" if args.steps else "300"
+    # The tiny preset's 4 pairs per core, as one replica: on a CPU, splitting it into replicas adds no compute and
+    # costs 4 to 8% of the rate (benchmarks/RESULTS.md, "The CPU default").
     fid = ["--inception_weights", args.inception_weights] if args.inception_weights else []
     stages = [
         ["synth", f"{out}/raw", "--train", str(args.train), "--test", str(args.test)],
         ["preprocess", "--input", f"{out}/raw", "--output", f"{out}/records", "--overwrite"],
         ["train", "--preset", "tiny", "--data", f"{out}/records", "--model_dir", f"{out}/model",
-         "--cpu_replicas", str(os.cpu_count() or 1), "--log_every", "30", "--eval_every", every, "--eval_data",
+         "--batch_size", str(4 * (os.cpu_count() or 1)), "--log_every", "30", "--eval_every", every, "--eval_data",
          f"{out}/raw", *fid, *(["--steps", str(args.steps)] if args.steps else [])],
         ["export", "--model_dir", f"{out}/model", "--output", f"{out}/export"],
         ["translate", "--model", f"{out}/export/a2b", "--input", f"{out}/raw/testA", "--output",

@@ -142,6 +142,13 @@ def run_case(strategies, preset, precision, xla, batch, replicas, steps, repeat,
             "achieved_gflop_s": ours_rate * analytic / 1e9}
 
 
+def cases(args, batches):
+    """(per-replica batch, replicas) pairs: every combination, or one global batch split each way."""
+    if args.global_batch:
+        return [(args.global_batch // r, r) for r in args.replicas if args.global_batch % r == 0]
+    return [(batch, replicas) for batch in batches for replicas in args.replicas]
+
+
 def main(argv=None):
     parser = results.parser(__doc__)
     parser.add_argument("--presets", nargs="+", default=["tiny", "reference"], choices=["tiny", "reference"])
@@ -150,6 +157,10 @@ def main(argv=None):
     parser.add_argument("--batches", nargs="+", type=int, default=None,
                         help="per-replica batches (default: 1 2 4, and 8 for tiny)")
     parser.add_argument("--replicas", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--global_batch", type=int, default=0,
+                        help="instead of --batches: split this global batch over each replica count (how best to "
+                             "use one machine's devices)")
+    parser.add_argument("--no_peer", action="store_true", help="time our step only")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per run (after 2 warm-up steps)")
     parser.add_argument("--repeat", type=int, default=2, help="rounds; each side keeps its best")
     args = parser.parse_args(argv)
@@ -172,14 +183,13 @@ def main(argv=None):
         batches = args.batches or ([1, 2, 4, 8] if preset == "tiny" else [1, 2, 4])
         for precision in args.precisions:
             for xla in args.xla:
-                for batch in batches:
-                    for replicas in args.replicas:
-                        row = run_case(strategies, preset, precision, xla == "on", batch, replicas, args.steps,
-                                       args.repeat)
-                        if row:
-                            rows.append(row)
-                            print(" ".join(f"{header} {fmt.format(row[key]) if row[key] is not None else '-'};"
-                                           for header, key, fmt in columns), flush=True)
+                for batch, replicas in cases(args, batches):
+                    row = run_case(strategies, preset, precision, xla == "on", batch, replicas, args.steps,
+                                   args.repeat, peer=not args.no_peer)
+                    if row:
+                        rows.append(row)
+                        print(" ".join(f"{header} {fmt.format(row[key]) if row[key] is not None else '-'};"
+                                       for header, key, fmt in columns), flush=True)
     print()
     results.table(rows, columns)
     results.write_json(args.json, "step", rows)

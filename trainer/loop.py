@@ -19,6 +19,11 @@ def steps_per_epoch(manifest, global_batch):
     return max(1, images // global_batch)
 
 
+def fetch_losses(results):
+    """A step's results -> (whether any replica was asked to stop, the losses as Python floats)."""
+    return float(results["stop"]) > 0, {name: float(value) for name, value in results.items() if name != "stop"}
+
+
 def weights_fingerprint(nets):
     digest = hashlib.sha256()
     for name in sorted(nets):
@@ -77,8 +82,7 @@ def train(config, strategy=None, manifest=None, report=print):
                 real_a, real_b = strategies.distribute(strategy, batch)
                 fed = time.monotonic()
                 results = trainer.train_step(real_a, real_b, tf.constant(float(stop_request.requested)))
-                stop = float(results.pop("stop")) > 0
-                losses = {name: float(value) for name, value in results.items()}
+                stop, losses = fetch_losses(results)
                 history.append(losses)
                 window.add(step == first + 1, losses, fed - began, time.monotonic() - began)
                 if step % config.log_every == 0 or step == total:

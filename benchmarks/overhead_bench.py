@@ -1,0 +1,145 @@
+"""Per-step host overhead: what a training step spends outside its compiled per-replica functions.
+
+    .venv/bin/python benchmarks/overhead_bench.py                  # 1 and 2 replicas, XLA on
+    .venv/bin/python benchmarks/overhead_bench.py --xla off on --replicas 1
+
+On a GPU the reference nets' step at batch 1 is a few milliseconds, so the host's share of each step (dispatch,
+the pools' ops, the all-reduce bookkeeping, the optimizers' updates, the loop's fetch of the losses) decides how
+much of the GPU a run gets. It is measured on a near-empty model (ngf/ndf 2, one residual block, 32 px, batch 1
+per replica).
+
+Timed, each as the mean of --steps calls, best of --repeat rounds taken in turns:
+  step      what the training loop does per step: the trainer's train_step, then the losses to Python floats;
+  hollow    the same step with the compiled generator and discriminator functions replaced by functions that
+            return outputs of the same shapes at once: the time outside the compiled functions, measured in the
+            step itself (parts measured alone do not add up: in the step, a graph runs independent parts at once);
+  then, cumulatively, the hollow step without the optimizers' updates (all-reduce included), and also without
+  the pools' queries; the differences are those parts' costs. The fetch of the losses is timed alone.
+compiled fns = step - hollow.
+"""
+import dataclasses
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import results  # noqa: E402
+from preprocessing.jobs import quiet_libraries  # noqa: E402
+
+NEAR_EMPTY = dict(ngf=2, ndf=2, n_blocks=1, load_size=32, crop_size=32, batch_size=1)
+COLUMNS = [("XLA", "xla", "{}"), ("replicas", "replicas", "{}"), ("step ms", "step_ms", "{:.2f}"),
+           ("compiled fns ms", "compiled_ms", "{:.2f}"), ("outside ms", "outside_ms", "{:.2f}"),
+           ("of which: updates", "updates_ms", "{:.2f}"), ("pools", "pools_ms", "{:.2f}"),
+           ("loss fetch", "loss_fetch_ms", "{:.3f}"), ("dispatch, reductions, rest", "rest_ms", "{:.2f}")]
+
+
+def mean_seconds(fn, calls):
+    fn()  # traces and compiles
+    fn()
+    began = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - began) / calls
+
+
+def hollow(trainer, updates=True, pools=True):
+    """The trainer's step with its compiled functions replaced by functions that return outputs of the same
+    shapes at once (and, cumulatively, the optimizers' updates and the pools' queries left out): what remains is
+    the host's work, measured in the step itself."""
+    import tensorflow as tf
+
+    def zeros(variables):
+        return [tf.zeros(v.shape, v.dtype) for v in variables]
+
+    def generator_outputs(real_a, real_b):
+        terms = {name: tf.zeros([]) for name in ("G_AB_gan", "G_BA_gan", "cycle_A", "cycle_B", "identity_A",
+                                                 "identity_B")}
+        return zeros(trainer.g_vars), terms, tf.zeros_like(real_a), tf.zeros_like(real_b)
+
+    trainer._generator_fn = tf.function(generator_outputs)
+    trainer._discriminator_fn = tf.function(lambda a, b, pa, pb: (zeros(trainer.d_vars),
+                                                                  {"D_A": tf.zeros([]), "D_B": tf.zeros([])}))
+    if not updates:
+        for optimizer in (trainer.g_opt, trainer.d_opt):
+            optimizer.apply_gradients = lambda grads_and_vars: None
+    if not pools:
+        trainer.pools = {d: type("NoPool", (), {"query": staticmethod(lambda images: images)}) for d in "AB"}
+    trainer.train_step = tf.function(trainer._train_step)
+    return trainer
+
+
+def run_case(strategy, xla, calls, repeat):
+    import numpy as np
+    import tensorflow as tf
+
+    from trainer import loop
+    from trainer.config import PRESETS
+    from trainer.step import CycleGANTrainer
+    from trainer.strategy import distribute
+
+    config = dataclasses.replace(PRESETS["tiny"], **NEAR_EMPTY)
+    replicas = strategy.num_replicas_in_sync
+    rng = np.random.default_rng(0)
+    shape = (replicas, config.crop_size, config.crop_size, config.input_nc)
+    real_a, real_b = distribute(strategy, (rng.uniform(-1, 1, shape).astype(np.float32),
+                                           rng.uniform(-1, 1, shape).astype(np.float32)))
+    stop = tf.constant(0.0)
+
+    def loop_step(trainer):  # as trainer/loop.py steps: train_step, then the losses to Python
+        return lambda: loop.fetch_losses(trainer.train_step(real_a, real_b, stop))
+
+    def trainer():
+        return CycleGANTrainer(config, strategy, steps_per_epoch=1000, xla=xla)
+
+    real = trainer()
+    fetched = real.train_step(real_a, real_b, stop)
+    variants = {"step": loop_step(real), "hollow": loop_step(hollow(trainer())),
+                "hollow_no_updates": loop_step(hollow(trainer(), updates=False)),
+                "hollow_bare": loop_step(hollow(trainer(), updates=False, pools=False)),
+                "loss_fetch": lambda: loop.fetch_losses(fetched)}
+    best = {}
+    for _ in range(repeat):
+        for name, fn in variants.items():
+            best[name] = min(best.get(name, float("inf")), mean_seconds(fn, calls))
+    ms = {name: value * 1e3 for name, value in best.items()}
+    return {"xla": "on" if xla else "off", "replicas": replicas, "step_ms": ms["step"],
+            "compiled_ms": ms["step"] - ms["hollow"], "outside_ms": ms["hollow"],
+            "updates_ms": ms["hollow"] - ms["hollow_no_updates"],
+            "pools_ms": ms["hollow_no_updates"] - ms["hollow_bare"], "loss_fetch_ms": ms["loss_fetch"],
+            "rest_ms": ms["hollow_bare"] - ms["loss_fetch"]}
+
+
+def main(argv=None):
+    parser = results.parser(__doc__)
+    parser.add_argument("--replicas", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--xla", nargs="+", default=["on"], choices=["off", "on"])
+    parser.add_argument("--steps", type=int, default=200, help="calls timed per part and round")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; each part keeps its best")
+    args = parser.parse_args(argv)
+    quiet_libraries()
+    import tensorflow as tf
+
+    from trainer.strategy import split_cpu
+
+    if not tf.config.list_physical_devices("GPU"):
+        split_cpu(max(args.replicas))
+    print(f"machine: {results.machine()}", flush=True)
+    devices = [d.name for d in (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))]
+    strategies = {}  # one strategy per device set: a second one over the same devices breaks collectives
+    rows = []
+    for xla in args.xla:
+        for replicas in args.replicas:
+            if replicas <= len(devices):
+                strategy = strategies.setdefault(replicas, tf.distribute.MirroredStrategy(devices[:replicas]))
+                rows.append(run_case(strategy, xla == "on", args.steps, args.repeat))
+                print(rows[-1], flush=True)
+    print()
+    results.table(rows, COLUMNS)
+    results.write_json(args.json, "overhead", rows, model=NEAR_EMPTY)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
