@@ -9,25 +9,33 @@ the same per-image work (read, hash, validate, orient, convert, shrink, encode, 
   3. the Beam job on the local runner with one worker process,
   4. the Beam job with one worker process per core.
 Prints each rate and its ratio to the plain loop, and the Beam job's fixed cost (its time on one image per
-worker): start-up and shutdown of the runner and its workers, whatever N is. With --repeat R, the runs take turns
-R times and each keeps its best time, so that a burst of load from a neighbour on a shared machine does not
-decide a ratio.
+worker): start-up and shutdown of the runner and its workers, whatever N is. Set apart from it, the per-image
+efficiency of the Beam job with one worker per core is (the processes' time without Beam) / (the Beam job's time -
+its fixed cost); goal: at least 0.9. With --repeat R, the runs take turns R times and each keeps its best time, so
+that a burst of load from a neighbour on a shared machine does not decide a ratio.
+
+Memory: the Beam job with one worker per core runs as `cyclegan preprocess` in a process of its own on each of
+--memory_images sizes, and the peak resident memory of the runner (that process) and of its largest worker
+process is sampled every 0.05 s. Goal: flat, at most 1.2 times from the smallest size to the largest.
 """
-import argparse
 import multiprocessing
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import results  # noqa: E402
 from preprocessing.jobs import quiet_libraries  # noqa: E402
 
 quiet_libraries(import_tensorflow=False)
 
 import numpy as np  # noqa: E402
+import psutil  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from pipeline import cli  # noqa: E402
@@ -44,10 +52,10 @@ def write_image(folder, index, width, height):
     Image.fromarray(pixels.astype(np.uint8)).save(os.path.join(folder, f"img{index:05d}.jpg"), quality=90)
 
 
-def write_images(folder, count, width, height):
+def write_images(folder, indices, width, height):
     os.makedirs(folder)
     with multiprocessing.Pool() as pool:
-        pool.starmap(write_image, [(folder, i, width, height) for i in range(count)])
+        pool.starmap(write_image, [(folder, i, width, height) for i in indices])
 
 
 def plain_loop(paths, out_file):
@@ -72,9 +80,30 @@ def beam_job(root, out, workers):
               "--direct_running_mode=multi_processing"])
 
 
+def peak_memory(root, out, workers):
+    """The Beam job in a process of its own -> (peak RSS of the runner, peak RSS of its largest worker), in MB."""
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--input", root, "--output", out,
+                             f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    runner, peaks = psutil.Process(proc.pid), {"runner": 0, "worker": 0}
+    while proc.poll() is None:
+        try:
+            peaks["runner"] = max(peaks["runner"], runner.memory_info().rss)
+            for worker in runner.children(recursive=True):
+                peaks["worker"] = max(peaks["worker"], worker.memory_info().rss)
+        except psutil.Error:  # a process ended between the listing and the reading
+            pass
+        time.sleep(0.05)
+    if proc.returncode != 0:
+        raise SystemExit(f"the Beam job on {root} failed:\n{proc.stderr.read().decode()[-3000:]}")
+    return peaks["runner"] / 2**20, peaks["worker"] / 2**20
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = results.parser(__doc__)
     parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--memory_images", type=int, nargs="*", default=[1000, 4000],
+                        help="sizes of the peak-memory runs (none: skip them)")
     parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--height", type=int, default=768)
     parser.add_argument("--repeat", type=int, default=1, help="rounds; each run keeps its best time")
@@ -89,7 +118,7 @@ def main():
 def run(args, workdir):
     root, few = os.path.join(workdir, "raw"), os.path.join(workdir, "few")
     print(f"writing {args.images} JPEGs of {args.width}x{args.height} under {root} ...", flush=True)
-    write_images(os.path.join(root, "trainA"), args.images, args.width, args.height)
+    write_images(os.path.join(root, "trainA"), range(args.images), args.width, args.height)
     paths = sorted(os.path.join(root, "trainA", name) for name in os.listdir(os.path.join(root, "trainA")))
     cores = os.cpu_count() or 1
     os.makedirs(os.path.join(few, "trainA"))
@@ -120,6 +149,31 @@ def run(args, workdir):
     print(f"Beam's fixed cost with {cores} workers (the job on {cores} images): {fixed:.1f} s. With it, the most a "
           f"{cores}-worker Beam job can reach on {args.images} images here is {cores} processes + fixed cost = "
           f"{best:.1f} s, {baseline / best:.2f}x plain.")
+    beam = seconds[f"Beam, {cores} worker(s)"]
+    efficiency = seconds[f"{cores} processes, no Beam"] / (beam - fixed)
+    print(f"Per-image efficiency, the fixed cost set apart: {cores} processes / (Beam - fixed cost) = "
+          f"{seconds[f'{cores} processes, no Beam']:.1f} / ({beam:.1f} - {fixed:.1f}) = {efficiency:.2f} (goal: 0.9)")
+    row = {"images": args.images, "cores": cores, "seconds": seconds, "fixed_cost_s": fixed,
+           "per_image_efficiency": efficiency, "memory": []}
+    for count in args.memory_images:
+        folder = os.path.join(workdir, f"memory{count}")
+        # the timed runs' images, and new ones beyond those (each must differ: the job drops exact duplicates)
+        write_images(os.path.join(folder, "trainA"), range(len(paths), count), args.width, args.height)
+        for path in paths[:count]:
+            os.link(path, os.path.join(folder, "trainA", os.path.basename(path)))
+        print(f"peak memory on {count} images ...", flush=True)
+        runner, worker = peak_memory(folder, os.path.join(workdir, f"out{count}"), cores)
+        row["memory"].append({"images": count, "runner_mb": runner, "worker_mb": worker})
+        shutil.rmtree(folder)
+        shutil.rmtree(os.path.join(workdir, f"out{count}"))
+    if row["memory"]:
+        print(f"\n{'images':>8}{'runner MB':>11}{'worker MB':>11}")
+        for entry in row["memory"]:
+            print(f"{entry['images']:>8}{entry['runner_mb']:>11.0f}{entry['worker_mb']:>11.0f}")
+        first, last = row["memory"][0], row["memory"][-1]
+        print(f"largest / smallest: runner {last['runner_mb'] / first['runner_mb']:.2f}x, worker "
+              f"{last['worker_mb'] / first['worker_mb']:.2f}x (goal: at most 1.2x)")
+    results.write_json(args.json, "preprocess", [row])
 
 
 if __name__ == "__main__":

@@ -7,20 +7,26 @@ import sys
 from tests.conftest import REPO
 
 
-def test_step_benchmark_runs_and_its_flop_counts_agree(tmp_path):
-    out = tmp_path / "step.json"
-    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "step_bench.py"), "--presets", "tiny",
-                           "--precisions", "float32", "--xla", "on", "--batches", "1", "--replicas", "1", "2",
-                           "--steps", "1", "--repeat", "1", "--json", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+def run_benchmark(tmp_path, name, *flags):
+    """benchmarks/NAME with these flags -> (its JSON rows, what it printed); the JSON names this machine."""
+    out = tmp_path / "results.json"
+    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", name), *flags, "--json", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
-    assert result["machine"]["cores"] == os.cpu_count() and len(result["rows"]) == 2
-    for row in result["rows"]:
+    assert result["machine"]["cores"] == os.cpu_count()
+    return result["rows"], done.stdout
+
+
+def test_step_benchmark_runs_and_its_flop_counts_agree(tmp_path):
+    rows, stdout = run_benchmark(tmp_path, "step_bench.py", "--presets", "tiny", "--precisions", "float32", "--xla",
+                                 "on", "--batches", "1", "--replicas", "1", "2", "--steps", "1", "--repeat", "1")
+    assert len(rows) == 2
+    for row in rows:
         assert row["ours_pairs_s"] > 0 and row["keras_io_pairs_s"] > 0
         # the compiled functions do the analytic work, no pass twice (the reference nets: 1877.7 vs 1884.6 GFLOP)
         assert 0.95 < row["gflop_pair_compiled"] / row["gflop_pair_analytic"] < 1.05
-    assert "ours/keras.io" in done.stdout
+    assert "ours/keras.io" in stdout
 
 
 def test_flop_count_of_the_reference_nets_is_the_papers_arithmetic():
@@ -39,22 +45,46 @@ def test_flop_count_of_the_reference_nets_is_the_papers_arithmetic():
 
 
 def test_input_benchmark_runs(tmp_path):
-    out = tmp_path / "input.json"
-    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "input_bench.py"), "--images", "6",
-                           "--pairs", "8", "--size", "300", "--json", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    rows = json.loads(out.read_text())["rows"]
+    rows, stdout = run_benchmark(tmp_path, "input_bench.py", "--images", "6", "--pairs", "8", "--size", "300")
     assert [row["threads"] for row in rows] == ["1 thread", f"all {os.cpu_count()} cores"]
-    assert all(row["pairs_s"] > 0 for row in rows) and "pairs/s per core" in done.stdout
+    assert all(row["pairs_s"] > 0 for row in rows) and "pairs/s per core" in stdout
 
 
 def test_trainer_benchmark_runs(tmp_path):
-    out = tmp_path / "trainer.json"
-    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "trainer_bench.py"), "--steps", "12",
-                           "--bare_steps", "2", "--memory_steps", "1", "--images", "8", "--json", str(out)],
-                          cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr
-    tiny, reference = json.loads(out.read_text())["rows"]
+    (tiny, reference), _ = run_benchmark(tmp_path, "trainer_bench.py", "--steps", "12", "--bare_steps", "2",
+                                         "--memory_steps", "1", "--images", "8")
     assert tiny["trainer_pairs_s"] > 0 and tiny["bare_pairs_s"] > 0 and tiny["peak_mb"] > 100
     assert reference["preset"] == "reference" and reference["peak_mb"] > tiny["peak_mb"]
+
+
+def test_overhead_benchmark_splits_the_step(tmp_path):
+    rows, stdout = run_benchmark(tmp_path, "overhead_bench.py", "--replicas", "1", "2", "--steps", "2",
+                                 "--repeat", "1")
+    assert [row["replicas"] for row in rows] == [1, 2]
+    for row in rows:
+        # the parts of the time outside the compiled functions add up to it, and the step holds both
+        parts = row["updates_ms"] + row["pools_ms"] + row["loss_fetch_ms"] + row["rest_ms"]
+        assert abs(parts - row["outside_ms"]) < 1e-6
+        assert abs(row["compiled_ms"] + row["outside_ms"] - row["step_ms"]) < 1e-6 and row["step_ms"] > 0
+    assert "outside ms" in stdout
+
+
+def test_startup_benchmark_times_every_phase(tmp_path):
+    rows, _ = run_benchmark(tmp_path, "startup_bench.py", "--presets", "tiny", "--xla", "off", "--images", "4")
+    (row,) = rows
+    phases = ("import", "input", "nets", "trace", "first_step")
+    assert all(row[name] > 0 for name in phases) and row["later_step"] > 0
+    # the phases are consecutive stretches of one process, so they fit in the parent's wall time for it
+    assert abs(row["to_first_step"] - sum(row[name] for name in phases)) < 1e-6 and row["to_first_step"] < row["wall"]
+
+
+def test_preprocess_benchmark_sets_the_fixed_cost_apart_and_samples_memory(tmp_path):
+    rows, stdout = run_benchmark(tmp_path, "preprocess_bench.py", "--images", "8", "--width", "320", "--height",
+                                 "240", "--memory_images", "4", "12")
+    (row,) = rows
+    cores = os.cpu_count()
+    assert row["fixed_cost_s"] > 0 and f"Beam, {cores} worker(s)" in row["seconds"]
+    assert [entry["images"] for entry in row["memory"]] == [4, 12]
+    # the runner and its worker processes each import Beam: tens of MB at least
+    assert all(entry["runner_mb"] > 50 and entry["worker_mb"] > 50 for entry in row["memory"])
+    assert "Per-image efficiency" in stdout

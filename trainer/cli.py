@@ -82,6 +82,11 @@ def main(argv, prog="cyclegan train"):
     add_config_flags(parser, TrainConfig)
     args = parser.parse_args(argv)
     config = config_from_flags(PRESETS[args.preset], args)
+    cache = None
+    if config.xla_cache and config.model_dir and not args.dry_run:
+        from trainer.compile_cache import CompileCache
+
+        cache = CompileCache(config.model_dir)  # before TensorFlow starts: that is when XLA reads its flags
     quiet_libraries()  # before check_config, which imports the networks' module
     check_config(config)
     if not args.dry_run and not (config.data and config.model_dir):
@@ -110,8 +115,11 @@ def main(argv, prog="cyclegan train"):
     from preprocessing.schema import ManifestError
     from trainer import checkpoints, data, loop, preemption
 
+    report = lambda line: print(line, flush=True)  # noqa: E731
     try:
-        loop.train(config, strategy=run_strategy, manifest=manifest, report=lambda line: print(line, flush=True))
+        if cache:
+            cache.load(report)
+        loop.train(config, strategy=run_strategy, manifest=manifest, report=report, compile_cache=cache)
     except (ManifestError, data.DataError) as err:
         raise UsageError(str(err)) from None
     except checkpoints.SaveError as err:
@@ -120,4 +128,7 @@ def main(argv, prog="cyclegan train"):
     except (preemption.Preempted, preemption.PeerLost) as stopped:
         print(f"{prog}: {stopped}", flush=True)
         return stopped.exit_status
+    finally:
+        if cache:
+            cache.close()
     return 0

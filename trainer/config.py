@@ -53,6 +53,8 @@ class TrainConfig:
                                   choices=("float32", "mixed_float16", "mixed_bfloat16"))
     xla: str = config_field("auto", "compile each replica's losses and gradients with XLA (auto: on GPUs)",
                             choices=("auto", "on", "off"))
+    xla_cache: bool = config_field(True, "keep XLA's compiled functions in --model_dir/xla_cache, so that a "
+                                   "restarted run loads them instead of compiling again")
     log_every: int = config_field(10, "print progress and write scalar summaries every this many steps")
     checkpoint_every: int = config_field(500, "save a full-state checkpoint every this many steps (and at the end)")
     keep_checkpoints: int = config_field(3, "keep this many of the latest checkpoints")
@@ -72,7 +74,7 @@ class TrainConfig:
 
 # Fields that say how to run, not what to train: a resumed run may change them freely.
 RUN_FIELDS = frozenset({"data", "model_dir", "steps", "epochs", "strategy", "cpu_replicas", "peer_timeout", "xla",
-                        "log_every", "checkpoint_every", "keep_checkpoints", "force_resume", "image_every",
+                        "xla_cache", "log_every", "checkpoint_every", "keep_checkpoints", "force_resume", "image_every",
                         "summary_images", "profile_start", "profile_steps", "eval_every", "eval_data", "eval_images",
                         "inception_weights"})
 

@@ -38,8 +38,9 @@ def format_duration(seconds):
     return f"{hours}:{minutes:02d}:{seconds:02d}"
 
 
-def train(config, strategy=None, manifest=None, report=print):
+def train(config, strategy=None, manifest=None, report=print, compile_cache=None):
     """Train as `config` says, resuming from config.model_dir's checkpoints; the trainer and per-step losses.
+    `compile_cache` (trainer.compile_cache) is published after the first step.
 
     Raises preemption.Preempted after saving when SIGTERM or Ctrl-C arrives (on any worker), and
     preemption.PeerLost when another worker stopped answering.
@@ -85,6 +86,8 @@ def train(config, strategy=None, manifest=None, report=print):
                 stop, losses = fetch_losses(results)
                 history.append(losses)
                 window.add(step == first + 1, losses, fed - began, time.monotonic() - began)
+                if compile_cache and chief and step == first + 1:
+                    compile_cache.publish(report)
                 if step % config.log_every == 0 or step == total:
                     report(f"step {step}/{total} epoch {(step - 1) // per_epoch + 1} | "
                            f"{window.rate() * global_batch:.1f} pairs/s | ETA {window.eta(total - step)} | "
