@@ -94,3 +94,43 @@ def test_a_killed_worker_makes_its_peer_exit_75_and_the_restarted_pair_resumes(t
     saved = int(saved)  # the newest checkpoint before the kill: step 8 (or 12, had the pair got that far)
     assert saved >= 8 and f"step {saved + 1}/24" in resumed and f"step {saved}/24" not in resumed
     assert "step 24/24" in resumed
+
+
+def test_compiled_functions_are_kept_for_the_next_start_and_a_damaged_one_is_compiled_again(tiny_records,
+                                                                                            tmp_path):
+    import re
+    import shutil
+
+    from trainer.compile_cache import whole_entry
+
+    records, _ = tiny_records
+
+    def train(model_dir, *flags):
+        done = subprocess.run([sys.executable, "-m", "trainer", "--preset", "tiny", "--ngf", "4", "--ndf", "4",
+                               "--n_blocks", "1", "--steps", "2", "--xla", "on", "--data", records, "--model_dir",
+                               str(model_dir), *flags], cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    first = train(tmp_path / "a")
+    kept = sorted(os.listdir(tmp_path / "a" / "xla_cache"))
+    # one per compiled function (the generators' and the discriminators' steps), named for this device
+    assert len(kept) == 2 and all(re.fullmatch(r"xla_[0-9a-f]{16}__\d+__\d+__XLA_CPU_JIT\.pb", n) for n in kept)
+    assert "XLA: kept 2 compiled function(s)" in first
+
+    # a new start on a copy, one entry cut short: that one is compiled again and replaced; the other is loaded,
+    # and the run computes exactly what the first one did
+    shutil.copytree(tmp_path / "a" / "xla_cache", tmp_path / "b" / "xla_cache")
+    damaged = tmp_path / "b" / "xla_cache" / kept[0]
+    damaged.write_bytes(damaged.read_bytes()[:5000])
+    second = train(tmp_path / "b")
+    assert f"XLA: skipped {damaged}: not a whole compiled function" in second
+    assert "XLA: 1 compiled function(s) from" in second and "XLA: kept 1 compiled function(s)" in second
+    assert whole_entry(damaged.read_bytes()) and not whole_entry(damaged.read_bytes()[:-1])
+
+    def weights(out):
+        return next(line for line in out.splitlines() if line.startswith("weights sha256"))
+
+    assert weights(second) == weights(first)
+    assert weights(train(tmp_path / "c", "--no-xla_cache")) == weights(first)
+    assert not os.path.exists(tmp_path / "c" / "xla_cache")

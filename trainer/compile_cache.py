@@ -5,9 +5,10 @@ A preempted job pays its start-up at every restart, and with XLA on most of the 
 (TF_XLA_FLAGS --tf_xla_persistent_cache_directory), but it writes the files in place and fails the step on a
 truncated one, which a preemption during the write would leave behind. So TensorFlow is given a local folder;
 entries are copied in from <model_dir>/xla_cache at the start and published back (under a temporary name, then
-renamed: never seen half-written) after the first step, by the chief only. Their names carry a fingerprint of
-the TensorFlow version and the device model, since an executable compiled for one GPU or CPU must not be loaded
-on another.
+renamed: never seen half-written) after the first step, by the chief only, and an entry that is not a whole
+one (a copy cut short by other means) is skipped with a message rather than loaded. Their names carry a
+fingerprint of the TensorFlow version and the device model, since an executable compiled for one GPU or CPU must
+not be loaded on another.
 """
 import glob
 import hashlib
@@ -35,6 +36,41 @@ def device_fingerprint():
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
+ENTRY_FIELDS = {1, 2, 3}  # tensorflow.XlaSerializedCacheEntry: key, hlo_module, executable
+
+
+def whole_entry(data):
+    """Whether `data` is a whole serialized cache entry: a protobuf message whose fields end exactly at its end
+    and that has each of the entry's fields (TensorFlow has no Python class for it, so the wire format is walked)."""
+
+    def varint(i):
+        value = shift = 0
+        while i < len(data):
+            value, shift, i = value | (data[i] & 0x7F) << shift, shift + 7, i + 1
+            if not data[i - 1] & 0x80:
+                return value, i
+        raise ValueError("cut short")
+
+    seen, i = set(), 0
+    try:
+        while i < len(data):
+            key, i = varint(i)
+            wire_type = key & 7
+            if wire_type == 0:
+                _, i = varint(i)
+            elif wire_type == 2:
+                length, i = varint(i)
+                i += length
+            elif wire_type in (1, 5):
+                i += 8 if wire_type == 1 else 4
+            else:
+                return False
+            seen.add(key >> 3)
+    except ValueError:
+        return False
+    return i == len(data) and ENTRY_FIELDS <= seen
+
+
 class CompileCache:
     def __init__(self, model_dir):
         """Points XLA at this process's local folder; before TensorFlow lists its devices, when it reads its flags
@@ -42,6 +78,7 @@ class CompileCache:
         self.folder = f"{model_dir.rstrip('/')}/{FOLDER}"
         self.prefix = f"xla_{device_fingerprint()}"
         self.local = os.path.join(tempfile.gettempdir(), f"cyclegan-xla-{os.getpid()}")
+        self.damaged = set()
         os.environ["TF_XLA_FLAGS"] = " ".join(filter(None, [
             os.environ.get("TF_XLA_FLAGS", ""), f"--tf_xla_persistent_cache_directory={self.local}",
             f"--tf_xla_persistent_cache_prefix={self.prefix}"]))
@@ -51,13 +88,22 @@ class CompileCache:
         import tensorflow as tf
 
         os.makedirs(self.local, exist_ok=True)
-        loaded = 0
+        loaded, self.damaged = 0, set()
         try:
-            if tf.io.gfile.isdir(self.folder):
-                for name in tf.io.gfile.listdir(self.folder):
-                    if name.startswith(self.prefix + "__") and name.endswith(".pb"):
-                        tf.io.gfile.copy(f"{self.folder}/{name}", os.path.join(self.local, name), overwrite=True)
-                        loaded += 1
+            names = tf.io.gfile.listdir(self.folder) if tf.io.gfile.isdir(self.folder) else []
+            for name in sorted(names):
+                if not (name.startswith(self.prefix + "__") and name.endswith(".pb")):
+                    continue  # another device's or TensorFlow version's, or a copy in progress
+                with tf.io.gfile.GFile(f"{self.folder}/{name}", "rb") as f:
+                    data = f.read()
+                if not whole_entry(data):
+                    self.damaged.add(name)
+                    report(f"XLA: skipped {self.folder}/{name}: not a whole compiled function (cut short?); "
+                           "it is compiled again")
+                    continue
+                with open(os.path.join(self.local, name), "wb") as f:
+                    f.write(data)
+                loaded += 1
         except tf.errors.OpError as err:  # the run goes on; it compiles what it could not load
             report(f"XLA: could not read the compiled functions in {self.folder}: {err.message}")
         if loaded:
@@ -72,7 +118,7 @@ class CompileCache:
             return
         try:
             tf.io.gfile.makedirs(self.folder)
-            present = set(tf.io.gfile.listdir(self.folder))
+            present = set(tf.io.gfile.listdir(self.folder)) - self.damaged  # those are replaced
             new = [name for name in compiled if name not in present]
             for name in new:
                 partial = f"{self.folder}/{name}.partial"
