@@ -73,23 +73,24 @@ class CycleGANTrainer:
         all_finite = overflows == 0
         return [tf.where(all_finite, g, g * float("nan")) for g in grads]
 
-    def _replica_step(self, real_a, real_b, stop):
+    def _replica_step(self, real_a, real_b):
         g_grads, g_terms, fake_a, fake_b = self._generator_fn(real_a, real_b)
         self.g_opt.apply_gradients(zip(self._agree_on_overflow(self.g_opt, g_grads), self.g_vars))
         pooled_a, pooled_b = self.pools["A"].query(fake_a), self.pools["B"].query(fake_b)
         d_grads, d_terms = self._discriminator_fn(real_a, real_b, pooled_a, pooled_b)
         self.d_opt.apply_gradients(zip(self._agree_on_overflow(self.d_opt, d_grads), self.d_vars))
-        results = {**g_terms, **d_terms, "stop": stop}
-        self._result_names = list(results)  # while tracing: what the stacked results are
-        return tf.stack(list(results.values()))  # one reduction for all of them, not one each
+        return {**g_terms, **d_terms}
 
     def _train_step(self, real_a, real_b, stop):
         """One step on a global batch (per-replica values) -> the global mean losses, and "stop": how many replicas
         were asked to stop (any worker's SIGTERM reaches every worker this way, so all of them save together)."""
-        per_replica = self.strategy.run(self._replica_step, args=(real_a, real_b, stop))
-        summed = self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        per_replica = self.strategy.run(self._replica_step, args=(real_a, real_b))
+        results = {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                   for name, value in per_replica.items()}
+        results["stop"] = self.strategy.reduce(tf.distribute.ReduceOp.SUM, self.strategy.run(tf.identity, (stop,)),
+                                               axis=None)
         self.step.assign_add(1)
-        return dict(zip(self._result_names, tf.unstack(summed)))
+        return results
 
     def checkpointables(self):
         """Everything that makes the next step what it would have been: nets, optimizers (with their iterations
