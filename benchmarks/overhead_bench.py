@@ -119,20 +119,13 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each part keeps its best")
     args = parser.parse_args(argv)
     quiet_libraries()
-    import tensorflow as tf
-
-    from trainer.strategy import split_cpu
-
-    if not tf.config.list_physical_devices("GPU"):
-        split_cpu(max(args.replicas))
+    replicas_of = results.Replicas(max(args.replicas))
     print(f"machine: {results.machine()}", flush=True)
-    devices = [d.name for d in (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU"))]
-    strategies = {}  # one strategy per device set: a second one over the same devices breaks collectives
     rows = []
     for xla in args.xla:
         for replicas in args.replicas:
-            if replicas <= len(devices):
-                strategy = strategies.setdefault(replicas, tf.distribute.MirroredStrategy(devices[:replicas]))
+            strategy = replicas_of.strategy(replicas)
+            if strategy:
                 rows.append(run_case(strategy, xla == "on", args.steps, args.repeat))
                 print(rows[-1], flush=True)
     print()

@@ -31,6 +31,32 @@ def machine():
             "python": sys.version.split()[0], "tensorflow": tf.__version__, "platform": platform.platform()}
 
 
+class Replicas:
+    """MirroredStrategies over the first 1, 2, ... local devices: every GPU, or the CPU split into `most` logical
+    devices (which must happen before TensorFlow starts its devices). One strategy per device set, kept: a second
+    one over the same devices breaks collectives."""
+
+    def __init__(self, most):
+        import tensorflow as tf
+
+        from trainer.strategy import split_cpu
+
+        if not tf.config.list_physical_devices("GPU"):
+            split_cpu(most)
+        self.devices = [d.name for d in tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")]
+        self._strategies = {}
+
+    def strategy(self, replicas):
+        """The strategy over `replicas` devices, or None when there are fewer."""
+        import tensorflow as tf
+
+        if replicas > len(self.devices):
+            return None
+        if replicas not in self._strategies:
+            self._strategies[replicas] = tf.distribute.MirroredStrategy(self.devices[:replicas])
+        return self._strategies[replicas]
+
+
 def table(rows, columns):
     """rows: dicts; columns: (header, key, format). Printed aligned, as the README's tables."""
     cells = [[header for header, _, _ in columns]]

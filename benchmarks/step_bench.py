@@ -84,8 +84,9 @@ def measure(step, batches, steps):
     return time.perf_counter() - began
 
 
-def run_case(strategies, preset, precision, xla, batch, replicas, steps, repeat, peer=True):
-    """One configuration's row; without `peer`, our step alone (its keras.io columns are None)."""
+def run_case(replicas_of, preset, precision, xla, batch, replicas, steps, repeat, peer=True):
+    """One configuration's row (None without enough devices); without `peer`, our step alone (its keras.io columns
+    are None). replicas_of: a results.Replicas."""
     import keras
     import numpy as np
     import tensorflow as tf
@@ -98,11 +99,9 @@ def run_case(strategies, preset, precision, xla, batch, replicas, steps, repeat,
     import flops
 
     config = dataclasses.replace(PRESETS[preset], batch_size=batch)
-    gpus = tf.config.list_logical_devices("GPU")
-    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))][:replicas]
-    if len(devices) < replicas:
+    strategy = replicas_of.strategy(replicas)
+    if strategy is None:
         return None
-    strategy = strategies.setdefault(replicas, tf.distribute.MirroredStrategy(devices))
     ours = CycleGANTrainer(config, strategy, steps_per_epoch=1000, precision=precision, xla=xla)
     global_batch = batch * replicas
     rng = np.random.default_rng(0)
@@ -165,15 +164,9 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=2, help="rounds; each side keeps its best")
     args = parser.parse_args(argv)
     quiet_libraries()
-    import tensorflow as tf
-
-
-    if not tf.config.list_physical_devices("GPU"):
-        from trainer.strategy import split_cpu
-
-        split_cpu(max(args.replicas))
+    replicas_of = results.Replicas(max(args.replicas))
     print(f"machine: {results.machine()}", flush=True)
-    rows, strategies = [], {}  # one strategy per device set: a second one over the same devices breaks collectives
+    rows = []
     columns = [("preset", "preset", "{}"), ("precision", "precision", "{}"), ("XLA", "xla", "{}"),
                ("batch", "batch", "{}"), ("replicas", "replicas", "{}"), ("ours pairs/s", "ours_pairs_s", "{:.2f}"),
                ("keras.io pairs/s", "keras_io_pairs_s", "{:.2f}"), ("ours/keras.io", "ratio", "{:.2f}"),
@@ -184,7 +177,7 @@ def main(argv=None):
         for precision in args.precisions:
             for xla in args.xla:
                 for batch, replicas in cases(args, batches):
-                    row = run_case(strategies, preset, precision, xla == "on", batch, replicas, args.steps,
+                    row = run_case(replicas_of, preset, precision, xla == "on", batch, replicas, args.steps,
                                    args.repeat, peer=not args.no_peer)
                     if row:
                         rows.append(row)

@@ -50,7 +50,7 @@ def main(argv=None):
     with results.synthetic_records(args.images) as records:
         work = os.path.dirname(records)
         print(f"machine: {results.machine()}", flush=True)
-        bare = run_case({}, "tiny", "float32", False, 4, 1, args.bare_steps, repeat=2, peer=False)["ours_pairs_s"]
+        bare = run_case(results.Replicas(1), "tiny", "float32", False, 4, 1, args.bare_steps, repeat=2, peer=False)["ours_pairs_s"]
         whole, tiny_mb = run_trainer(records, os.path.join(work, "tiny"), os.path.join(work, "tiny.log"),
                                      "--preset", "tiny", "--steps", str(args.steps))
         _, reference_mb = run_trainer(records, os.path.join(work, "reference"), os.path.join(work, "ref.log"),
