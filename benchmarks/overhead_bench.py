@@ -62,15 +62,14 @@ def hollow(trainer, updates=True, pools=True):
     trainer._discriminator_fn = tf.function(lambda a, b, pa, pb: (zeros(trainer.d_vars),
                                                                   {"D_A": tf.zeros([]), "D_B": tf.zeros([])}))
     if not updates:
-        for optimizer in (trainer.g_opt, trainer.d_opt):
-            optimizer.apply_gradients = lambda grads_and_vars: None
+        trainer._update = lambda g_grads, d_grads: None
     if not pools:
         trainer.pools = {d: type("NoPool", (), {"query": staticmethod(lambda images: images)}) for d in "AB"}
     trainer.train_step = tf.function(trainer._train_step)
     return trainer
 
 
-def run_case(strategy, xla, calls, repeat):
+def run_case(strategy, xla, calls, repeat, precision="float32"):
     import numpy as np
     import tensorflow as tf
 
@@ -91,7 +90,7 @@ def run_case(strategy, xla, calls, repeat):
         return lambda: loop.fetch_losses(trainer.train_step(real_a, real_b, stop))
 
     def trainer():
-        return CycleGANTrainer(config, strategy, steps_per_epoch=1000, xla=xla)
+        return CycleGANTrainer(config, strategy, steps_per_epoch=1000, precision=precision, xla=xla)
 
     real = trainer()
     fetched = real.train_step(real_a, real_b, stop)
@@ -115,6 +114,7 @@ def main(argv=None):
     parser = results.parser(__doc__)
     parser.add_argument("--replicas", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--xla", nargs="+", default=["on"], choices=["off", "on"])
+    parser.add_argument("--precision", default="float32", choices=["float32", "mixed_float16", "mixed_bfloat16"])
     parser.add_argument("--steps", type=int, default=200, help="calls timed per part and round")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each part keeps its best")
     args = parser.parse_args(argv)
@@ -126,11 +126,11 @@ def main(argv=None):
         for replicas in args.replicas:
             strategy = replicas_of.strategy(replicas)
             if strategy:
-                rows.append(run_case(strategy, xla == "on", args.steps, args.repeat))
+                rows.append(run_case(strategy, xla == "on", args.steps, args.repeat, args.precision))
                 print(rows[-1], flush=True)
     print()
     results.table(rows, COLUMNS)
-    results.write_json(args.json, "overhead", rows, model=NEAR_EMPTY)
+    results.write_json(args.json, "overhead", rows, model=NEAR_EMPTY, precision=args.precision)
     return 0
 
 
