@@ -87,7 +87,8 @@ class CompileCache:
         """Copy the entries an earlier start kept into the local folder, before the first step compiles."""
         import tensorflow as tf
 
-        os.makedirs(self.local, exist_ok=True)
+        shutil.rmtree(self.local, ignore_errors=True)  # an earlier process's with this pid, killed before it closed
+        os.makedirs(self.local)
         loaded, self.damaged = 0, set()
         try:
             names = tf.io.gfile.listdir(self.folder) if tf.io.gfile.isdir(self.folder) else []
