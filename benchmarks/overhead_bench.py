@@ -50,17 +50,19 @@ def hollow(trainer, updates=True, pools=True):
     the host's work, measured in the step itself."""
     import tensorflow as tf
 
+    from trainer.loop import LOSS_ORDER
+
     def zeros(variables):
         return [tf.zeros(v.shape, v.dtype) for v in variables]
 
+    def terms(discriminators):
+        return {name: tf.zeros([]) for name in LOSS_ORDER if name.startswith("D_") == discriminators}
+
     def generator_outputs(real_a, real_b):
-        terms = {name: tf.zeros([]) for name in ("G_AB_gan", "G_BA_gan", "cycle_A", "cycle_B", "identity_A",
-                                                 "identity_B")}
-        return zeros(trainer.g_vars), terms, tf.zeros_like(real_a), tf.zeros_like(real_b)
+        return zeros(trainer.g_vars), terms(False), tf.zeros_like(real_a), tf.zeros_like(real_b)
 
     trainer._generator_fn = tf.function(generator_outputs)
-    trainer._discriminator_fn = tf.function(lambda a, b, pa, pb: (zeros(trainer.d_vars),
-                                                                  {"D_A": tf.zeros([]), "D_B": tf.zeros([])}))
+    trainer._discriminator_fn = tf.function(lambda a, b, pa, pb: (zeros(trainer.d_vars), terms(True)))
     if not updates:
         trainer._update = lambda g_grads, d_grads: None
     if not pools:

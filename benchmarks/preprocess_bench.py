@@ -145,14 +145,14 @@ def run(args, workdir):
     print(f"\n{'run':<24}{'seconds':>8}{'images/s':>10}{'x plain':>9}   ({cores} cores, {args.images} images)")
     for name, value in seconds.items():
         print(f"{name:<24}{value:>8.1f}{args.images / value:>10.1f}{baseline / value:>9.2f}")
-    best = seconds[f"{cores} processes, no Beam"] + fixed
+    processes, beam = seconds[f"{cores} processes, no Beam"], seconds[f"Beam, {cores} worker(s)"]
+    best = processes + fixed
     print(f"Beam's fixed cost with {cores} workers (the job on {cores} images): {fixed:.1f} s. With it, the most a "
           f"{cores}-worker Beam job can reach on {args.images} images here is {cores} processes + fixed cost = "
           f"{best:.1f} s, {baseline / best:.2f}x plain.")
-    beam = seconds[f"Beam, {cores} worker(s)"]
-    efficiency = seconds[f"{cores} processes, no Beam"] / (beam - fixed)
+    efficiency = processes / (beam - fixed)
     print(f"Per-image efficiency, the fixed cost set apart: {cores} processes / (Beam - fixed cost) = "
-          f"{seconds[f'{cores} processes, no Beam']:.1f} / ({beam:.1f} - {fixed:.1f}) = {efficiency:.2f} (goal: 0.9)")
+          f"{processes:.1f} / ({beam:.1f} - {fixed:.1f}) = {efficiency:.2f} (goal: 0.9)")
     row = {"images": args.images, "cores": cores, "seconds": seconds, "fixed_cost_s": fixed,
            "per_image_efficiency": efficiency, "memory": []}
     for count in args.memory_images:

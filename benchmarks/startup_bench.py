@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 
-STARTED = time.time()
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
