@@ -52,19 +52,20 @@ class ImagePool(tf.Module):
         if self.size == 0:
             return images
         images = tf.cast(images, self.images.dtype)
+        pool = self.images.handle  # this replica's own variable: one slot is read and written, not the whole pool
         out = []
         for i in range(images.shape[0]):
             seed = tf.stack([tf.cast(self.seed, tf.int64) * 1_000_003 + self._replica(), self.draws.read_value()])
             self.draws.assign_add(1)
             coin = tf.random.stateless_uniform([], seed)
             slot_if_full = tf.random.stateless_uniform([], seed + 1, maxval=self.size, dtype=tf.int64)
-            full = self.filled.read_value() >= self.size
+            filled = self.filled.read_value()
+            full = filled >= self.size
             swap = tf.logical_and(full, coin > 0.5)
-            slot = tf.where(full, slot_if_full, self.filled.read_value())
-            stored = self.images.read_value()  # per-replica variables take whole assigns, not scatters
-            out.append(tf.where(swap, stored[slot], images[i]))
-            self.images.assign(tf.cond(tf.logical_or(tf.logical_not(full), swap),
-                                       lambda: tf.tensor_scatter_nd_update(stored, [[slot]], images[i][None]),
-                                       lambda: stored))
-            self.filled.assign(tf.minimum(self.filled.read_value() + 1, self.size))
+            slot = tf.where(full, slot_if_full, filled)
+            stored = tf.raw_ops.ResourceGather(resource=pool, indices=slot, dtype=self.images.dtype)
+            out.append(tf.where(swap, stored, images[i]))
+            kept = tf.where(tf.logical_or(tf.logical_not(full), swap), images[i], stored)
+            tf.raw_ops.ResourceScatterUpdate(resource=pool, indices=slot[None], updates=kept[None])
+            self.filled.assign(tf.minimum(filled + 1, self.size))
         return tf.stack(out)
