@@ -89,10 +89,10 @@ def test_losses_match_numpy():
 
 class Counting:
     def __init__(self, net):
-        self.net, self.calls = net, 0
+        self.net, self.calls, self.images = net, 0, 0
 
     def __call__(self, x, training=True):
-        self.calls += 1
+        self.calls, self.images = self.calls + 1, self.images + x.shape[0]
         return self.net(x, training=training)
 
 
@@ -120,10 +120,11 @@ def test_generator_terms_and_both_cycles_reach_both_generators():
 
     counted = {name: Counting(net) for name, net in nets.items()}
     losses.generator_losses(counted, real_a, real_b, config)
-    assert counted["G_AB"].calls == 3 and counted["G_BA"].calls == 3
+    # 3 passes of 2 images per generator; the identity pass shares its call with the translation
+    assert [(counted[g].calls, counted[g].images) for g in ("G_AB", "G_BA")] == [(2, 6), (2, 6)]
     counted = {name: Counting(net) for name, net in nets.items()}
     no_identity, _ = losses.generator_losses(counted, real_a, real_b, dataclasses.replace(config, lambda_identity=0))
-    assert counted["G_AB"].calls == 2 and counted["G_BA"].calls == 2
+    assert [(counted[g].calls, counted[g].images) for g in ("G_AB", "G_BA")] == [(2, 4), (2, 4)]
     assert set(no_identity) == {"G_AB_gan", "G_BA_gan", "cycle_A", "cycle_B"}
 
 
@@ -131,7 +132,9 @@ def test_discriminator_loss_is_halved():
     config, nets = _tiny_nets()
     real = tf.random.uniform([2, 32, 32, 3], -1, 1, seed=1)
     fake = tf.random.uniform([2, 32, 32, 3], -1, 1, seed=2)
-    d = losses.discriminator_losses(nets, real, real, fake, fake, config)
+    counted = {name: Counting(net) for name, net in nets.items()}
+    d = losses.discriminator_losses(counted, real, real, fake, fake, config)
+    assert (counted["D_A"].calls, counted["D_A"].images) == (1, 4)  # real and fake judged in one call
     expected = 0.5 * (((nets["D_A"](real) - 1) ** 2).numpy().mean(axis=(1, 2, 3))
                       + (nets["D_A"](fake) ** 2).numpy().mean(axis=(1, 2, 3)))
     np.testing.assert_allclose(d["D_A"], expected, rtol=1e-5)
