@@ -15,7 +15,9 @@ Timed, each as the mean of --steps calls, best of --repeat rounds taken in turns
             step itself (parts measured alone do not add up: in the step, a graph runs independent parts at once);
   then, cumulatively, the hollow step without the optimizers' updates (all-reduce included), and also without
   the pools' queries; the differences are those parts' costs. The fetch of the losses is timed alone.
-compiled fns = step - hollow.
+compiled fns = step - hollow. With one replica and XLA on, the trainer compiles its whole step into one program
+(trainer/step.py), so there the pools and the updates are compiled too, and "outside" is what the step spends
+beyond the generator and discriminator functions' own work.
 """
 import dataclasses
 import os

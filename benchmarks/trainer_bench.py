@@ -4,9 +4,10 @@
 
 End to end: `cyclegan train --preset tiny` in a process of its own, reading the real preprocessing job's
 TFRecords from disk (synthetic images), augmenting, logging, writing summaries and checkpoints at their default
-intervals (every 10, 500 and 500 steps). Its pairs/s, as it reports them when it ends (every step after the
-first), is divided by the bare step's: the trainer's own train_step on in-memory batches (step_bench.py), same
-config and devices, measured before it in this run. Goal: at least 0.95.
+intervals (every 10, 500 and 500 steps). Its pairs/s by the wall clock, from its first progress line to its
+last (so the checkpoint and images at step 500 count), is divided by the bare step's: the trainer's own
+train_step on in-memory batches (step_bench.py), same config and devices, measured before it in this run. Goal:
+at least 0.95. The rate the trainer reports itself (its steps' own time) is printed beside it.
 
 Memory: the peak resident memory (the kernel's ru_maxrss of that process alone) of `cyclegan train` with the tiny
 preset (the end-to-end run) and with the reference preset over --memory_steps steps at batch 1.
@@ -15,6 +16,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -24,17 +26,27 @@ from preprocessing.jobs import quiet_libraries  # noqa: E402
 
 
 def run_trainer(records, model_dir, log, *flags):
-    """`cyclegan train` in its own process; (pairs/s it reported at its last step, its peak RSS in MB)."""
+    """`cyclegan train` in its own process -> (pairs/s by the wall clock from its first progress line to its last,
+    pairs/s it reported itself, its peak RSS in MB). The wall-clock rate counts everything between those lines,
+    the checkpoints and image summaries written there included; the trainer's own counts its steps only."""
+    stamped = []
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "trainer", "--data", records, "--model_dir", model_dir,
-                                 *flags], stdout=out, stderr=subprocess.STDOUT)
+                                 *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        for line in proc.stdout:
+            stamped.append((time.monotonic(), line))
+            out.write(line)
         _, status, usage = os.wait4(proc.pid, 0)
-    with open(log) as f:
-        text = f.read()
+    text = "".join(line for _, line in stamped)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"cyclegan train failed:\n{text[-3000:]}")
-    rates = re.findall(r"\| ([\d.]+) pairs/s \|", text)
-    return float(rates[-1]), usage.ru_maxrss / 1024  # kilobytes on Linux
+    global_batch = int(re.search(r"global batch (\d+)", text).group(1))
+    progress = [(when, int(match.group(1)), float(match.group(2))) for when, line in stamped
+                for match in [re.match(r"step (\d+)/\d+ .*\| ([\d.]+) pairs/s \|", line)] if match]
+    (first_at, first_step, _), (last_at, last_step, reported) = progress[0], progress[-1]
+    wall = (last_step - first_step) * global_batch / (last_at - first_at) if last_step > first_step else None
+    return wall, reported, usage.ru_maxrss / 1024  # kilobytes on Linux
 
 
 def main(argv=None):
@@ -51,15 +63,16 @@ def main(argv=None):
         work = os.path.dirname(records)
         print(f"machine: {results.machine()}", flush=True)
         bare = run_case(results.Replicas(1), "tiny", "float32", False, 4, 1, args.bare_steps, repeat=2, peer=False)["ours_pairs_s"]
-        whole, tiny_mb = run_trainer(records, os.path.join(work, "tiny"), os.path.join(work, "tiny.log"),
+        whole, reported, tiny_mb = run_trainer(records, os.path.join(work, "tiny"), os.path.join(work, "tiny.log"),
                                      "--preset", "tiny", "--steps", str(args.steps))
-        _, reference_mb = run_trainer(records, os.path.join(work, "reference"), os.path.join(work, "ref.log"),
+        _, _, reference_mb = run_trainer(records, os.path.join(work, "reference"), os.path.join(work, "ref.log"),
                                       "--preset", "reference", "--steps", str(args.memory_steps))
         rows = [{"preset": "tiny", "steps": args.steps, "bare_pairs_s": bare, "trainer_pairs_s": whole,
-                 "ratio": whole / bare, "peak_mb": tiny_mb},
+                 "ratio": whole / bare, "reported_pairs_s": reported, "peak_mb": tiny_mb},
                 {"preset": "reference", "steps": args.memory_steps, "peak_mb": reference_mb}]
         results.table(rows, [("preset", "preset", "{}"), ("steps", "steps", "{}"),
                      ("bare step pairs/s", "bare_pairs_s", "{:.2f}"), ("trainer pairs/s", "trainer_pairs_s", "{:.2f}"),
+                     ("as it reports", "reported_pairs_s", "{:.2f}"),
                      ("trainer / bare", "ratio", "{:.2f}"), ("peak RSS MB", "peak_mb", "{:.0f}")])
         results.write_json(args.json, "trainer", rows, images=args.images)
     return 0

@@ -140,9 +140,10 @@ def test_discriminator_loss_is_halved():
     np.testing.assert_allclose(d["D_A"], expected, rtol=1e-5)
 
 
-def test_pool_follows_the_reference_rule():
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])  # XLA: a one-replica step is compiled whole
+def test_pool_follows_the_reference_rule(jit_compile):
     pool = ImagePool(50, [1, 1, 1], seed=7)
-    query = tf.function(pool.query)
+    query = tf.function(pool.query, jit_compile=jit_compile)
     history, returned_new, swaps_seen = [], 0, 0
     contents = []
     for step in range(1000):
@@ -165,14 +166,14 @@ def test_pool_follows_the_reference_rule():
     assert abs(returned_new / after_fill - 0.5) < 0.04  # p = 0.5, 1950 draws: 4 standard deviations is 0.045
 
     checkpoint = tf.train.Checkpoint(pool=pool)
-    path = checkpoint.write("ram://pool/ckpt")
+    path = checkpoint.write(f"ram://pool-{jit_compile}/ckpt")
     stored, draws = pool.images.numpy().copy(), int(pool.draws.numpy())
     restored = ImagePool(50, [1, 1, 1], seed=7)
     tf.train.Checkpoint(pool=restored).read(path).assert_consumed()
     np.testing.assert_array_equal(restored.images.numpy(), stored)
     assert int(restored.filled.numpy()) == 50 and int(restored.draws.numpy()) == draws
     nxt = tf.constant(np.array([-1.0, -2.0], np.float32).reshape(2, 1, 1, 1))
-    np.testing.assert_array_equal(restored.query(nxt), pool.query(nxt))  # same draws after the restore
+    np.testing.assert_array_equal(tf.function(restored.query, jit_compile=jit_compile)(nxt), query(nxt))  # same draws
 
 
 def test_pool_of_size_zero_passes_through():
