@@ -81,3 +81,12 @@ def test_resize_matches_the_references_pil_bicubic_on_a_textured_source():
         pil = np.asarray(Image.fromarray(source).resize((size, size), Image.BICUBIC), dtype=np.float64)
         off = np.abs(np.clip(ours, 0, 255) - pil).mean()
         assert off < 1.0, (size, off)  # measured 0.29 of 255; without antialiasing about 20
+
+
+def test_a_source_already_at_the_size_is_returned_as_the_resize_would_compute_it():
+    import numpy as np
+
+    source = tf.constant(np.random.default_rng(1).integers(0, 256, (286, 286, 3)), tf.uint8)
+    resized = tf.image.resize(source, [286, 286], method="bicubic", antialias=True)
+    np.testing.assert_array_equal(data.resize(source, 286), resized)
+    assert data.resize(source, 286).dtype == tf.float32 and data.resize(source, 72).shape == (72, 72, 3)

@@ -28,8 +28,11 @@ def shard_paths(data_root, manifest, name):
 
 def resize(image, size):
     """Bicubic to size x size, antialiased as PIL's bicubic filter (the reference's) is when it shrinks: without
-    it a large or non-square source's shrunk axis is aliased."""
-    return tf.image.resize(image, [size, size], method="bicubic", antialias=True)
+    it a large or non-square source's shrunk axis is aliased. A source already at that size is returned as it is
+    (which the resize computes too, exactly, at the cost of a resize)."""
+    at_size = tf.reduce_all(tf.shape(image)[:2] == size)
+    return tf.cond(at_size, lambda: tf.cast(image, tf.float32),
+                   lambda: tf.image.resize(image, [size, size], method="bicubic", antialias=True))
 
 
 def augment(image, seed, config, training):
