@@ -72,3 +72,16 @@ def test_adam_is_the_references_pytorch_adam(two_cpus):
     trainer = CycleGANTrainer(PRESETS["reference"], two_cpus, steps_per_epoch=10)
     for optimizer in (trainer.g_opt, trainer.d_opt):
         assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.5, 0.999, 1e-8)
+
+
+def test_each_replica_keeps_a_pool_of_its_own(two_cpus):
+    from trainer.pool import ImagePool
+
+    with two_cpus.scope():
+        pool = ImagePool(3, [1, 1, 1], seed=1)
+    query = tf.function(lambda x: two_cpus.run(pool.query, args=(x,)))
+    for i in range(3):  # replica r queries images 10 r + 1, 2, 3
+        query(two_cpus.experimental_distribute_values_from_function(
+            lambda ctx: tf.fill([1, 1, 1, 1], float(10 * ctx.replica_id_in_sync_group + i + 1))))
+    assert [v.numpy().ravel().tolist() for v in pool.images.values] == [[1, 2, 3], [11, 12, 13]]
+    assert [int(v.numpy()) for v in pool.filled.values] == [3, 3]
