@@ -56,17 +56,24 @@ def main(argv=None):
     parser.add_argument("--memory_steps", type=int, default=3, help="steps of the reference preset's memory run")
     parser.add_argument("--images", type=int, default=240, help="synthetic training images per domain")
     args = parser.parse_args(argv)
+    from trainer.config import PRESETS
+
+    log_every = PRESETS["tiny"].log_every
+    if args.steps <= log_every:  # its rate is timed between two progress lines: its first and its last
+        parser.error(f"--steps {args.steps}: the end-to-end run needs more than {log_every} steps (it logs every "
+                     f"{log_every}; its rate is timed between its first and last progress lines)")
     quiet_libraries()
     from step_bench import run_case
 
     with results.synthetic_records(args.images) as records:
         work = os.path.dirname(records)
         print(f"machine: {results.machine()}", flush=True)
-        bare = run_case(results.Replicas(1), "tiny", "float32", False, 4, 1, args.bare_steps, repeat=2, peer=False)["ours_pairs_s"]
+        bare = run_case(results.Replicas(1), "tiny", "float32", False, 4, 1, args.bare_steps, repeat=2,
+                        peer=False)["ours_pairs_s"]
         whole, reported, tiny_mb = run_trainer(records, os.path.join(work, "tiny"), os.path.join(work, "tiny.log"),
-                                     "--preset", "tiny", "--steps", str(args.steps))
+                                               "--preset", "tiny", "--steps", str(args.steps))
         _, _, reference_mb = run_trainer(records, os.path.join(work, "reference"), os.path.join(work, "ref.log"),
-                                      "--preset", "reference", "--steps", str(args.memory_steps))
+                                         "--preset", "reference", "--steps", str(args.memory_steps))
         rows = [{"preset": "tiny", "steps": args.steps, "bare_pairs_s": bare, "trainer_pairs_s": whole,
                  "ratio": whole / bare, "reported_pairs_s": reported, "peak_mb": tiny_mb},
                 {"preset": "reference", "steps": args.memory_steps, "peak_mb": reference_mb}]

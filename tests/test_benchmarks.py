@@ -57,6 +57,12 @@ def test_trainer_benchmark_runs(tmp_path):
     assert reference["preset"] == "reference" and reference["peak_mb"] > tiny["peak_mb"]
 
 
+def test_trainer_benchmark_refuses_a_run_too_short_to_time():
+    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "trainer_bench.py"), "--steps", "5"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "--steps 5: the end-to-end run needs more than 10 steps" in done.stderr
+
+
 def test_overhead_benchmark_splits_the_step(tmp_path):
     rows, stdout = run_benchmark(tmp_path, "overhead_bench.py", "--replicas", "1", "2", "--steps", "2",
                                  "--repeat", "1")

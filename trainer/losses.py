@@ -37,8 +37,11 @@ def generator_losses(nets, real_a, real_b, config, training=True):
     translations; with lambda_identity 0 they are not run at all.
     """
     identity = config.lambda_identity > 0
-    fake_b, *same_b = _as_one_batch(nets["G_AB"], real_a, *([real_b] if identity else []), training=training)
-    fake_a, *same_a = _as_one_batch(nets["G_BA"], real_b, *([real_a] if identity else []), training=training)
+    if identity:
+        fake_b, same_b = _as_one_batch(nets["G_AB"], real_a, real_b, training=training)
+        fake_a, same_a = _as_one_batch(nets["G_BA"], real_b, real_a, training=training)
+    else:
+        fake_b, fake_a = nets["G_AB"](real_a, training=training), nets["G_BA"](real_b, training=training)
     rec_a = nets["G_BA"](fake_b, training=training)
     rec_b = nets["G_AB"](fake_a, training=training)
     terms = {
@@ -48,8 +51,8 @@ def generator_losses(nets, real_a, real_b, config, training=True):
         "cycle_B": config.lambda_b * l1(rec_b, real_b),
     }
     if identity:
-        terms["identity_A"] = config.lambda_identity * config.lambda_b * l1(same_b[0], real_b)
-        terms["identity_B"] = config.lambda_identity * config.lambda_a * l1(same_a[0], real_a)
+        terms["identity_A"] = config.lambda_identity * config.lambda_b * l1(same_b, real_b)
+        terms["identity_B"] = config.lambda_identity * config.lambda_a * l1(same_a, real_a)
     return terms, {"fake_a": fake_a, "fake_b": fake_b, "rec_a": rec_a, "rec_b": rec_b}
 
 
