@@ -54,17 +54,20 @@ def hollow(trainer, updates=True, pools=True):
 
     from trainer.loop import LOSS_ORDER
 
-    def zeros(variables):
-        return [tf.zeros(v.shape, v.dtype) for v in variables]
+    def zeros(variables, image):
+        # Filled from the input at run time: constant gradients would let Grappler fold away part of the
+        # optimizers' update ops, and the hollow step would then understate them.
+        zero = tf.reduce_sum(image) * 0.0
+        return [tf.fill(v.shape, tf.cast(zero, v.dtype)) for v in variables]
 
     def terms(discriminators):
         return {name: tf.zeros([]) for name in LOSS_ORDER if name.startswith("D_") == discriminators}
 
     def generator_outputs(real_a, real_b):
-        return zeros(trainer.g_vars), terms(False), tf.zeros_like(real_a), tf.zeros_like(real_b)
+        return zeros(trainer.g_vars, real_a), terms(False), tf.zeros_like(real_a), tf.zeros_like(real_b)
 
     trainer._generator_fn = tf.function(generator_outputs)
-    trainer._discriminator_fn = tf.function(lambda a, b, pa, pb: (zeros(trainer.d_vars), terms(True)))
+    trainer._discriminator_fn = tf.function(lambda a, b, pa, pb: (zeros(trainer.d_vars, a), terms(True)))
     if not updates:
         trainer._update = lambda g_grads, d_grads: None
     if not pools:

@@ -27,6 +27,31 @@ class SummedAdam(keras.optimizers.Adam):
     def _all_reduce_sum_gradients(self, grads_and_vars):
         return list(grads_and_vars)
 
+    def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+        """Keras's Adam update, each variable's in one kernel (TensorFlow's ResourceApplyAdam, which tf.keras's Adam
+        ran) instead of a dozen small ops, with the step's scalars computed once per device, not per variable.
+        Every device runs this for every variable at every step, so its op count is host time per step and per
+        replica. Same formula and order, except that the kernel takes 1 - beta_2 in float32 (1 - 0.999f) where
+        Keras rounds 0.001: 1.3e-5 apart."""
+        grads, variables = zip(*grads_and_vars)
+
+        def on_device(copy, learning_rate, *grads):  # once per device; the variables resolve to its copies here
+            scalars = {}
+            for grad, variable in zip(grads, variables):
+                dtype = variable.dtype
+                if dtype not in scalars:
+                    step = tf.cast(self.iterations + 1, dtype)
+                    beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+                    scalars[dtype] = dict(beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
+                                          lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
+                                          epsilon=tf.cast(self.epsilon, dtype))
+                index = self._get_variable_index(variable)
+                tf.raw_ops.ResourceApplyAdam(var=variable.handle, m=self._momentums[index].value.handle,
+                                             v=self._velocities[index].value.handle, grad=tf.cast(grad, dtype),
+                                             **scalars[dtype])
+
+        distribution.extended.update(variables[0], on_device, args=(learning_rate, *grads), group=False)
+
 
 class CycleGANTrainer:
     def __init__(self, config, strategy, steps_per_epoch, precision="float32", xla=False):
