@@ -21,8 +21,9 @@ from trainer.schedule import LinearDecayAfter
 
 
 class SummedAdam(keras.optimizers.Adam):
-    """Adam given gradients already summed over the replicas (Keras's would all-reduce them again). With them,
-    every replica also sees the same overflow, so a LossScaleOptimizer skips a step on all replicas or none."""
+    """Adam given gradients already summed over the replicas (Keras's would all-reduce them again), updating each
+    variable in one kernel. With summed gradients every replica also sees the same overflow, so a
+    LossScaleOptimizer skips a step on all replicas or none."""
 
     def _all_reduce_sum_gradients(self, grads_and_vars):
         return list(grads_and_vars)
