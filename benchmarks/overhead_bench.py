@@ -55,8 +55,8 @@ def hollow(trainer, updates=True, pools=True):
     from trainer.loop import LOSS_ORDER
 
     def zeros(variables, image):
-        # Filled from the input at run time: constant gradients would let Grappler fold away part of the
-        # optimizers' update ops, and the hollow step would then understate them.
+        # Filled from the input at run time: constant gradients could be folded into the update ops that use
+        # them, and the hollow step would then understate the updates.
         zero = tf.reduce_sum(image) * 0.0
         return [tf.fill(v.shape, tf.cast(zero, v.dtype)) for v in variables]
 
