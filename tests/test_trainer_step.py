@@ -80,14 +80,15 @@ def test_adam_updates_each_variable_in_one_kernel_and_matches_keras_adam(replica
 
     from trainer.step import SummedAdam
 
-    # Two replicas update op by op; one replica compiles its whole step with XLA, as the trainer does.
+    # Two replicas update outside XLA; one replica compiles its whole step with XLA, as the trainer does.
     strategy = two_cpus if replicas == 2 else tf.distribute.MirroredStrategy(["CPU:0"])
     rng = np.random.default_rng(0)
     initial = [rng.normal(size=shape).astype(np.float32) for shape in ([3, 3, 2, 4], [4], [])]
     grads = [[rng.normal(size=w.shape).astype(np.float32) for w in initial] for _ in range(5)]
     with strategy.scope():
         ours_vars, theirs_vars = ([tf.Variable(w) for w in initial] for _ in range(2))
-        ours, theirs = (kind(1e-2, beta_1=0.5, beta_2=0.999, epsilon=1e-8) for kind in (SummedAdam, keras.optimizers.Adam))
+        ours, theirs = (kind(1e-2, beta_1=0.5, beta_2=0.999, epsilon=1e-8)
+                        for kind in (SummedAdam, keras.optimizers.Adam))
         ours.build(ours_vars)
         theirs.build(theirs_vars)
 
