@@ -140,7 +140,8 @@ def test_discriminator_loss_is_halved():
     np.testing.assert_allclose(d["D_A"], expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])  # XLA: a one-replica step is compiled whole
+# XLA too: a one-replica step is compiled whole, the pools included
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
 def test_pool_follows_the_reference_rule(jit_compile):
     pool = ImagePool(50, [1, 1, 1], seed=7)
     query = tf.function(pool.query, jit_compile=jit_compile)

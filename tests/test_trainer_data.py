@@ -1,4 +1,5 @@
 """The trainer's input pipeline on records written by the real preprocessing job."""
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -68,7 +69,6 @@ def test_manifest_errors_say_what_to_do(tmp_path):
 
 def test_resize_matches_the_references_pil_bicubic_on_a_textured_source():
     """The reference resizes with PIL's bicubic filter, which antialiases when it shrinks."""
-    import numpy as np
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -84,8 +84,6 @@ def test_resize_matches_the_references_pil_bicubic_on_a_textured_source():
 
 
 def test_a_source_already_at_the_size_is_returned_as_the_resize_would_compute_it():
-    import numpy as np
-
     source = tf.constant(np.random.default_rng(1).integers(0, 256, (286, 286, 3)), tf.uint8)
     resized = tf.image.resize(source, [286, 286], method="bicubic", antialias=True)
     np.testing.assert_array_equal(data.resize(source, 286), resized)
