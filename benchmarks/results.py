@@ -33,15 +33,16 @@ def machine():
 
 class Replicas:
     """MirroredStrategies over the first 1, 2, ... local devices: every GPU, or the CPU split into `most` logical
-    devices (which must happen before TensorFlow starts its devices). One strategy per device set, kept: a second
-    one over the same devices breaks collectives."""
+    devices (which must happen before TensorFlow starts its devices), made as the trainer makes them
+    (trainer/strategy.py). One strategy per device set, kept: a second one over the same GPUs breaks collectives."""
 
     def __init__(self, most):
         import tensorflow as tf
 
         from trainer.strategy import split_cpu
 
-        if not tf.config.list_physical_devices("GPU"):
+        self.gpus = bool(tf.config.list_physical_devices("GPU"))
+        if not self.gpus:
             split_cpu(most)
         self.devices = [d.name for d in tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")]
         self._strategies = {}
@@ -50,10 +51,13 @@ class Replicas:
         """The strategy over `replicas` devices, or None when there are fewer."""
         import tensorflow as tf
 
+        from trainer.strategy import mirrored_cpus
+
         if replicas > len(self.devices):
             return None
         if replicas not in self._strategies:
-            self._strategies[replicas] = tf.distribute.MirroredStrategy(self.devices[:replicas])
+            make = tf.distribute.MirroredStrategy if self.gpus else mirrored_cpus
+            self._strategies[replicas] = make(self.devices[:replicas])
         return self._strategies[replicas]
 
 

@@ -162,8 +162,7 @@ def tiny_records(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def two_cpus():
-    """One MirroredStrategy over the two logical CPUs for the whole session: a second strategy over the same
-    devices would restart the collective instance keys that TensorFlow's runtime has cached parameters for."""
-    import tensorflow as tf
+    """The trainer's strategy over the two logical CPUs, one for the whole session."""
+    from trainer.strategy import mirrored_cpus
 
-    return tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
+    return mirrored_cpus(["CPU:0", "CPU:1"])

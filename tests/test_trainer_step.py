@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from trainer.config import PRESETS
 from trainer.step import CycleGANTrainer
-from trainer.strategy import distribute
+from trainer.strategy import distribute, mirrored_cpus
 
 SMALL = dataclasses.replace(PRESETS["tiny"], ngf=8, ndf=8, n_blocks=2, crop_size=32, load_size=36)
 
@@ -52,6 +52,15 @@ def test_two_replicas_match_one_device_on_the_same_global_batch(two_cpus):
     assert sum(moved) > 0  # biases start at zero: the step really trained
 
 
+def test_cpu_replicas_are_summed_on_one_device_not_by_collectives(two_cpus):
+    trainer = CycleGANTrainer(SMALL, two_cpus, steps_per_epoch=10)
+    real = global_batches(1, 2).get_single_element()
+    step = trainer.train_step.get_concrete_function(*distribute(two_cpus, real), tf.constant(0.0))
+    kinds = {op.type for op in step.graph.get_operations()}
+    assert not {kind for kind in kinds if kind.startswith("Collective")}
+    assert "AddN" in kinds
+
+
 @pytest.mark.parametrize("precision", ["float32", "mixed_float16", "mixed_bfloat16"])
 def test_xla_and_mixed_precision_train_with_finite_losses(precision, two_cpus):
     trainer, history = train(two_cpus, dataclasses.replace(SMALL, batch_size=1), 8, precision=precision, xla=True)
@@ -81,7 +90,7 @@ def test_adam_updates_each_variable_in_one_kernel_and_matches_keras_adam(replica
     from trainer.step import SummedAdam
 
     # Two replicas update outside XLA; one replica compiles its whole step with XLA, as the trainer does.
-    strategy = two_cpus if replicas == 2 else tf.distribute.MirroredStrategy(["CPU:0"])
+    strategy = two_cpus if replicas == 2 else mirrored_cpus(["CPU:0"])
     rng = np.random.default_rng(0)
     initial = [rng.normal(size=shape).astype(np.float32) for shape in ([3, 3, 2, 4], [4], [])]
     grads = [[rng.normal(size=w.shape).astype(np.float32) for w in initial] for _ in range(5)]
