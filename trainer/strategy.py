@@ -41,8 +41,8 @@ def make(kind="auto", cpu_replicas=1, peer_timeout=300):
 def mirrored_cpus(devices):
     """MirroredStrategy over logical CPU devices, summing the replicas' values on the first device and copying the
     sum back (ReductionToOneDevice) rather than with TensorFlow's default for CPUs, ring collectives. The replicas
-    share one memory, so a ring's rounds only add latency: at 2 replicas the near-empty step's time outside its
-    compiled functions fell from 1.68 to 1.45 ms (benchmarks/RESULTS.md)."""
+    share one memory, where a copy and an add are all a sum needs: at 2 replicas the near-empty step's time
+    outside its compiled functions fell by about 0.2 ms, to 1.45-1.51 ms in three runs (benchmarks/RESULTS.md)."""
     return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
