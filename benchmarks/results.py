@@ -41,23 +41,19 @@ class Replicas:
 
         from trainer.strategy import split_cpu
 
-        self.gpus = bool(tf.config.list_physical_devices("GPU"))
-        if not self.gpus:
+        if not tf.config.list_physical_devices("GPU"):
             split_cpu(most)
         self.devices = [d.name for d in tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")]
         self._strategies = {}
 
     def strategy(self, replicas):
         """The strategy over `replicas` devices, or None when there are fewer."""
-        import tensorflow as tf
-
-        from trainer.strategy import mirrored_cpus
+        from trainer.strategy import mirrored
 
         if replicas > len(self.devices):
             return None
         if replicas not in self._strategies:
-            make = tf.distribute.MirroredStrategy if self.gpus else mirrored_cpus
-            self._strategies[replicas] = make(self.devices[:replicas])
+            self._strategies[replicas] = mirrored(self.devices[:replicas])
         return self._strategies[replicas]
 
 

@@ -163,6 +163,6 @@ def tiny_records(tmp_path_factory):
 @pytest.fixture(scope="session")
 def two_cpus():
     """The trainer's strategy over the two logical CPUs, one for the whole session."""
-    from trainer.strategy import mirrored_cpus
+    from trainer.strategy import mirrored
 
-    return mirrored_cpus(["CPU:0", "CPU:1"])
+    return mirrored(["CPU:0", "CPU:1"])

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from trainer.config import PRESETS
 from trainer.step import CycleGANTrainer
-from trainer.strategy import distribute, mirrored_cpus
+from trainer.strategy import distribute, mirrored
 
 SMALL = dataclasses.replace(PRESETS["tiny"], ngf=8, ndf=8, n_blocks=2, crop_size=32, load_size=36)
 
@@ -90,7 +90,7 @@ def test_adam_updates_each_variable_in_one_kernel_and_matches_keras_adam(replica
     from trainer.step import SummedAdam
 
     # Two replicas update outside XLA; one replica compiles its whole step with XLA, as the trainer does.
-    strategy = two_cpus if replicas == 2 else mirrored_cpus(["CPU:0"])
+    strategy = two_cpus if replicas == 2 else mirrored(["CPU:0"])
     rng = np.random.default_rng(0)
     initial = [rng.normal(size=shape).astype(np.float32) for shape in ([3, 3, 2, 4], [4], [])]
     grads = [[rng.normal(size=w.shape).astype(np.float32) for w in initial] for _ in range(5)]

@@ -35,15 +35,18 @@ def make(kind="auto", cpu_replicas=1, peer_timeout=300):
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     if gpus:
         return tf.distribute.MirroredStrategy()
-    return mirrored_cpus([d.name for d in tf.config.list_logical_devices("CPU")][:max(cpu_replicas, 1)])
+    return mirrored([d.name for d in tf.config.list_logical_devices("CPU")][:max(cpu_replicas, 1)])
 
 
-def mirrored_cpus(devices):
-    """MirroredStrategy over logical CPU devices, summing the replicas' values on the first device and copying the
-    sum back (ReductionToOneDevice) rather than with TensorFlow's default for CPUs, ring collectives. The replicas
-    share one memory, where a copy and an add are all a sum needs: at 2 replicas the near-empty step's time
-    outside its compiled functions fell by about 0.2 ms, to 1.45-1.51 ms in three runs (benchmarks/RESULTS.md)."""
-    return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+def mirrored(devices):
+    """MirroredStrategy over `devices`. Over logical CPUs the replicas' values are summed on the first device and
+    the sum copied back (ReductionToOneDevice) rather than with TensorFlow's default for CPUs, ring collectives.
+    The replicas share one memory, where a copy and an add are all a sum needs: at 2 replicas the near-empty
+    step's time outside its compiled functions fell by about 0.2 ms, to 1.45-1.51 ms in three runs
+    (benchmarks/RESULTS.md). GPUs keep TensorFlow's default, NCCL."""
+    on_cpus = all(tf.DeviceSpec.from_string(d).device_type == "CPU" for d in devices)
+    return tf.distribute.MirroredStrategy(devices,
+                                          cross_device_ops=tf.distribute.ReductionToOneDevice() if on_cpus else None)
 
 
 def watch_peers(timeout_s):
