@@ -8,7 +8,8 @@ the pools' ops, the all-reduce bookkeeping, the optimizers' updates, the loop's 
 much of the GPU a run gets. It is measured on a near-empty model (ngf/ndf 2, one residual block, 32 px, batch 1
 per replica).
 
-Timed, each as the mean of --steps calls, best of --repeat rounds taken in turns:
+Timed, each as the mean of --steps calls, best of --repeat rounds; every round times every part of every case
+(XLA setting and replica count) in turn, so that the cases are compared side by side, not run after run:
   step      what the training loop does per step: the trainer's train_step, then the losses to Python floats;
   hollow    the same step with the compiled generator and discriminator functions replaced by functions that
             return outputs of the same shapes at once: the time outside the compiled functions, measured in the
@@ -17,7 +18,8 @@ Timed, each as the mean of --steps calls, best of --repeat rounds taken in turns
   the pools' queries; the differences are those parts' costs. The fetch of the losses is timed alone.
 compiled fns = step - hollow. With one replica and XLA on, the trainer compiles its whole step into one program
 (trainer/step.py), so there the pools and the updates are compiled too, and "outside" is what the step spends
-beyond the generator and discriminator functions' own work.
+beyond the generator and discriminator functions' own work. Below the table: what each added replica adds to
+the time outside, per XLA setting.
 """
 import dataclasses
 import os
@@ -76,7 +78,8 @@ def hollow(trainer, updates=True, pools=True):
     return trainer
 
 
-def run_case(strategy, xla, calls, repeat, precision="float32"):
+def build_case(strategy, xla, precision="float32"):
+    """One (XLA setting, replica count) case: its description and a callable per part to time."""
     import numpy as np
     import tensorflow as tf
 
@@ -101,20 +104,37 @@ def run_case(strategy, xla, calls, repeat, precision="float32"):
 
     real = trainer()
     fetched = real.train_step(real_a, real_b, stop)
-    variants = {"step": loop_step(real), "hollow": loop_step(hollow(trainer())),
-                "hollow_no_updates": loop_step(hollow(trainer(), updates=False)),
-                "hollow_bare": loop_step(hollow(trainer(), updates=False, pools=False)),
-                "loss_fetch": lambda: loop.fetch_losses(fetched)}
-    best = {}
-    for _ in range(repeat):
-        for name, fn in variants.items():
-            best[name] = min(best.get(name, float("inf")), mean_seconds(fn, calls))
-    ms = {name: value * 1e3 for name, value in best.items()}
-    return {"xla": "on" if xla else "off", "replicas": replicas, "step_ms": ms["step"],
-            "compiled_ms": ms["step"] - ms["hollow"], "outside_ms": ms["hollow"],
-            "updates_ms": ms["hollow"] - ms["hollow_no_updates"],
-            "pools_ms": ms["hollow_no_updates"] - ms["hollow_bare"], "loss_fetch_ms": ms["loss_fetch"],
-            "rest_ms": ms["hollow_bare"] - ms["loss_fetch"]}
+    parts = {"step": loop_step(real), "hollow": loop_step(hollow(trainer())),
+             "hollow_no_updates": loop_step(hollow(trainer(), updates=False)),
+             "hollow_bare": loop_step(hollow(trainer(), updates=False, pools=False)),
+             "loss_fetch": lambda: loop.fetch_losses(fetched)}
+    return {"xla": "on" if xla else "off", "replicas": replicas}, parts
+
+
+def time_cases(cases, calls, repeat):
+    """[(description, parts)] -> one row per case, each part the best of `repeat` rounds over all the cases."""
+    best = [{} for _ in cases]
+    for round_ in range(repeat):
+        print(f"round {round_ + 1} of {repeat}: {len(cases)} cases", flush=True)
+        for (_, parts), kept in zip(cases, best):
+            for name, fn in parts.items():
+                kept[name] = min(kept.get(name, float("inf")), mean_seconds(fn, calls))
+    rows = []
+    for (description, _), kept in zip(cases, best):
+        ms = {name: value * 1e3 for name, value in kept.items()}
+        rows.append({**description, "step_ms": ms["step"], "compiled_ms": ms["step"] - ms["hollow"],
+                     "outside_ms": ms["hollow"], "updates_ms": ms["hollow"] - ms["hollow_no_updates"],
+                     "pools_ms": ms["hollow_no_updates"] - ms["hollow_bare"], "loss_fetch_ms": ms["loss_fetch"],
+                     "rest_ms": ms["hollow_bare"] - ms["loss_fetch"]})
+    return rows
+
+
+def per_added_replica(rows):
+    """Per XLA setting: (time outside at n replicas - at 1) / (n - 1), for each n > 1 measured."""
+    one = {row["xla"]: row["outside_ms"] for row in rows if row["replicas"] == 1}
+    return [{"xla": row["xla"], "replicas": row["replicas"],
+             "added_ms": (row["outside_ms"] - one[row["xla"]]) / (row["replicas"] - 1)}
+            for row in rows if row["replicas"] > 1 and row["xla"] in one]
 
 
 def main(argv=None):
@@ -128,16 +148,17 @@ def main(argv=None):
     quiet_libraries()
     replicas_of = results.Replicas(max(args.replicas))
     print(f"machine: {results.machine()}", flush=True)
-    rows = []
-    for xla in args.xla:
-        for replicas in args.replicas:
-            strategy = replicas_of.strategy(replicas)
-            if strategy:
-                rows.append(run_case(strategy, xla == "on", args.steps, args.repeat, args.precision))
-                print(rows[-1], flush=True)
-    print()
+    cases = [build_case(strategy, xla == "on", args.precision) for xla in args.xla for replicas in args.replicas
+             if (strategy := replicas_of.strategy(replicas))]
+    rows = time_cases(cases, args.steps, args.repeat)
     results.table(rows, COLUMNS)
-    results.write_json(args.json, "overhead", rows, model=NEAR_EMPTY, precision=args.precision)
+    added = per_added_replica(rows)
+    if added:
+        print()
+        results.table(added, [("XLA", "xla", "{}"), ("replicas", "replicas", "{}"),
+                              ("outside ms per added replica", "added_ms", "{:.2f}")])
+    results.write_json(args.json, "overhead", rows, model=NEAR_EMPTY, precision=args.precision,
+                       per_added_replica=added)
     return 0
 
 

@@ -168,8 +168,8 @@ def main(argv=None):
     print(f"machine: {results.machine()}", flush=True)
     rows = []
     columns = [("preset", "preset", "{}"), ("precision", "precision", "{}"), ("XLA", "xla", "{}"),
-               ("batch", "batch", "{}"), ("replicas", "replicas", "{}"), ("ours pairs/s", "ours_pairs_s", "{:.2f}"),
-               ("keras.io pairs/s", "keras_io_pairs_s", "{:.2f}"), ("ours/keras.io", "ratio", "{:.2f}"),
+               ("batch", "batch", "{}"), ("replicas", "replicas", "{}"), ("ours pairs/s", "ours_pairs_s", "{:.4g}"),
+               ("keras.io pairs/s", "keras_io_pairs_s", "{:.4g}"), ("ours/keras.io", "ratio", "{:.3f}"),
                ("GFLOP/pair analytic", "gflop_pair_analytic", "{:.1f}"),
                ("GFLOP/pair compiled", "gflop_pair_compiled", "{:.1f}"), ("GFLOP/s", "achieved_gflop_s", "{:.1f}")]
     for preset in args.presets:

@@ -78,9 +78,9 @@ def main(argv=None):
                  "ratio": whole / bare, "reported_pairs_s": reported, "peak_mb": tiny_mb},
                 {"preset": "reference", "steps": args.memory_steps, "peak_mb": reference_mb}]
         results.table(rows, [("preset", "preset", "{}"), ("steps", "steps", "{}"),
-                     ("bare step pairs/s", "bare_pairs_s", "{:.2f}"), ("trainer pairs/s", "trainer_pairs_s", "{:.2f}"),
-                     ("as it reports", "reported_pairs_s", "{:.2f}"),
-                     ("trainer / bare", "ratio", "{:.2f}"), ("peak RSS MB", "peak_mb", "{:.0f}")])
+                     ("bare step pairs/s", "bare_pairs_s", "{:.4g}"), ("trainer pairs/s", "trainer_pairs_s", "{:.4g}"),
+                     ("as it reports", "reported_pairs_s", "{:.4g}"),
+                     ("trainer / bare", "ratio", "{:.3f}"), ("peak RSS MB", "peak_mb", "{:.0f}")])
         results.write_json(args.json, "trainer", rows, images=args.images)
     return 0
 

@@ -73,6 +73,8 @@ def test_overhead_benchmark_splits_the_step(tmp_path):
         assert abs(parts - row["outside_ms"]) < 1e-6
         assert abs(row["compiled_ms"] + row["outside_ms"] - row["step_ms"]) < 1e-6 and row["step_ms"] > 0
     assert "outside ms" in stdout
+    added = float(stdout.split("outside ms per added replica")[1].split()[2])  # the row: XLA, replicas, figure
+    assert abs(added - (rows[1]["outside_ms"] - rows[0]["outside_ms"])) < 0.006
 
 
 def test_startup_benchmark_times_every_phase(tmp_path):

@@ -131,8 +131,8 @@ def test_explicit_globs_png_and_shard_flag(messy_root, tmp_path):
     root, _ = messy_root
     out = str(tmp_path / "out")
     run_job("--input", root, "--output", out)
-    run_job("--overwrite", "--glob", f"trainB={root}/trainB/*.png", "--output", out, "--image_format", "png", "--num_shards", "2",
-            "--max_size", "40")
+    run_job("--overwrite", "--glob", f"trainB={root}/trainB/*.png", "--output", out, "--image_format", "png",
+            "--num_shards", "2", "--max_size", "40")
     manifest = load_manifest(out)
     assert list(manifest["splits"]) == ["trainB"] and len(manifest["splits"]["trainB"]["shards"]) == 2
     # --overwrite removed the first run's shards: only the two new ones are left

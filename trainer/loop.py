@@ -52,8 +52,9 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
     total = config.steps or (config.epochs or config.n_epochs + config.n_epochs_decay) * per_epoch
     xla = config.xla == "on" or (config.xla == "auto" and bool(tf.config.list_physical_devices("GPU")))
     trainer = CycleGANTrainer(config, strategy, per_epoch, precision=config.precision, xla=xla)
-    report(f"train: {strategies.describe(strategy)} with {strategy.num_replicas_in_sync} replica(s), global batch "
-           f"{global_batch}, {per_epoch} steps per epoch, {total} steps, {config.precision}, XLA {'on' if xla else 'off'}")
+    report(f"train: {strategies.describe(strategy)} with {strategy.num_replicas_in_sync} replica(s), "
+           f"global batch {global_batch}, {per_epoch} steps per epoch, {total} steps, {config.precision}, "
+           f"XLA {'on' if xla else 'off'}")
     for line in networks.parameter_report(trainer.nets):
         report(line)
 
