@@ -151,6 +151,7 @@ def main(argv=None):
     cases = [build_case(strategy, xla == "on", args.precision) for xla in args.xla for replicas in args.replicas
              if (strategy := replicas_of.strategy(replicas))]
     rows = time_cases(cases, args.steps, args.repeat)
+    print()
     results.table(rows, COLUMNS)
     added = per_added_replica(rows)
     if added:
