@@ -7,7 +7,9 @@ import importlib
 import os
 import sys
 
+from preprocessing import exit_status
 from preprocessing.jobs import TF_LOGS_ENV, UsageError, check_at_least, job_parser, quiet_libraries
+from trainer.model_dir import LOGS, model_path
 
 # subcommand -> (module with `main(argv, prog)`, or "module:function", one-line summary)
 SUBCOMMANDS = {
@@ -48,10 +50,10 @@ def run_job(subcommand, argv, prog):
         return job(argv, prog=prog) or 0
     except UsageError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
+        return exit_status.USAGE
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted", file=sys.stderr)
-        return 130
+        return exit_status.INTERRUPTED
 
 
 def demo(argv, prog="cyclegan demo"):
@@ -103,7 +105,7 @@ def demo(argv, prog="cyclegan demo"):
     print(f"\ndemo: G(test A) is off the true B images by {ratio:.0%} of the identity map's error "
           f"({'learned: at most 30%' if ratio <= 0.3 else 'more than the 30% a full demo reaches; train longer'})")
     print(f"demo: translated test A images in {out}/translated/testA; report in {out}/eval/report.json")
-    print(f"demo: open TensorBoard on the run with: tensorboard --logdir {out}/model/logs")
+    print(f"demo: open TensorBoard on the run with: tensorboard --logdir {model_path(f'{out}/model', LOGS)}")
     return 0
 
 

@@ -11,224 +11,14 @@ your kubeconfig (or the pod's own, inside a cluster); if one cannot be created, 
 deleted again. Flags after `--` go to the job's own command.
 """
 import dataclasses
-import json
 import sys
 
+from k8s import api as cluster
 from k8s import config as submit_config
-from k8s.render import MANAGED_BY, TENSORBOARD_PORT, render
+from k8s.render import render
 from preprocessing.jobs import UsageError, add_config_flags, config_from_flags, job_parser
 
 ACTIONS = ("preprocess", "train", "tensorboard", "list", "status", "logs", "delete")
-JOBSET = ("jobset.x-k8s.io", "v1alpha2", "jobsets")
-SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
-
-
-def api_client():
-    """The client of the kubeconfig's current context, or of the pod this runs in; a UsageError if neither."""
-    from kubernetes import client, config
-
-    try:
-        config.load_kube_config()
-    except Exception as kubeconfig_error:  # no file, no context, a broken file: all mean "not configured"
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            raise UsageError(f"no Kubernetes cluster configured ({str(kubeconfig_error).splitlines()[0]}): point "
-                             "KUBECONFIG at one (e.g. `gcloud container clusters get-credentials CLUSTER`), or "
-                             "pass --dry-run to print the manifests") from None
-    return client.ApiClient()
-
-
-def api_error(err, what, namespace):
-    """A one-line UsageError for a refused API call (ApiException) or an unreachable server."""
-    from kubernetes.client.exceptions import ApiException
-
-    if not isinstance(err, ApiException):
-        import urllib3
-
-        first = (str(err).strip().splitlines() or [""])[0][:200]
-        if isinstance(err, (urllib3.exceptions.HTTPError, OSError)):
-            return UsageError(f"cannot reach the Kubernetes API to {what} ({type(err).__name__}: {first}); check "
-                              "the kubeconfig's server and your network")
-        return UsageError(f"cannot {what}: {type(err).__name__}: {first}")
-    try:
-        message = json.loads(err.body).get("message", "")
-    except (TypeError, ValueError):
-        message = err.reason
-    if err.status == 409:
-        return UsageError(f"cannot {what}: it already exists in namespace {namespace}; choose another --name, or "
-                          "remove the old one with `cyclegan submit delete NAME`")
-    if err.status in (401, 403):
-        return UsageError(f"cannot {what}: the cluster refused ({err.status} {err.reason}: {message}); your "
-                          f"account needs the rights to do this in namespace {namespace} (`kubectl auth can-i`)")
-    if err.status == 404 and "jobset" in what.lower():
-        return UsageError(f"cannot {what}: this cluster has no JobSet API (install JobSet, or use --backend job)")
-    return UsageError(f"cannot {what}: the API answered {err.status} {err.reason}: {message}")
-
-
-def _apis(api):
-    from kubernetes import client
-
-    return client.BatchV1Api(api), client.CoreV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
-
-
-def create(api, obj):
-    batch, core, apps, custom = _apis(api)
-    namespace, kind = obj["metadata"]["namespace"], obj["kind"]
-    if kind == "Job":
-        return batch.create_namespaced_job(namespace, obj)
-    if kind == "Service":
-        return core.create_namespaced_service(namespace, obj)
-    if kind == "ServiceAccount":
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return core.create_namespaced_service_account(namespace, obj)
-        except ApiException as err:  # it exists: give it the Workload Identity annotation
-            if err.status != 409:
-                raise
-            return core.patch_namespaced_service_account(obj["metadata"]["name"], namespace,
-                                                         {"metadata": {"annotations": obj["metadata"]["annotations"]}})
-    if kind == "Deployment":
-        return apps.create_namespaced_deployment(namespace, obj)
-    if kind == "JobSet":
-        return custom.create_namespaced_custom_object(*JOBSET[:2], namespace, JOBSET[2], obj)
-    raise ValueError(f"no API call for kind {kind}")
-
-
-def delete(api, kind, name, namespace):
-    batch, core, apps, custom = _apis(api)
-    propagation = {"propagation_policy": "Background"}  # as kubectl: the Job's pods go with it
-    if kind == "Job":
-        return batch.delete_namespaced_job(name, namespace, **propagation)
-    if kind == "Service":
-        return core.delete_namespaced_service(name, namespace)
-    if kind == "Deployment":
-        return apps.delete_namespaced_deployment(name, namespace, **propagation)
-    if kind == "JobSet":
-        return custom.delete_namespaced_custom_object(*JOBSET[:2], namespace, JOBSET[2], name, **propagation)
-    raise ValueError(f"no API call for kind {kind}")
-
-
-def submit(config, objects, name):
-    """Create the objects in order; on a refusal, delete the ones created so far and raise a UsageError."""
-    api = api_client()
-    created = []
-    for obj in objects:
-        what = f"create {obj['kind']} {obj['metadata']['name']}"
-        try:
-            create(api, obj)
-        except Exception as err:
-            for kind, done in reversed(created):
-                try:
-                    delete(api, kind, done, config.namespace)
-                except Exception:  # best effort: the error below is the one to read
-                    pass
-            raise api_error(err, what, config.namespace) from None
-        if obj["kind"] != "ServiceAccount":
-            created.append((obj["kind"], obj["metadata"]["name"]))
-        print(f"submit: created {obj['kind']} {config.namespace}/{obj['metadata']['name']}")
-    ns = f"-n {config.namespace}"
-    print(f"submit: follow it with `cyclegan submit status {name} --namespace {config.namespace}` and "
-          f"`cyclegan submit logs {name} --follow --namespace {config.namespace}`")
-    if config.kind == "tensorboard":
-        print(f"submit: open TensorBoard with `kubectl port-forward {ns} svc/{name} {TENSORBOARD_PORT}:"
-              f"{TENSORBOARD_PORT}`, then http://localhost:{TENSORBOARD_PORT}")
-    elif config.kind == "train":
-        print(f"submit: watch training in TensorBoard: `cyclegan submit tensorboard --image {config.image} "
-              f"--logdir {config.model_dir.rstrip('/')}/logs`")
-
-
-def owned(api, namespace, name=None):
-    """[(kind, object as a dict)] that `submit` made in the namespace (those of `name` only, if given)."""
-    from kubernetes.client.exceptions import ApiException
-
-    batch, _, apps, custom = _apis(api)
-    selector = SELECTOR + (f",app.kubernetes.io/instance={name}" if name else "")
-    found = [("Job", job) for job in batch.list_namespaced_job(namespace, label_selector=selector).to_dict()["items"]]
-    found += [("Deployment", d) for d in
-              apps.list_namespaced_deployment(namespace, label_selector=selector).to_dict()["items"]]
-    try:
-        found += [("JobSet", js) for js in custom.list_namespaced_custom_object(
-            *JOBSET[:2], namespace, JOBSET[2], label_selector=selector)["items"]]
-    except ApiException as err:
-        if err.status != 404:  # 404: no JobSet API in this cluster
-            raise
-    return found
-
-
-def state(kind, obj):
-    status = obj.get("status") or {}
-    if kind == "Deployment":
-        return f"{status.get('ready_replicas') or status.get('readyReplicas') or 0}/{obj['spec']['replicas']} ready"
-    conditions = [c["type"] for c in status.get("conditions") or [] if c.get("status") == "True"]
-    for final in ("Complete", "Completed", "Failed"):
-        if final in conditions:
-            return final
-    counts = [f"{status[key]} {key}" for key in ("active", "succeeded", "failed") if status.get(key)]
-    return ", ".join(counts) or "pending"
-
-
-def show_list(api, namespace):
-    rows = [(obj["metadata"]["name"], kind, obj["metadata"]["labels"].get("app.kubernetes.io/component", ""),
-             state(kind, obj)) for kind, obj in owned(api, namespace)]
-    print(f"{'NAME':<42}{'KIND':<12}{'JOB':<13}STATE")
-    for row in sorted(rows):
-        print(f"{row[0]:<42}{row[1]:<12}{row[2]:<13}{row[3]}")
-
-
-def pods_of(api, namespace, name):
-    _, core, _, _ = _apis(api)
-    pods = core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/instance={name}").items
-    return sorted(pods, key=lambda pod: pod.metadata.name)
-
-
-def show_status(api, namespace, name):
-    objects = owned(api, namespace, name)
-    if not objects:
-        raise UsageError(f"no job named {name} in namespace {namespace} (see `cyclegan submit list`)")
-    for kind, obj in objects:
-        print(f"{kind} {namespace}/{name}: {state(kind, obj)}")
-        for condition in (obj.get("status") or {}).get("conditions") or []:
-            print(f"  {condition['type']}={condition['status']}: {condition.get('reason') or ''} "
-                  f"{condition.get('message') or ''}".rstrip())
-    for pod in pods_of(api, namespace, name):
-        exits = [f"{c.name} exited {c.state.terminated.exit_code}" for c in pod.status.container_statuses or []
-                 if c.state and c.state.terminated]
-        print(f"  pod {pod.metadata.name}: {pod.status.phase}" + (f" ({', '.join(exits)})" if exits else ""))
-
-
-def show_logs(api, namespace, name, follow):
-    _, core, _, _ = _apis(api)
-    pods = pods_of(api, namespace, name)
-    if not pods:
-        raise UsageError(f"no pod of {name} in namespace {namespace} yet (see `cyclegan submit status {name}`)")
-    if follow:  # the newest pod of the chief (completion index 0), or the only one
-        chief = [p for p in pods if (p.metadata.annotations or {}).get("batch.kubernetes.io/job-completion-index",
-                                                                       "0") == "0"] or pods
-        pods = [max(chief, key=lambda p: p.metadata.creation_timestamp or 0)]
-    for pod in pods:
-        if len(pods) > 1:
-            print(f"==> {pod.metadata.name} <==")
-        stream = core.read_namespaced_pod_log(pod.metadata.name, namespace, follow=follow, _preload_content=False)
-        for chunk in stream.stream():
-            sys.stdout.write(chunk.decode(errors="replace"))
-            sys.stdout.flush()
-
-
-def remove(api, namespace, name):
-    objects = owned(api, namespace, name)
-    _, core, _, _ = _apis(api)
-    services = core.list_namespaced_service(namespace, label_selector=f"{SELECTOR},app.kubernetes.io/instance="
-                                                                      f"{name}").items
-    if not objects and not services:
-        raise UsageError(f"no job named {name} in namespace {namespace} (see `cyclegan submit list`)")
-    for kind, obj in objects:
-        delete(api, kind, obj["metadata"]["name"], namespace)
-        print(f"submit: deleted {kind} {namespace}/{obj['metadata']['name']}")
-    for service in services:
-        delete(api, "Service", service.metadata.name, namespace)
-        print(f"submit: deleted Service {namespace}/{service.metadata.name}")
 
 
 def parse_submit(action, argv, prog="cyclegan submit"):
@@ -266,7 +56,7 @@ def main(argv, prog="cyclegan submit"):
 
             sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
         else:
-            submit(config, objects, name)
+            cluster.submit(config, objects, name)
         return 0
     parser = job_parser(f"{prog} {action}", __doc__)
     if action != "list":
@@ -275,21 +65,21 @@ def main(argv, prog="cyclegan submit"):
         parser.add_argument("--follow", action="store_true", help="stream the chief pod's log as it grows")
     parser.add_argument("--namespace", default="default", help="Kubernetes namespace (default: default)")
     args = parser.parse_args(argv)
-    api = api_client()
+    api = cluster.api_client()
     name = getattr(args, "name", "")
     what = {"list": "list jobs", "status": f"read {name}", "logs": f"read the logs of {name}",
             "delete": f"delete {name}"}[action]
     try:
         if action == "list":
-            show_list(api, args.namespace)
+            cluster.show_list(api, args.namespace)
         elif action == "status":
-            show_status(api, args.namespace, name)
+            cluster.show_status(api, args.namespace, name)
         elif action == "logs":
-            show_logs(api, args.namespace, name, args.follow)
+            cluster.show_logs(api, args.namespace, name, args.follow)
         else:
-            remove(api, args.namespace, name)
+            cluster.remove(api, args.namespace, name)
     except UsageError:
         raise
     except Exception as err:
-        raise api_error(err, what, args.namespace) from None
+        raise cluster.api_error(err, what, args.namespace) from None
     return 0

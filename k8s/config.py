@@ -2,7 +2,8 @@
 import dataclasses
 import re
 
-from preprocessing.jobs import UsageError, config_field
+from preprocessing.jobs import UsageError, check_fields, config_field
+from trainer.config import PRESETS, TrainConfig
 
 KINDS = ("preprocess", "train", "tensorboard")
 # A name must leave room for what Kubernetes derives from it: a JobSet's pod hostnames are
@@ -34,9 +35,9 @@ class SubmitConfig:
     # train
     data: str = config_field("", "train: the records (the --output of preprocess), usually gs://")
     model_dir: str = config_field("", "train: the model directory, usually gs:// (checkpoints, logs)")
-    preset: str = config_field("reference", "train: the trainer's preset", choices=("reference", "tiny"))
-    gpus: int = config_field(1, "train: GPUs per node (0: CPU only)")
-    nodes: int = config_field(1, "train: nodes; more than 1 runs MultiWorkerMirroredStrategy")
+    preset: str = config_field("reference", "train: the trainer's preset", choices=tuple(sorted(PRESETS)))
+    gpus: int = config_field(1, "train: GPUs per node (0: CPU only)", minimum=0)
+    nodes: int = config_field(1, "train: nodes; more than 1 runs MultiWorkerMirroredStrategy", minimum=1)
     accelerator: str = config_field("nvidia-h100-80gb", "train: GKE accelerator type of the GPU node pool")
     spot: bool = config_field(False, "train: run on spot (preemptible) nodes")
     queue: str = config_field("", "Kueue local queue to submit to (adds the queue-name label)")
@@ -44,12 +45,15 @@ class SubmitConfig:
                                 "(restarts the whole worker group when one fails)", choices=("job", "jobset"))
     kubernetes_version: str = config_field("1.33", "the cluster's minor version: from 1.33 a multi-node Job also "
                                            "gets a successPolicy (worker 0 done = Job done)")
-    backoff_limit: int = config_field(6, "restarts for real crashes (exit 75 and node disruptions are not counted)")
-    grace_period: int = config_field(120, "seconds between SIGTERM and SIGKILL: the trainer saves in that time")
-    ttl_hours: int = config_field(168, "delete the finished job after this many hours")
-    deadline_hours: int = config_field(0, "fail the job after this many hours running (0: never)")
-    peer_timeout: int = config_field(300, "train, several nodes: seconds before a worker whose peer died exits "
-                                     "with 75, so that the whole group restarts from the newest checkpoint")
+    backoff_limit: int = config_field(6, "restarts for real crashes (exit 75 and node disruptions are not counted)",
+                                     minimum=0)
+    grace_period: int = config_field(120, "seconds between SIGTERM and SIGKILL: the trainer saves in that time",
+                                    minimum=1)
+    ttl_hours: int = config_field(168, "delete the finished job after this many hours", minimum=1)
+    deadline_hours: int = config_field(0, "fail the job after this many hours running (0: never)", minimum=0)
+    peer_timeout: int = config_field(TrainConfig.peer_timeout, "train, several nodes: seconds before a worker whose "
+                                     "peer died exits with 75, so that the whole group restarts from the newest "
+                                     "checkpoint", minimum=10)
     # preprocess
     input: str = config_field("", "preprocess: the raw dataset root (trainA/ trainB/ testA/ testB/), usually gs://")
     output: str = config_field("", "preprocess: where the records go, usually gs://")
@@ -86,12 +90,7 @@ def check(config):
         raise UsageError(f"--cpu {config.cpu}: not a CPU quantity (cores or millicores, e.g. 8, 2.5, 500m)")
     if config.memory and not QUANTITY.match(config.memory):
         raise UsageError(f"--memory {config.memory}: not a Kubernetes quantity (e.g. 48Gi, 512Mi)")
-    for flag, value, low in (("--gpus", config.gpus, 0), ("--nodes", config.nodes, 1),
-                             ("--backoff_limit", config.backoff_limit, 0), ("--grace_period", config.grace_period, 1),
-                             ("--ttl_hours", config.ttl_hours, 1), ("--deadline_hours", config.deadline_hours, 0),
-                             ("--peer_timeout", config.peer_timeout, 10)):
-        if value < low:
-            raise UsageError(f"{flag} {value}: must be at least {low}")
+    check_fields(config)
     minor(config.kubernetes_version)
     required = {"train": (("--data", config.data), ("--model_dir", config.model_dir)),
                 "preprocess": (("--input", config.input), ("--output", config.output)),

@@ -17,8 +17,8 @@ import datetime
 import json
 
 from k8s.config import DEFAULT_CPU, DEFAULT_MEMORY, UID, minor
+from preprocessing import exit_status
 
-EXIT_USAGE, EXIT_PREEMPTED = 2, 75  # trainer/preemption.py and preprocessing/jobs.py say why
 TF_PORT = 2222
 TENSORBOARD_PORT = 6006
 WORKERS = "workers"  # the JobSet's replicated job
@@ -101,9 +101,9 @@ def failure_policy(container_name):
     count."""
     return {"rules": [
         {"action": "FailJob", "onExitCodes": {"containerName": container_name, "operator": "In",
-                                              "values": [EXIT_USAGE]}},
+                                              "values": [exit_status.USAGE]}},
         {"action": "Ignore", "onExitCodes": {"containerName": container_name, "operator": "In",
-                                             "values": [EXIT_PREEMPTED]}},
+                                             "values": [exit_status.PREEMPTED]}},
         {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
     ]}
 

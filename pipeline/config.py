@@ -15,16 +15,23 @@ class PreprocessConfig:
                              "e.g. cycle_gan/horse2zebra (splits trainA, trainB, testA, testB)")
     tfds_data_dir: str = config_field("", "TFDS data directory (default: TFDS's own, ~/tensorflow_datasets)")
     tfds_download: bool = config_field(False, "let TFDS download and prepare the dataset first")
-    max_size: int = config_field(286, "shorter side of the stored images at most this many px (never upscaled)")
-    min_side: int = config_field(32, "reject images whose shorter side is below this many px")
-    max_pixels: int = config_field(100_000_000, "reject images with more pixels than this (decompression bombs)")
-    image_format: str = config_field("jpeg", "encoding of the stored images", choices=("jpeg", "png"))
-    jpeg_quality: int = config_field(95, "JPEG quality of the stored images")
-    num_shards: int = config_field(0, "shards per split and domain; 0 derives it from --shard_size_mb")
-    shard_size_mb: int = config_field(128, "target shard size when --num_shards is 0")
+    # the image options' defaults are preprocessing.images.ImageOptions's own
+    max_size: int = config_field(ImageOptions.max_size, "shorter side of the stored images at most this many px "
+                                 "(never upscaled)", minimum=1)
+    min_side: int = config_field(ImageOptions.min_side, "reject images whose shorter side is below this many px",
+                                 minimum=1)
+    max_pixels: int = config_field(ImageOptions.max_pixels, "reject images with more pixels than this "
+                                   "(decompression bombs)", minimum=1)
+    image_format: str = config_field(ImageOptions.image_format, "encoding of the stored images",
+                                     choices=("jpeg", "png"))
+    jpeg_quality: int = config_field(ImageOptions.jpeg_quality, "JPEG quality of the stored images", minimum=1,
+                                     maximum=100)
+    num_shards: int = config_field(0, "shards per split and domain; 0 derives it from --shard_size_mb", minimum=0)
+    shard_size_mb: int = config_field(128, "target shard size when --num_shards is 0", minimum=1)
     min_train_shards: int = config_field(16, "never fewer shards for a train split (parallel readers), "
-                                         "unless there are fewer images")
-    min_test_shards: int = config_field(1, "never fewer shards for a test split, unless there are fewer images")
+                                         "unless there are fewer images", minimum=1)
+    min_test_shards: int = config_field(1, "never fewer shards for a test split, unless there are fewer images",
+                                        minimum=1)
     overwrite: bool = config_field(False, "write into an --output that already holds a manifest.json")
     wait: bool = config_field(True, "with --runner DataflowRunner, wait for the job to end and print its summary "
                               "(--no-wait: print the job's id and link, and exit)")

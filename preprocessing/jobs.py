@@ -47,13 +47,25 @@ def quiet_libraries(import_tensorflow=True):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Configuration dataclasses <-> command-line flags. A field's metadata may carry `help` and `choices`.
+# Configuration dataclasses <-> command-line flags. Each field's metadata declares its flag's help and choices, its
+# bounds (checked by `check_fields`, so no job keeps a list of its own), and, where a job needs it, its role.
 
 
-def config_field(default, help, choices=None):
-    """A config dataclass field that documents its own flag."""
+def config_field(default, help, choices=None, minimum=None, maximum=None, role=None):
+    """A config dataclass field that documents and bounds its own flag."""
     kwargs = {"default_factory": lambda: default} if isinstance(default, (list, dict)) else {"default": default}
-    return dataclasses.field(metadata={"help": help, "choices": choices}, **kwargs)
+    return dataclasses.field(metadata={"help": help, "choices": choices, "minimum": minimum, "maximum": maximum,
+                                       "role": role}, **kwargs)
+
+
+def check_fields(config):
+    """A UsageError naming the flag of the first field whose value lies outside the bounds its metadata declares."""
+    for field in dataclasses.fields(config):
+        value, low, high = getattr(config, field.name), field.metadata.get("minimum"), field.metadata.get("maximum")
+        if low is not None and high is not None and not low <= value <= high:
+            raise UsageError(f"--{field.name} {value}: must be between {low} and {high}")
+        if low is not None:
+            check_at_least((f"--{field.name}", value, low))
 
 
 def add_config_flags(parser, config_cls, skip=()):
@@ -102,4 +114,5 @@ def check_at_least(*minimums):
     """UsageError for the first (flag, value, lowest allowed) whose value is below its lowest."""
     for flag, value, low in minimums:
         if value < low:
-            raise UsageError(f"{flag} {value}: must be at least {low}")
+            raise UsageError(f"{flag} {value}: " + ("must not be negative" if low == 0 and isinstance(low, float)
+                                                    else f"must be at least {low}"))

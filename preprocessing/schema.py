@@ -3,6 +3,7 @@
 Each record is a `tf.train.Example` with the usual `image/...` feature names. The dataset root holds
 `manifest.json` (see `MANIFEST_NAME`), and the shards sit at `<root>/<split>/<domain>-SSSSS-of-NNNNN.tfrecord`.
 """
+import dataclasses
 import json
 import re
 
@@ -84,6 +85,57 @@ class ManifestError(ValueError):
     pass
 
 
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    path: str  # relative to the dataset root
+    records: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split and domain (e.g. trainA): what the job found, what it wrote, and why it left the rest out."""
+    found: int
+    written: int
+    rejected: dict  # reason -> count
+    duplicates: int
+    skipped: dict  # reason -> count
+    shards: tuple
+    fingerprint: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """manifest.json, as `pipeline/manifest.py` writes it and every reader reads it."""
+    schema_version: int
+    created: str
+    source: dict  # where the images came from: folders, globs or a TFDS dataset
+    options: dict
+    fingerprint: str  # of every split's content: a resumed run checks it
+    splits: dict  # "trainA" -> Split, for each split and domain the job found
+
+    def written(self, name):
+        """Images written for split and domain `name` (0 when the dataset has none)."""
+        return self.splits[name].written if name in self.splits else 0
+
+
+def parse_manifest(text, path):
+    """manifest.json's text -> Manifest; a ManifestError naming `path` for anything this version cannot read."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ManifestError(f"{path} is not valid JSON ({err}); rerun `cyclegan preprocess`") from None
+    version = raw.get("schema_version") if isinstance(raw, dict) else None
+    if version != SCHEMA_VERSION:
+        raise ManifestError(f"{path} has schema_version {version!r}; this version reads {SCHEMA_VERSION}: "
+                            "rerun `cyclegan preprocess` with this version")
+    try:
+        splits = {name: Split(**{**entry, "shards": tuple(Shard(**shard) for shard in entry["shards"])})
+                  for name, entry in raw["splits"].items()}
+        return Manifest(**{**raw, "splits": splits})
+    except (KeyError, TypeError) as err:
+        raise ManifestError(f"{path} lacks or mistypes a field ({err!r}); rerun `cyclegan preprocess`") from None
+
+
 def load_manifest(dataset_root):
     """Read `<dataset_root>/manifest.json` through tf.io.gfile (local, gs://, ram://) and check its schema."""
     import tensorflow as tf
@@ -92,12 +144,4 @@ def load_manifest(dataset_root):
     if not tf.io.gfile.exists(path):
         raise ManifestError(f"{path} not found: point --data at the --output of `cyclegan preprocess`")
     with tf.io.gfile.GFile(path) as f:
-        try:
-            manifest = json.load(f)
-        except json.JSONDecodeError as err:
-            raise ManifestError(f"{path} is not valid JSON ({err}); rerun `cyclegan preprocess`") from None
-    version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ManifestError(f"{path} has schema_version {version!r}; this version reads {SCHEMA_VERSION}: "
-                            "rerun `cyclegan preprocess` with this version")
-    return manifest
+        return parse_manifest(f.read(), path)

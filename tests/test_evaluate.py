@@ -13,7 +13,7 @@ from pipeline import synth
 from preprocessing.schema import TRUTH_FOLDER
 from tests.conftest import REPO
 from trainer import metrics
-from trainer.evaluate import Evaluator, table
+from trainer.evaluator import Evaluator, table
 
 
 def scipy_fid(x, y):

@@ -93,4 +93,4 @@ def test_preprocessing_job_runs_and_a_killed_pod_is_replaced_and_finishes(tiny_r
     assert outcome["status"] == "Complete", (outcome, logs)
     assert exits(outcome) == [(0, 137, "Count"), (0, 0, "Succeeded")], logs
     manifest = load_manifest(str(out))
-    assert manifest["splits"]["trainA"]["written"] == 12 and not (out / "_staging").exists()
+    assert manifest.splits["trainA"].written == 12 and not (out / "_staging").exists()

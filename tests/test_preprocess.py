@@ -23,7 +23,7 @@ def run_job(*args):
 
 
 def read_records(root, manifest, name):
-    paths = [os.path.join(root, s["path"]) for s in manifest["splits"][name]["shards"]]
+    paths = [os.path.join(root, s.path) for s in manifest.splits[name].shards]
     return [{k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in r.items()}
             for r in tf.data.TFRecordDataset(paths).map(parse_example)]
 
@@ -38,16 +38,16 @@ def messy_run(messy_root, tmp_path_factory):
 
 def test_every_file_is_written_or_reported(messy_run):
     root, expect, out, manifest = messy_run
-    entry = manifest["splits"]["trainA"]
-    assert entry["found"] == entry["written"] + sum(entry["rejected"].values()) + entry["duplicates"] + sum(
-        entry["skipped"].values())
+    entry = manifest.splits["trainA"]
+    assert entry.found == entry.written + sum(entry.rejected.values()) + entry.duplicates + sum(
+        entry.skipped.values())
     wanted = collections.Counter(status for path, (status, _) in expect.items() if "/trainA/" in path)
-    assert entry["found"] == sum(wanted.values())
-    assert entry["written"] == wanted["written"] and entry["duplicates"] == wanted["duplicate"]
-    assert entry["rejected"] == dict(collections.Counter(
+    assert entry.found == sum(wanted.values())
+    assert entry.written == wanted["written"] and entry.duplicates == wanted["duplicate"]
+    assert entry.rejected == dict(collections.Counter(
         reason for path, (status, reason) in expect.items() if "/trainA/" in path and status == "rejected"))
-    assert entry["skipped"] == {"hidden": 2, "not_image_extension": 1}
-    assert set(manifest["splits"]) == {"trainA", "trainB", "testA"}
+    assert entry.skipped == {"hidden": 2, "not_image_extension": 1}
+    assert set(manifest.splits) == {"trainA", "trainB", "testA"}
 
     with open(os.path.join(out, "rejected.jsonl")) as f:
         reports = {r["path"]: r for r in map(json.loads, f)}
@@ -62,7 +62,7 @@ def test_every_file_is_written_or_reported(messy_run):
 def test_records_parse_to_rgb_at_stored_size(messy_run):
     root, expect, out, manifest = messy_run
     records = read_records(out, manifest, "trainA")
-    assert len(records) == manifest["splits"]["trainA"]["written"]
+    assert len(records) == manifest.splits["trainA"].written
     by_name = {os.path.relpath(r["source_path"].decode(), os.path.join(root, "trainA")): r for r in records}
     for record in records:
         image = record["image"]
@@ -79,15 +79,15 @@ def test_records_parse_to_rgb_at_stored_size(messy_run):
 
 def test_shards_are_balanced_and_at_least_the_minimum(messy_run):
     _, _, out, manifest = messy_run
-    for name, entry in manifest["splits"].items():
-        counts = [s["records"] for s in entry["shards"]]
-        assert sum(counts) == entry["written"]
+    for name, entry in manifest.splits.items():
+        counts = [s.records for s in entry.shards]
+        assert sum(counts) == entry.written
         assert max(counts) - min(counts) <= 1 and min(counts) >= 1
-        wanted = min(entry["written"], 16 if name.startswith("train") else 1)
+        wanted = min(entry.written, 16 if name.startswith("train") else 1)
         assert len(counts) == wanted
-        for shard in entry["shards"]:
-            assert os.path.exists(os.path.join(out, shard["path"]))
-            assert shard["path"].endswith(f"-of-{len(counts):05d}.tfrecord")
+        for shard in entry.shards:
+            assert os.path.exists(os.path.join(out, shard.path))
+            assert shard.path.endswith(f"-of-{len(counts):05d}.tfrecord")
     assert sorted(os.listdir(out)) == ["manifest.json", "rejected.jsonl", "test", "train"]  # staging removed
 
 
@@ -121,7 +121,7 @@ def test_output_is_deterministic_across_runner_modes(messy_run, tmp_path):
     single = str(tmp_path / "single")
     run_job("--input", root, "--output", single, "--direct_running_mode=in_memory", "--direct_num_workers=1")
     again = load_manifest(single)
-    assert again["fingerprint"] == manifest["fingerprint"]
+    assert again.fingerprint == manifest.fingerprint
     for path in glob.glob(os.path.join(out, "*", "*.tfrecord")):
         with open(path, "rb") as a, open(os.path.join(single, os.path.relpath(path, out)), "rb") as b:
             assert a.read() == b.read(), path
@@ -134,7 +134,7 @@ def test_explicit_globs_png_and_shard_flag(messy_root, tmp_path):
     run_job("--overwrite", "--glob", f"trainB={root}/trainB/*.png", "--output", out, "--image_format", "png",
             "--num_shards", "2", "--max_size", "40")
     manifest = load_manifest(out)
-    assert list(manifest["splits"]) == ["trainB"] and len(manifest["splits"]["trainB"]["shards"]) == 2
+    assert list(manifest.splits) == ["trainB"] and len(manifest.splits["trainB"].shards) == 2
     # --overwrite removed the first run's shards: only the two new ones are left
     assert sorted(os.path.relpath(p, out) for p in glob.glob(os.path.join(out, "*", "*.tfrecord"))) == [
         "train/B-00000-of-00002.tfrecord", "train/B-00001-of-00002.tfrecord"]
@@ -210,7 +210,7 @@ def test_folder_names_are_paths_not_patterns(tmp_path):
     out = tmp_path / "out[2]*"
     run_job("--input", str(tmp_path / "ds[1]"), "--output", str(out))
     manifest = load_manifest(str(out))
-    assert manifest["splits"]["trainA"]["found"] == manifest["splits"]["trainA"]["written"] == 2
+    assert manifest.splits["trainA"].found == manifest.splits["trainA"].written == 2
     sources = {r["source_path"].decode() for r in read_records(str(out), manifest, "trainA")}
     assert sources == {str(tmp_path / "ds[1]" / "trainA" / f"img{i}.png") for i in range(2)}
     assert not os.path.exists(out / "_staging") and os.path.exists(out / "rejected.jsonl")
@@ -239,10 +239,10 @@ def test_links_fifos_and_unreadable_folders_are_reported_never_dropped(tmp_path)
                           text=True, capture_output=True, timeout=300, preexec_fn=without_root_file_access)
     assert done.returncode == 0, done.stderr
     manifest = load_manifest(out)
-    entry = manifest["splits"]["trainA"]
-    assert (entry["found"], entry["written"]) == (6, 2)
-    assert entry["rejected"] == {"broken_link": 1, "unreadable_folder": 1}
-    assert entry["skipped"] == {"folder_listed_already": 1, "not_a_regular_file": 1}
+    entry = manifest.splits["trainA"]
+    assert (entry.found, entry.written) == (6, 2)
+    assert entry.rejected == {"broken_link": 1, "unreadable_folder": 1}
+    assert entry.skipped == {"folder_listed_already": 1, "not_a_regular_file": 1}
     with open(os.path.join(out, "rejected.jsonl")) as f:
         reports = {os.path.relpath(r["path"], train_a): r["reason"] for r in map(json.loads, f)}
     assert reports == {"broken.png": "broken_link", "locked": "unreadable_folder",

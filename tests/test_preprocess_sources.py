@@ -84,10 +84,10 @@ def test_tfds_dataset_through_the_same_job(tmp_path):
 
     from preprocessing.schema import load_manifest
     manifest = load_manifest(out)
-    assert manifest["source"]["type"] == "tfds"
-    counts = {name: (e["found"], e["written"], e["duplicates"]) for name, e in manifest["splits"].items()}
+    assert manifest.source["type"] == "tfds"
+    counts = {name: (e.found, e.written, e.duplicates) for name, e in manifest.splits.items()}
     assert counts == {"trainA": (6, 6, 0), "trainB": (4, 3, 1), "testA": (2, 2, 0), "testB": (2, 2, 0)}
-    paths = [os.path.join(out, s["path"]) for s in manifest["splits"]["trainA"]["shards"]]
+    paths = [os.path.join(out, s.path) for s in manifest.splits["trainA"].shards]
     records = list(tf.data.TFRecordDataset(paths).map(parse_example))
     assert sorted(int(r["width"]) for r in records) == [40, 41, 42, 43, 44, 45]
     assert all(r["source_path"].numpy().startswith(b"tfds://tiny_unpaired/") for r in records)

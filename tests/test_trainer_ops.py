@@ -17,7 +17,7 @@ from PIL import Image
 
 from preprocessing.jobs import UsageError
 from tests.conftest import BIN, REPO, free_port, gradient
-from trainer import export, loop
+from trainer import loop, translator
 from trainer.config import PRESETS
 
 SMALL = dataclasses.replace(PRESETS["tiny"], ngf=8, ndf=8, n_blocks=2, batch_size=2, log_every=1, pool_size=3,
@@ -117,7 +117,7 @@ def test_whole_flow_on_the_ram_filesystem(tiny_records, two_cpus):
     assert tf.io.gfile.glob(f"{model_dir}/logs/events.out.tfevents.*")
     assert json.loads(tf.io.gfile.GFile(f"{model_dir}/run.json").read())["config"]["ngf"] == 8
 
-    paths = export.export(model_dir, export_dir, report=lambda line: None)
+    paths = translator.export(model_dir, export_dir, report=lambda line: None)
     translate = tf.saved_model.load(paths["a2b"]).signatures["serving_default"]
     image = np.asarray(gradient(37, 21))[None]
     out = translate(images=tf.constant(image))["images"]
@@ -131,7 +131,7 @@ def trained_run(tiny_records, two_cpus, tmp_path_factory):
     config = dataclasses.replace(SMALL, data=tiny_records[0], model_dir=str(base / "model"), steps=4, log_every=2,
                                  image_every=2, profile_start=2, profile_steps=1)
     run(config, two_cpus)
-    export.export(config.model_dir, str(base / "export"), report=lambda line: None)
+    translator.export(config.model_dir, str(base / "export"), report=lambda line: None)
     return str(base / "model"), str(base / "export")
 
 

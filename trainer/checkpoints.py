@@ -1,9 +1,11 @@
 """Full-state checkpoints in the model directory, and the run record that a resumed run is checked against.
 
-    <model_dir>/checkpoints/ckpt-STEP.*   tf.train.CheckpointManager: the newest `keep_checkpoints` of them
-    <model_dir>/checkpoints/checkpoint    the manager's state file, rewritten only after a checkpoint is complete,
-                                          so a half-written checkpoint is never the latest one
-    <model_dir>/run.json                  the config and dataset fingerprint of the run's first start
+    checkpoints/ckpt-STEP.*   tf.train.CheckpointManager: the newest `keep_checkpoints` of them
+    checkpoints/checkpoint    the manager's state file, rewritten only after a checkpoint is complete, so a
+                              half-written checkpoint is never the latest one
+    run.json                  the config and dataset fingerprint of the run's first start
+
+(folder names: trainer/model_dir.py)
 
 Under MultiWorkerMirroredStrategy every worker takes part in a save (the variables' values are gathered with
 collectives), but only the chief writes into the model directory; the others write to a scratch folder and delete
@@ -20,18 +22,14 @@ import tensorflow as tf
 
 from preprocessing.jobs import UsageError
 from trainer import preemption
-from trainer.config import RUN_FIELDS
+from trainer.config import identity_fields
+from trainer.model_dir import CHECKPOINTS, RUN_RECORD, model_path
 
-RUN_RECORD = "run.json"
 CHECKPOINT_FILE = re.compile(r"^(ckpt-(\d+))\.(index|data-\d+-of-\d+)$")
 
 
 class SaveError(Exception):
     """A checkpoint could not be written; its partial files are gone and the older checkpoints are intact."""
-
-
-def model_path(model_dir, *parts):
-    return "/".join([model_dir.rstrip("/"), *parts])
 
 
 class RunState:
@@ -43,7 +41,7 @@ class RunState:
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.step = trainer.step
         self._scratch = None if chief else tempfile.mkdtemp(prefix="cyclegan-worker-checkpoints-")
-        directory = model_path(config.model_dir, "checkpoints") if chief else self._scratch
+        directory = model_path(config.model_dir, CHECKPOINTS) if chief else self._scratch
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=config.keep_checkpoints,
                                                   step_counter=trainer.step)
 
@@ -90,7 +88,7 @@ def checkpoint_candidates(model_dir):
 
     Read from the folder itself, not only from the manager's state file, so that a damaged or deleted newest
     checkpoint (or state file) cannot hide the older ones."""
-    folder = model_path(model_dir, "checkpoints")
+    folder = model_path(model_dir, CHECKPOINTS)
     if not tf.io.gfile.isdir(folder):
         return []
     steps = {}
@@ -121,7 +119,7 @@ def restore_newest(checkpoint, model_dir, report=print):
 
 
 def write_run_record(config, manifest):
-    record = {"config": dataclasses.asdict(config), "dataset_fingerprint": manifest["fingerprint"]}
+    record = {"config": dataclasses.asdict(config), "dataset_fingerprint": manifest.fingerprint}
     tf.io.gfile.makedirs(config.model_dir)
     with tf.io.gfile.GFile(model_path(config.model_dir, RUN_RECORD), "w") as f:
         f.write(json.dumps(record, indent=2) + "\n")
@@ -146,9 +144,9 @@ def check_run_record(config, manifest, report):
                                                "pass --force_resume to resume without checking the config")
     now = dataclasses.asdict(config)
     changed = [f"{name} {value!r} -> {now.get(name)!r}" for name, value in sorted(record["config"].items())
-               if name not in RUN_FIELDS and now.get(name) != value]
-    if record["dataset_fingerprint"] != manifest["fingerprint"]:
-        changed.append(f"dataset fingerprint {record['dataset_fingerprint'][:12]} -> {manifest['fingerprint'][:12]}")
+               if name in identity_fields() and now.get(name) != value]
+    if record["dataset_fingerprint"] != manifest.fingerprint:
+        changed.append(f"dataset fingerprint {record['dataset_fingerprint'][:12]} -> {manifest.fingerprint[:12]}")
     if not changed:
         return
     message = f"--model_dir {config.model_dir} holds a run with another config or dataset: {'; '.join(changed)}"

@@ -16,7 +16,8 @@ import dataclasses
 import json
 import sys
 
-from preprocessing.jobs import (UsageError, add_config_flags, check_at_least, config_from_flags, job_parser,
+from preprocessing import exit_status
+from preprocessing.jobs import (UsageError, add_config_flags, check_fields, config_from_flags, job_parser,
                                quiet_libraries)
 from trainer.config import PRESETS, TrainConfig
 
@@ -29,24 +30,9 @@ def check_config(config):
         raise UsageError(f"--crop_size {config.crop_size}: {problem}")
     if config.load_size < config.crop_size:
         raise UsageError(f"--load_size {config.load_size} is below --crop_size {config.crop_size}")
-    check_at_least(("--batch_size", config.batch_size, 1), ("--ngf", config.ngf, 1),
-                   ("--steps", config.steps, 0), ("--epochs", config.epochs, 0),
-                   ("--cpu_replicas", config.cpu_replicas, 1), ("--peer_timeout", config.peer_timeout, 1),
-                   ("--log_every", config.log_every, 1),
-                   ("--checkpoint_every", config.checkpoint_every, 0),
-                   ("--keep_checkpoints", config.keep_checkpoints, 1),
-                   ("--image_every", config.image_every, 0), ("--summary_images", config.summary_images, 1),
-                   ("--profile_start", config.profile_start, 0), ("--profile_steps", config.profile_steps, 1),
-                   ("--eval_every", config.eval_every, 0), ("--eval_images", config.eval_images, 0),
-                   ("--ndf", config.ndf, 1), ("--n_blocks", config.n_blocks, 0),
-                   ("--n_layers_d", config.n_layers_d, 1), ("--pool_size", config.pool_size, 0),
-                   ("--n_epochs", config.n_epochs, 0), ("--n_epochs_decay", config.n_epochs_decay, 0))
+    check_fields(config)
     if config.eval_every and not config.eval_data:
         raise UsageError("--eval_every needs --eval_data: a dataset root with testA/ and testB/")
-    for flag, value in (("--lr", config.lr), ("--lambda_a", config.lambda_a), ("--lambda_b", config.lambda_b),
-                        ("--lambda_identity", config.lambda_identity)):
-        if value < 0:
-            raise UsageError(f"{flag} {value}: must not be negative")
 
 
 def check_data(path):
@@ -60,16 +46,16 @@ def check_data(path):
     except ManifestError as err:
         raise UsageError(f"--data: {err}") from None
     for name in ("trainA", "trainB"):
-        entry = manifest["splits"].get(name)
-        if not entry or not entry["written"]:
+        if not manifest.written(name):
             raise UsageError(f"--data {path}: the dataset has no {name} images; preprocess a dataset root with "
                              f"{name}/ in it")
-        first = f"{path.rstrip('/')}/{entry['shards'][0]['path']}"
+        entry = manifest.splits[name]
+        first = f"{path.rstrip('/')}/{entry.shards[0].path}"
         try:
             record = next(iter(tf.data.TFRecordDataset(first).take(1).map(parse_example)))
         except (tf.errors.OpError, StopIteration) as err:
             raise UsageError(f"--data: cannot read a record of {first}: {err}") from None
-        print(f"data: {name}: {entry['written']} images in {len(entry['shards'])} shards; first record "
+        print(f"data: {name}: {entry.written} images in {len(entry.shards)} shards; first record "
               f"{int(record['width'])}x{int(record['height'])} from {record['source_path'].numpy().decode()}")
     return manifest
 
@@ -125,7 +111,7 @@ def main(argv, prog="cyclegan train"):
         raise UsageError(str(err)) from None
     except checkpoints.SaveError as err:
         print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
-        return 1
+        return exit_status.FAILED
     except (preemption.Preempted, preemption.PeerLost) as stopped:
         print(f"{prog}: {stopped}", flush=True)
         return stopped.exit_status

@@ -18,7 +18,7 @@ import platform
 import shutil
 import tempfile
 
-FOLDER = "xla_cache"
+from trainer.model_dir import XLA_CACHE, model_path
 
 
 def device_fingerprint():
@@ -75,7 +75,7 @@ class CompileCache:
     def __init__(self, model_dir):
         """Points XLA at this process's local folder; before TensorFlow lists its devices, when it reads its flags
         (a process whose XLA read them earlier keeps its settings, and nothing is kept)."""
-        self.folder = f"{model_dir.rstrip('/')}/{FOLDER}"
+        self.folder = model_path(model_dir, XLA_CACHE)
         self.prefix = f"xla_{device_fingerprint()}"
         self.local = os.path.join(tempfile.gettempdir(), f"cyclegan-xla-{os.getpid()}")
         self.damaged = set()

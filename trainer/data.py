@@ -20,10 +20,10 @@ class DataError(ValueError):
 
 
 def shard_paths(data_root, manifest, name):
-    entry = manifest["splits"].get(name)
-    if not entry or not entry["shards"]:
+    entry = manifest.splits.get(name)
+    if not entry or not entry.shards:
         raise DataError(f"{data_root}: the manifest lists no {name} shards; preprocess a dataset with {name}/")
-    return [f"{data_root.rstrip('/')}/{shard['path']}" for shard in entry["shards"]]
+    return [f"{data_root.rstrip('/')}/{shard.path}" for shard in entry.shards]
 
 
 def resize(image, size):
@@ -102,6 +102,6 @@ def train_dataset(data_root, manifest, config, batch_size, input_context=None):
 
 def held_out_batch(data_root, manifest, domain, config, count):
     """The first `count` test images of `domain` (train images if it has no test split), as test time sees them."""
-    split = f"test{domain}" if manifest["splits"].get(f"test{domain}", {}).get("written") else f"train{domain}"
+    split = f"test{domain}" if manifest.written(f"test{domain}") else f"train{domain}"
     paths = shard_paths(data_root, manifest, split)
     return next(iter(domain_dataset(paths, config, count, seed=0, training=False)))

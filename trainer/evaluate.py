@@ -11,114 +11,9 @@ OUT/report.json beside the translations in OUT/a2b/ and OUT/b2a/:
   fid, kid (fid_b2a, kid_b2a)     G(test A) against test B (F(test B) against test A), from Inception-v3 pool
                                   features; null, with the reason in fid_skipped, without --inception_weights
 """
-import json
-
-import numpy as np
-
-from preprocessing.jobs import job_parser, UsageError, quiet_libraries
-from preprocessing.schema import TRUTH_FOLDER
-from trainer import metrics
-
-
-class Evaluator:
-    """Test images read once; evaluates any pair of translators (exported signatures or live generators)."""
-
-    def __init__(self, data_root, limit=0, inception_weights=""):
-        import tensorflow as tf
-
-        from trainer.translate import list_inputs, read_image
-
-        root = data_root.rstrip("/")
-        self.images, self.names = {}, {}
-        for domain in "AB":
-            try:
-                found = list_inputs(f"{root}/test{domain}")
-            except UsageError:
-                raise UsageError(f"{data_root}: no test{domain}/ folder to evaluate on") from None
-            found = found[:limit] if limit else found
-            if not found:
-                raise UsageError(f"{data_root}/test{domain}: no images to evaluate on")
-            self.names[domain] = [relative for _, relative in found]
-            self.images[domain] = [read_image(path) for path, _ in found]
-        truth_paths = {i: f"{root}/{TRUTH_FOLDER}/{name}" for i, name in enumerate(self.names["A"])}
-        self.truth = {i: read_image(path) for i, path in truth_paths.items() if tf.io.gfile.exists(path)}
-        count, total = len(self.truth), len(truth_paths)
-        self.truth_note = None
-        if count < total:
-            self.truth_note = (f"{root}/{TRUTH_FOLDER}/ holds the truth of {count} of the {total} test A images"
-                               + ("; the ground-truth metrics are computed on those" if count else
-                                  ": no ground-truth metrics (they need the true B image of a test A image under "
-                                  "its name)"))
-        self.inception = metrics.InceptionFeatures(inception_weights) if inception_weights else None
-        self.real_features = ({d: self.inception(self.images[d]) for d in "AB"} if self.inception else None)
-
-    def __call__(self, a2b, b2a, output=None):
-        """The report (a dict); with `output`, also the translations and report.json there."""
-        import tensorflow as tf
-
-        from trainer.translate import apply, write_image
-
-        fake = {"B": [apply(a2b, a) for a in self.images["A"]], "A": [apply(b2a, b) for b in self.images["B"]]}
-        cycled = {"A": [apply(b2a, f) for f in fake["B"]], "B": [apply(a2b, f) for f in fake["A"]]}
-        report = {"test_images_a": len(self.images["A"]), "test_images_b": len(self.images["B"])}
-        if self.truth_note:
-            report["ground_truth_note"] = self.truth_note
-        if self.truth:
-            known = sorted(self.truth)
-            truth, real, translated = ([images[i] for i in known] for images in (self.truth, self.images["A"],
-                                                                                 fake["B"]))
-            report["ground_truth_images"] = len(known)
-            report["ground_truth_mae"] = mean(metrics.mae, translated, truth)
-            report["identity_mae"] = mean(metrics.mae, real, truth)
-            report["psnr"] = mean(metrics.psnr, translated, truth)
-            report["identity_psnr"] = mean(metrics.psnr, real, truth)
-            report["ground_truth_mae_vs_identity"] = report["ground_truth_mae"] / report["identity_mae"]
-        report["cycle_mae_a"] = mean(metrics.mae, cycled["A"], self.images["A"])
-        report["cycle_mae_b"] = mean(metrics.mae, cycled["B"], self.images["B"])
-        report["cycle_mae"] = (report["cycle_mae_a"] + report["cycle_mae_b"]) / 2
-        if self.inception:
-            fake_b, fake_a = self.inception(fake["B"]), self.inception(fake["A"])
-            report["fid"] = metrics.fid(fake_b, self.real_features["B"])
-            report["kid"] = metrics.kid(fake_b, self.real_features["B"])
-            report["fid_b2a"] = metrics.fid(fake_a, self.real_features["A"])
-            report["kid_b2a"] = metrics.kid(fake_a, self.real_features["A"])
-        else:
-            report.update(fid=None, kid=None, fid_skipped="no --inception_weights file given; FID and KID need "
-                                                          "Inception-v3's ImageNet weights")
-        if output:
-            out = output.rstrip("/")
-            for direction, source, domain in (("a2b", "A", "B"), ("b2a", "B", "A")):
-                for name, pixels in zip(self.names[source], fake[domain]):
-                    write_image(pixels, f"{out}/{direction}/{name}")
-            with tf.io.gfile.GFile(f"{out}/report.json", "w") as f:
-                f.write(json.dumps(report, indent=2) + "\n")
-        return report
-
-
-def mean(metric, xs, ys):
-    return float(np.mean([metric(x, y) for x, y in zip(xs, ys)]))
-
-
-def table(report):
-    """The report as aligned lines."""
-    rows = [("ground-truth MAE (G(test A) vs truth)", "ground_truth_mae"), ("identity MAE (untrained baseline)",
-            "identity_mae"), ("ground-truth MAE / identity MAE", "ground_truth_mae_vs_identity"),
-            ("PSNR dB (identity)", "psnr"), ("cycle MAE A->B->A", "cycle_mae_a"), ("cycle MAE B->A->B", "cycle_mae_b"),
-            ("FID A->B", "fid"), ("KID A->B", "kid"), ("FID B->A", "fid_b2a"), ("KID B->A", "kid_b2a")]
-    lines = []
-    for label, key in rows:
-        if key not in report:
-            continue
-        value = report[key]
-        text = "skipped" if value is None else f"{value:.4f}"
-        if key == "psnr":
-            text = f"{value:.2f} ({report['identity_psnr']:.2f})"
-        lines.append(f"  {label:<40} {text}")
-    if report.get("fid_skipped"):
-        lines.append(f"  (FID/KID: {report['fid_skipped']})")
-    if report.get("ground_truth_note"):
-        lines.append(f"  (ground truth: {report['ground_truth_note']})")
-    return lines
+from preprocessing.jobs import job_parser, quiet_libraries
+from trainer.evaluator import Evaluator, table
+from trainer.translator import load_direction, load_run, make_translator
 
 
 def main(argv, prog="cyclegan evaluate"):
@@ -133,7 +28,6 @@ def main(argv, prog="cyclegan evaluate"):
     parser.add_argument("--limit", type=int, default=0, help="at most this many test images per domain (0: all)")
     args = parser.parse_args(argv)
     quiet_libraries()
-    from trainer.export import load_direction, load_run, make_translator
 
     if args.model:
         a2b, b2a = (load_direction(f"{args.model.rstrip('/')}/{d}") for d in ("a2b", "b2a"))

@@ -15,7 +15,7 @@ LOSS_ORDER = ("G_AB_gan", "G_BA_gan", "cycle_A", "cycle_B", "identity_A", "ident
 
 def steps_per_epoch(manifest, global_batch):
     """As the reference: an epoch is max(|A|, |B|) images, so the schedule means the same on any number of GPUs."""
-    images = max(manifest["splits"]["trainA"]["written"], manifest["splits"]["trainB"]["written"])
+    images = max(manifest.written("trainA"), manifest.written("trainB"))
     return max(1, images // global_batch)
 
 

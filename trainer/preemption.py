@@ -9,8 +9,7 @@ worker through the step itself, so all workers save the same step together.
 import contextlib
 import signal
 
-EXIT_PREEMPTED = 75  # EX_TEMPFAIL: "try again later", which is what a preempted run wants from its scheduler
-EXIT_INTERRUPTED = 130  # 128 + SIGINT
+from preprocessing.exit_status import INTERRUPTED, PREEMPTED
 
 
 class Preempted(Exception):
@@ -20,7 +19,7 @@ class Preempted(Exception):
         super().__init__(f"stopped by {signal_name} after step {step}; saved {checkpoint}; start the same command "
                          f"again to resume")
         self.step, self.checkpoint = step, checkpoint
-        self.exit_status = EXIT_INTERRUPTED if signal_name == "SIGINT" else EXIT_PREEMPTED
+        self.exit_status = INTERRUPTED if signal_name == "SIGINT" else PREEMPTED
 
 
 class PeerLost(Exception):
@@ -28,7 +27,7 @@ class PeerLost(Exception):
     for the lost one forever. Exiting with 75 lets the scheduler restart the whole group from the newest
     checkpoint."""
 
-    exit_status = EXIT_PREEMPTED
+    exit_status = PREEMPTED
 
     def __init__(self, step, error):
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
@@ -36,7 +35,7 @@ class PeerLost(Exception):
                                                  ("abort", "connect", "peer", "heartbeat", "alive", "down"))]
         reason = ((telling or lines or [""])[0])[:200]
         super().__init__(f"lost a peer worker during step {step} ({type(error).__name__}: {reason}); exiting with "
-                         f"{EXIT_PREEMPTED} so that every worker restarts and resumes from the newest checkpoint")
+                         f"{PREEMPTED} so that every worker restarts and resumes from the newest checkpoint")
 
 
 def peer_errors():

@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
 from trainer import data
-from trainer.checkpoints import model_path
+from trainer.model_dir import EVAL, LOGS, model_path
 
 
 def held_out_grid(nets, real_a, real_b):
@@ -30,7 +30,7 @@ def held_out_grid(nets, real_a, real_b):
 class Summaries:
     def __init__(self, config, chief, trainer, manifest):
         self.config, self.trainer, self.chief = config, trainer, chief
-        self.logdir = model_path(config.model_dir, "logs")
+        self.logdir = model_path(config.model_dir, LOGS)
         self.writer = tf.summary.create_file_writer(self.logdir) if chief else tf.summary.create_noop_writer()
         self.held_out = None
         if chief and config.image_every:
@@ -39,15 +39,14 @@ class Summaries:
         self._profiling = False
         self.evaluator = None
         if chief and config.eval_every:
-            from trainer.evaluate import Evaluator
-
-            from trainer.export import make_translator
+            from trainer.evaluator import Evaluator
+            from trainer.translator import make_translator
 
             self.evaluator = Evaluator(config.eval_data, config.eval_images, config.inception_weights)
             self.translators = [make_translator(trainer.nets[name]) for name in ("G_AB", "G_BA")]
         if chief:
             hparams = {k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, (bool, int, float, str))}
-            hparams["dataset_fingerprint"] = manifest["fingerprint"]
+            hparams["dataset_fingerprint"] = manifest.fingerprint
             with self.writer.as_default():
                 hparams_api.hparams(hparams, trial_id=config.model_dir)
 
@@ -81,8 +80,8 @@ class Summaries:
             for key, value in report.items():
                 if isinstance(value, float):
                     tf.summary.scalar(f"eval/{key}", value)
-        tf.io.gfile.makedirs(model_path(self.config.model_dir, "eval"))
-        with tf.io.gfile.GFile(model_path(self.config.model_dir, "eval", f"report-{step}.json"), "w") as f:
+        tf.io.gfile.makedirs(model_path(self.config.model_dir, EVAL))
+        with tf.io.gfile.GFile(model_path(self.config.model_dir, EVAL, f"report-{step}.json"), "w") as f:
             f.write(json.dumps(report, indent=2) + "\n")
         return report
 

@@ -10,120 +10,12 @@ An --output that would overwrite any input image (the input folder itself, or th
 refused before anything is translated. An --output folder inside the input folder is left out of the inputs, so
 a second run does not translate the first run's translations.
 """
-import json
-import os
 import time
 
-from preprocessing.jobs import job_parser, UsageError, quiet_libraries
-
-ERRORS_FILE = "translate_errors.jsonl"
-
-
-def canonical(path):
-    """One spelling per file: local paths resolved (links, `..`), others with single slashes and none at the end."""
-    if "://" in path:
-        scheme, rest = path.split("://", 1)
-        return f"{scheme}://" + "/".join(part for part in rest.split("/") if part)
-    return os.path.realpath(path)
-
-
-def inside(path, folder):
-    return canonical(path).startswith(canonical(folder).rstrip("/") + "/")
-
-
-def list_inputs(pattern, exclude=None):
-    """[(path, name relative to the input root)] of the image files that `pattern` names, sorted; files inside
-    the folder `exclude` are left out when it lies inside the input root."""
-    import tensorflow as tf
-
-    from preprocessing.images import skip_reason
-
-    if any(c in pattern for c in "*?["):
-        root = pattern[:min(pattern.index(c) for c in "*?[" if c in pattern)].rsplit("/", 1)[0]
-        paths = tf.io.gfile.glob(pattern)
-    elif tf.io.gfile.isdir(pattern):
-        root = pattern.rstrip("/")
-        paths = [f"{folder.rstrip('/')}/{name}" for folder, _, names in tf.io.gfile.walk(root) for name in names]
-    elif tf.io.gfile.exists(pattern):
-        root, paths = pattern.rsplit("/", 1)[0] if "/" in pattern else ".", [pattern]
-    else:
-        raise UsageError(f"--input {pattern}: no such file or folder, and not a glob")
-    if exclude and inside(exclude, root):
-        paths = [path for path in paths if not inside(path, exclude)]
-    found = []
-    for path in sorted(paths):
-        relative = path[len(root):].lstrip("/") if path.startswith(root) else os.path.basename(path)
-        if skip_reason(relative) is None:
-            found.append((path, relative))
-    return found
-
-
-def save_format(name):
-    from PIL import Image
-
-    return Image.registered_extensions().get(os.path.splitext(name)[1].lower(), "PNG")
-
-
-def read_image(path, max_size=0):
-    """An image file (any filesystem TensorFlow knows) -> upright RGB uint8 array, or preprocessing's Rejected."""
-    import numpy as np
-    import tensorflow as tf
-
-    from preprocessing import images
-
-    if "://" not in path and os.path.exists(path) and not os.path.isfile(path):
-        raise images.Rejected(images.NOT_REGULAR_FILE, "not a regular file (a FIFO, socket or device): never opened")
-    with tf.io.gfile.GFile(path, "rb") as f:
-        img = images.decode(f.read(), max_pixels=images.ImageOptions().max_pixels)
-    return np.asarray(images.resize_shorter_side(img, max_size) if max_size else img)
-
-
-def write_image(pixels, target):
-    """uint8 HxWx3 -> `target`, in the format its extension names (JPEG at quality 95)."""
-    import io
-
-    import tensorflow as tf
-    from PIL import Image
-
-    tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
-    buffer = io.BytesIO()
-    fmt = save_format(target)
-    Image.fromarray(pixels).save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
-    with tf.io.gfile.GFile(target, "wb") as f:
-        f.write(buffer.getvalue())
-
-
-def apply(translate, pixels):
-    """An exported signature (or trainer.export's Translator) on one uint8 HxWx3 array."""
-    import tensorflow as tf
-
-    from preprocessing.images import TOO_SMALL, Rejected
-    from trainer.export import MIN_SIDE
-
-    if min(pixels.shape[:2]) < MIN_SIDE:
-        raise Rejected(TOO_SMALL, f"{pixels.shape[1]}x{pixels.shape[0]} px; the model translates images of at "
-                                  f"least {MIN_SIDE}x{MIN_SIDE}")
-    return translate(tf.constant(pixels[None]))["images"][0].numpy()
-
-
-def translate_all(translate, inputs, output, max_size=0, progress=None):
-    """Translate every (path, relative) of `inputs` into `output`; returns [(path, reason)] of the failures."""
-    import tensorflow as tf
-
-    from preprocessing.images import Rejected
-
-    failures = []
-    for path, relative in inputs:
-        try:
-            write_image(apply(translate, read_image(path, max_size)), f"{output.rstrip('/')}/{relative}")
-        except (Rejected, tf.errors.OpError, OSError, ValueError) as err:
-            failures.append((path, str(err).splitlines()[0]))
-        if progress:
-            progress.update(1)
-    if failures:
-        with tf.io.gfile.GFile(f"{output.rstrip('/')}/{ERRORS_FILE}", "w") as f:
-            f.write("".join(json.dumps({"path": path, "reason": reason}) + "\n" for path, reason in failures))
-    return failures
+from preprocessing import exit_status
+from preprocessing.jobs import UsageError, job_parser, quiet_libraries
+from trainer.image_files import canonical, list_inputs
+from trainer.translator import ERRORS_FILE, load_direction, translate_all
 
 
 def main(argv, prog="cyclegan translate"):
@@ -137,8 +29,6 @@ def main(argv, prog="cyclegan translate"):
     quiet_libraries()
     import tensorflow as tf
     from tqdm import tqdm
-
-    from trainer.export import load_direction
 
     inputs = list_inputs(args.input, exclude=args.output)
     if not inputs:
@@ -158,4 +48,4 @@ def main(argv, prog="cyclegan translate"):
     print(f"translated {len(inputs) - len(failures)} of {len(inputs)} images into {args.output} in "
           f"{time.monotonic() - started:.1f} s" + (f"; {len(failures)} failed, listed in {args.output.rstrip('/')}/"
                                                    f"{ERRORS_FILE}" if failures else ""))
-    return 0 if len(failures) < len(inputs) else 1
+    return 0 if len(failures) < len(inputs) else exit_status.FAILED

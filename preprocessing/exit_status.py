@@ -1,0 +1,16 @@
+"""Every exit status a `cyclegan` command ends with. The commands return these, and the Kubernetes renderer sorts
+pod failures by them (k8s/render.py's podFailurePolicy), so a restart policy and the code cannot disagree."""
+import signal
+
+FAILED = 1  # the job ran and failed: nothing written, a checkpoint that could not be saved
+USAGE = 2  # a wrong flag, path or input (argparse's own status): no restart can fix it
+PREEMPTED = 75  # EX_TEMPFAIL, "try again later": saved, and the scheduler should start it again
+
+
+def killed_by(signum):
+    """The shell's status for a command ended by a signal."""
+    return 128 + int(signum)
+
+
+INTERRUPTED = killed_by(signal.SIGINT)  # 130: Ctrl-C
+TERMINATED = killed_by(signal.SIGTERM)  # 143: SIGTERM where the job cannot save and report 75

@@ -1,0 +1,67 @@
+"""The code's shape, where a slip would not show in behaviour until much later: library code never reaches a
+command module, and every config field's bounds and role are declared once and enforced."""
+import ast
+import dataclasses
+import os
+
+import pytest
+
+from k8s.config import SubmitConfig
+from pipeline.config import PreprocessConfig
+from preprocessing.jobs import UsageError, check_fields
+from tests.conftest import REPO
+from trainer.config import HOW_TO_RUN, IDENTITY, PRESETS, TrainConfig, identity_fields
+
+# The modules behind `cyclegan SUBCOMMAND` (and the examples' generator): argument parsing and printing only.
+COMMANDS = {"cyclegan", "trainer.cli", "trainer.translate", "trainer.export", "trainer.evaluate", "pipeline.cli",
+            "pipeline.synth", "k8s.cli", "k8s.examples"}
+PACKAGES = ("preprocessing", "pipeline", "trainer", "k8s")
+
+
+def imported_modules(path):
+    """Every module the file imports, at the top or inside a function."""
+    tree = ast.parse(open(path).read(), path)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_library_code_imports_no_command_module():
+    offenders = []
+    for package in PACKAGES:
+        for name in sorted(os.listdir(os.path.join(REPO, package))):
+            module = f"{package}.{name[:-3]}"
+            if not name.endswith(".py") or module in COMMANDS or name == "__main__.py":
+                continue
+            reached = imported_modules(os.path.join(REPO, package, name)) & COMMANDS
+            offenders += [f"{module} imports {command}" for command in sorted(reached)]
+    assert not offenders
+
+
+def test_every_train_field_says_whether_a_resume_must_keep_it():
+    roles = {field.name: field.metadata.get("role") for field in dataclasses.fields(TrainConfig)}
+    assert {name for name, role in roles.items() if role not in (IDENTITY, HOW_TO_RUN)} == set()
+    assert {"ngf", "n_blocks", "lr", "crop_size", "precision", "seed"} <= identity_fields()
+    assert not {"data", "model_dir", "steps", "cpu_replicas", "log_every"} & identity_fields()
+
+
+@pytest.mark.parametrize("config", [PRESETS["tiny"], PreprocessConfig(output="out"),
+                                    SubmitConfig(image="img", data="d", model_dir="m")],
+                         ids=["train", "preprocess", "submit"])
+def test_every_declared_bound_is_checked_with_its_flag(config):
+    check_fields(config)  # the defaults pass
+    bounded = [field for field in dataclasses.fields(config) if field.metadata.get("minimum") is not None]
+    assert bounded
+    for field in bounded:
+        low, high = field.metadata["minimum"], field.metadata.get("maximum")
+        below = low - (1 if isinstance(low, int) else 0.5)
+        with pytest.raises(UsageError, match=f"^--{field.name} {below}: must"):
+            check_fields(dataclasses.replace(config, **{field.name: below}))
+        if high is not None:
+            with pytest.raises(UsageError, match=f"^--{field.name} {high + 1}: must be between {low} and {high}"):
+                check_fields(dataclasses.replace(config, **{field.name: high + 1}))

@@ -1,0 +1,81 @@
+"""Image files on any filesystem TensorFlow knows (local, gs://, ram://): finding, reading and writing them.
+
+Used by `translate`, `evaluate` and the trainer's evaluation, so a folder is listed and an image decoded the same
+way everywhere, with the same checks as the preprocessing job (preprocessing/images.py).
+"""
+import io
+import os
+
+
+def canonical(path):
+    """One spelling per file: local paths resolved (links, `..`), others with single slashes and none at the end."""
+    if "://" in path:
+        scheme, rest = path.split("://", 1)
+        return f"{scheme}://" + "/".join(part for part in rest.split("/") if part)
+    return os.path.realpath(path)
+
+
+def inside(path, folder):
+    return canonical(path).startswith(canonical(folder).rstrip("/") + "/")
+
+
+def list_inputs(pattern, exclude=None):
+    """[(path, name relative to the input root)] of the image files that `pattern` (a folder, searched recursively,
+    a glob or one file) names, sorted; files inside the folder `exclude` are left out when it lies inside the
+    input root, so that a second run does not read the first run's outputs."""
+    import tensorflow as tf
+
+    from preprocessing.images import skip_reason
+    from preprocessing.jobs import UsageError
+
+    if any(c in pattern for c in "*?["):
+        root = pattern[:min(pattern.index(c) for c in "*?[" if c in pattern)].rsplit("/", 1)[0]
+        paths = tf.io.gfile.glob(pattern)
+    elif tf.io.gfile.isdir(pattern):
+        root = pattern.rstrip("/")
+        paths = [f"{folder.rstrip('/')}/{name}" for folder, _, names in tf.io.gfile.walk(root) for name in names]
+    elif tf.io.gfile.exists(pattern):
+        root, paths = pattern.rsplit("/", 1)[0] if "/" in pattern else ".", [pattern]
+    else:
+        raise UsageError(f"--input {pattern}: no such file or folder, and not a glob")
+    if exclude and inside(exclude, root):
+        paths = [path for path in paths if not inside(path, exclude)]
+    found = []
+    for path in sorted(paths):
+        relative = path[len(root):].lstrip("/") if path.startswith(root) else os.path.basename(path)
+        if skip_reason(relative) is None:
+            found.append((path, relative))
+    return found
+
+
+def save_format(name):
+    from PIL import Image
+
+    return Image.registered_extensions().get(os.path.splitext(name)[1].lower(), "PNG")
+
+
+def read_image(path, max_size=0):
+    """An image file -> upright RGB uint8 array, or preprocessing's Rejected."""
+    import numpy as np
+    import tensorflow as tf
+
+    from preprocessing import images
+
+    if "://" not in path and os.path.exists(path) and not os.path.isfile(path):
+        raise images.Rejected(images.NOT_REGULAR_FILE, "not a regular file (a FIFO, socket or device): never opened")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        img = images.decode(f.read(), max_pixels=images.ImageOptions().max_pixels)
+    return np.asarray(images.resize_shorter_side(img, max_size) if max_size else img)
+
+
+def write_image(pixels, target):
+    """uint8 HxWx3 -> `target`, in the format its extension names (JPEG at quality 95)."""
+    import tensorflow as tf
+    from PIL import Image
+
+    tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
+    buffer = io.BytesIO()
+    fmt = save_format(target)
+    Image.fromarray(pixels).save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    with tf.io.gfile.GFile(target, "wb") as f:
+        f.write(buffer.getvalue())

@@ -1,0 +1,20 @@
+"""What a model directory holds, named once for the trainer, the commands and `cyclegan submit`.
+
+    <model_dir>/checkpoints/   full-state checkpoints (trainer/checkpoints.py)
+    <model_dir>/run.json       the config and dataset fingerprint of the run's first start
+    <model_dir>/logs/          TensorBoard summaries (trainer/summaries.py)
+    <model_dir>/eval/          evaluation reports, report-STEP.json
+    <model_dir>/xla_cache/     XLA's compiled functions (trainer/compile_cache.py)
+
+Plain strings, no TensorFlow: `cyclegan submit` uses them too.
+"""
+CHECKPOINTS = "checkpoints"
+RUN_RECORD = "run.json"
+LOGS = "logs"
+EVAL = "eval"
+XLA_CACHE = "xla_cache"
+
+
+def model_path(model_dir, *parts):
+    """A path under `model_dir` (local, gs:// or ram://)."""
+    return "/".join([model_dir.rstrip("/"), *parts])

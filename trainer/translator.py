@@ -1,0 +1,127 @@
+"""A trained run's generators as translators: loaded from a model directory or an export, applied to images of
+any size, and saved as SavedModels.
+
+The generator needs sides that are a multiple of 4 (and at least 8): the translator pads symmetrically to that,
+translates and crops back, so every image keeps its size. The same `tf.Module` is what `export` saves and what the
+trainer's evaluation calls on the live networks, so both translate alike.
+"""
+import dataclasses
+import json
+
+from preprocessing.jobs import UsageError
+
+DIRECTIONS = {"a2b": "G_AB", "b2a": "G_BA"}
+MIN_SIDE = 4  # the translator pads to the generator's multiple of 4 and its minimum of 8
+ERRORS_FILE = "translate_errors.jsonl"
+
+
+def load_run(model_dir, checkpoint=None, report=print):
+    """(config, the four nets restored from `checkpoint` or the newest one that loads, its path, its step)."""
+    import tensorflow as tf
+
+    from trainer import checkpoints, networks
+    from trainer.config import TrainConfig
+
+    record = checkpoints.read_run_record(model_dir, "is --model_dir a `cyclegan train` model directory?")
+    config = TrainConfig(**record["config"])
+    nets = networks.build(config)
+    step = tf.Variable(0, dtype=tf.int64)
+    restorable = tf.train.Checkpoint(step=step, **nets)
+    if checkpoint:
+        try:
+            restorable.read(checkpoint).assert_existing_objects_matched().expect_partial()
+        except Exception as err:  # a damaged file raises anything from OpError and AssertionError to IndexError
+            raise UsageError(f"--checkpoint {checkpoint}: cannot restore the networks from it: {err}") from None
+    else:
+        checkpoint = checkpoints.restore_newest(restorable, model_dir, report)
+        if not checkpoint:
+            raise UsageError(f"--model_dir {model_dir} holds no checkpoint yet; train first")
+    return config, nets, checkpoint, int(step.numpy())
+
+
+def load_direction(path, flag="--model"):
+    """The serving signature of one exported direction (EXPORT_DIR/a2b or /b2a), or a UsageError naming `flag`."""
+    import tensorflow as tf
+
+    try:
+        return tf.saved_model.load(path).signatures["serving_default"]
+    except (OSError, tf.errors.OpError, KeyError) as err:
+        raise UsageError(f"{flag} {path}: not an exported direction of `cyclegan export` ({err})") from None
+
+
+def make_translator(generator):
+    import tensorflow as tf
+
+    class Translator(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.generator = generator
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+        def translate(self, images):
+            size = tf.shape(images)[1:3]
+            tf.debugging.assert_greater_equal(size, MIN_SIDE, message=f"images must be at least {MIN_SIDE}x{MIN_SIDE} "
+                                                                      "pixels")
+            padded = tf.maximum((size + 3) // 4 * 4, 8)
+            before = (padded - size) // 2
+            after = padded - size - before
+            x = tf.cast(images, tf.float32) / 127.5 - 1.0
+            x = tf.pad(x, [[0, 0], [before[0], after[0]], [before[1], after[1]], [0, 0]], mode="SYMMETRIC")
+            y = tf.cast(self.generator(x, training=False), tf.float32)
+            y = y[:, before[0]:before[0] + size[0], before[1]:before[1] + size[1], :]
+            return {"images": tf.cast(tf.round((tf.clip_by_value(y, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)}
+
+    return Translator()
+
+
+def export(model_dir, output, checkpoint=None, report=print):
+    """Write output/a2b, output/b2a (SavedModels) and output/export.json; returns the two SavedModel paths."""
+    import tensorflow as tf
+
+    config, nets, checkpoint, step = load_run(model_dir, checkpoint, report)
+    paths = {}
+    for direction, name in DIRECTIONS.items():
+        translator = make_translator(nets[name])
+        paths[direction] = f"{output.rstrip('/')}/{direction}"
+        tf.saved_model.save(translator, paths[direction],
+                            signatures={"serving_default": translator.translate.get_concrete_function()})
+        report(f"export: {name} ({direction}) -> {paths[direction]}")
+    with tf.io.gfile.GFile(f"{output.rstrip('/')}/export.json", "w") as f:
+        json.dump({"checkpoint": checkpoint, "step": step, "directions": DIRECTIONS,
+                   "config": dataclasses.asdict(config)}, f, indent=2)
+    report(f"export: from {checkpoint} (step {step})")
+    return paths
+
+
+def apply(translate, pixels):
+    """An exported signature (or a translator's `translate`) on one uint8 HxWx3 array."""
+    import tensorflow as tf
+
+    from preprocessing.images import TOO_SMALL, Rejected
+
+    if min(pixels.shape[:2]) < MIN_SIDE:
+        raise Rejected(TOO_SMALL, f"{pixels.shape[1]}x{pixels.shape[0]} px; the model translates images of at "
+                                  f"least {MIN_SIDE}x{MIN_SIDE}")
+    return translate(tf.constant(pixels[None]))["images"][0].numpy()
+
+
+def translate_all(translate, inputs, output, max_size=0, progress=None):
+    """Translate every (path, relative) of `inputs` into `output`; returns [(path, reason)] of the failures, which
+    are also listed in output/translate_errors.jsonl (written only then)."""
+    import tensorflow as tf
+
+    from preprocessing.images import Rejected
+    from trainer.image_files import read_image, write_image
+
+    failures = []
+    for path, relative in inputs:
+        try:
+            write_image(apply(translate, read_image(path, max_size)), f"{output.rstrip('/')}/{relative}")
+        except (Rejected, tf.errors.OpError, OSError, ValueError) as err:
+            failures.append((path, str(err).splitlines()[0]))
+        if progress:
+            progress.update(1)
+    if failures:
+        with tf.io.gfile.GFile(f"{output.rstrip('/')}/{ERRORS_FILE}", "w") as f:
+            f.write("".join(json.dumps({"path": path, "reason": reason}) + "\n" for path, reason in failures))
+    return failures
