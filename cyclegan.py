@@ -78,7 +78,7 @@ def demo(argv, prog="cyclegan demo"):
         shutil.rmtree(os.path.join(out, stale), ignore_errors=True)
     every = f"{args.steps // 2}" if args.steps else "300"
     # The tiny preset's 4 pairs per core, as one replica: on a CPU, splitting it into replicas adds no compute and
-    # costs 4 to 11% of the rate (benchmarks/RESULTS.md, "The CPU default").
+    # costs rate (benchmarks/RESULTS.md, "The CPU default").
     fid = ["--inception_weights", args.inception_weights] if args.inception_weights else []
     stages = [
         ["synth", f"{out}/raw", "--train", str(args.train), "--test", str(args.test)],

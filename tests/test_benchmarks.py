@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -18,6 +20,7 @@ def run_benchmark(tmp_path, name, *flags):
     return result["rows"], done.stdout
 
 
+@pytest.mark.slow
 def test_step_benchmark_runs_and_its_flop_counts_agree(tmp_path):
     rows, stdout = run_benchmark(tmp_path, "step_bench.py", "--presets", "tiny", "--precisions", "float32", "--xla",
                                  "on", "--batches", "1", "--replicas", "1", "2", "--steps", "1", "--repeat", "1")
@@ -50,6 +53,7 @@ def test_input_benchmark_runs(tmp_path):
     assert all(row["pairs_s"] > 0 for row in rows) and "pairs/s per core" in stdout
 
 
+@pytest.mark.slow
 def test_trainer_benchmark_runs(tmp_path):
     (tiny, reference), _ = run_benchmark(tmp_path, "trainer_bench.py", "--steps", "12", "--bare_steps", "2",
                                          "--memory_steps", "1", "--images", "8")
@@ -63,6 +67,7 @@ def test_trainer_benchmark_refuses_a_run_too_short_to_time():
     assert done.returncode == 2 and "--steps 5: the end-to-end run needs more than 10 steps" in done.stderr
 
 
+@pytest.mark.slow
 def test_overhead_benchmark_splits_the_step(tmp_path):
     rows, stdout = run_benchmark(tmp_path, "overhead_bench.py", "--replicas", "1", "2", "--steps", "2",
                                  "--repeat", "1")
@@ -77,6 +82,7 @@ def test_overhead_benchmark_splits_the_step(tmp_path):
     assert abs(added - (rows[1]["outside_ms"] - rows[0]["outside_ms"])) < 0.006
 
 
+@pytest.mark.slow
 def test_startup_benchmark_times_every_phase(tmp_path):
     rows, _ = run_benchmark(tmp_path, "startup_bench.py", "--presets", "tiny", "--xla", "off", "--images", "4")
     (row,) = rows
@@ -86,6 +92,7 @@ def test_startup_benchmark_times_every_phase(tmp_path):
     assert abs(row["to_first_step"] - sum(row[name] for name in phases)) < 1e-6 and row["to_first_step"] < row["wall"]
 
 
+@pytest.mark.slow
 def test_preprocess_benchmark_sets_the_fixed_cost_apart_and_samples_memory(tmp_path):
     rows, stdout = run_benchmark(tmp_path, "preprocess_bench.py", "--images", "8", "--width", "320", "--height",
                                  "240", "--memory_images", "4", "12")

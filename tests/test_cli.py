@@ -4,6 +4,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from cyclegan import SUBCOMMANDS
 from tests.conftest import BIN, REPO
 
@@ -72,6 +74,7 @@ def test_train_dry_run_prints_config_counts_and_checks_data(tiny_records):
     assert '"ngf": 8' in tiny.stdout and '"crop_size": 64' in tiny.stdout
 
 
+@pytest.mark.slow
 def test_train_flags_and_paths_fail_clearly(tmp_path):
     (tmp_path / "a_file").write_text("")
     for args, message in ((["--crop_size", "30"], "--crop_size 30: the generator needs a multiple of 4"),

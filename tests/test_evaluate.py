@@ -116,6 +116,7 @@ def test_partial_or_missing_truth_is_said_and_used_where_it_exists(small_synth, 
     assert "ground_truth_mae" not in report and "no ground-truth metrics" in report["ground_truth_note"]
 
 
+@pytest.mark.slow
 def test_fid_and_kid_come_from_the_inception_weights_file(small_synth, tmp_path):
     import keras
 
@@ -131,6 +132,7 @@ def test_fid_and_kid_come_from_the_inception_weights_file(small_synth, tmp_path)
     assert same == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_shortened_demo_runs_end_to_end(tmp_path):
     out = str(tmp_path / "demo")
     done = subprocess.run([sys.executable, "-m", "cyclegan", "demo", out, "--steps", "6", "--train", "16",

@@ -48,6 +48,7 @@ def exits(outcome):
     return [(e["index"], e["exit"], e["action"]) for e in outcome["events"] if "exit" in e]
 
 
+@pytest.mark.slow
 def test_two_node_job_trains_and_a_killed_worker_brings_the_group_back_from_a_checkpoint(tiny_records, tmp_path):
     model_dir = str(tmp_path / "model")
     objects = rendered("train", "--name", "pair", "--nodes", "2", "--data", tiny_records[0], "--model_dir", model_dir,
@@ -66,6 +67,7 @@ def test_two_node_job_trains_and_a_killed_worker_brings_the_group_back_from_a_ch
     assert "step 1/60" not in chief_final  # it did not start over
 
 
+@pytest.mark.slow
 def test_one_node_job_resumes_after_sigterm_and_a_usage_error_fails_it_at_once(tiny_records, tmp_path):
     model_dir = str(tmp_path / "model")
     objects = rendered("train", "--name", "solo", "--data", tiny_records[0], "--model_dir", model_dir, *TINY,

@@ -263,6 +263,7 @@ def without_root_file_access():
                 raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
+@pytest.mark.slow
 def test_overwrite_and_reruns_leave_only_the_new_runs_files(messy_root, tmp_path, capsys):
     root, _ = messy_root
     out = tmp_path / "out"
@@ -290,6 +291,7 @@ def test_overwrite_and_reruns_leave_only_the_new_runs_files(messy_root, tmp_path
     assert [p.name for p in out.rglob("*.partial")] == ["draft.partial"]
 
 
+@pytest.mark.slow
 def test_unusable_output_runner_options_and_empty_datasets_fail_clearly(tmp_path):
     import subprocess
     import sys
@@ -318,6 +320,7 @@ def test_unusable_output_runner_options_and_empty_datasets_fail_clearly(tmp_path
     assert nothing.returncode == 1 and "error: not one image was written" in nothing.stderr, nothing.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_ends_the_job_promptly_and_cleanly(tmp_path, signum):
     import subprocess

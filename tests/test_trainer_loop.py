@@ -5,11 +5,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO, free_port
 from trainer import loop
 from trainer.config import PRESETS
 
 
+@pytest.mark.slow
 def test_short_run_lowers_the_cycle_loss(tiny_records, two_cpus, tmp_path):
     records, _ = tiny_records
     config = dataclasses.replace(PRESETS["tiny"], ngf=8, ndf=8, n_blocks=2, batch_size=2, data=records,
@@ -27,6 +30,7 @@ def test_short_run_lowers_the_cycle_loss(tiny_records, two_cpus, tmp_path):
     assert os.path.exists(tmp_path / "model" / "checkpoints" / "ckpt-40.index")
 
 
+@pytest.mark.slow
 def test_two_worker_processes_end_with_identical_weights(tiny_records, tmp_path):
     records, _ = tiny_records
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
@@ -51,6 +55,7 @@ def test_two_worker_processes_end_with_identical_weights(tiny_records, tmp_path)
     assert "checkpoint " in outputs[0] and "checkpoint " not in outputs[1]  # only the chief writes
 
 
+@pytest.mark.slow
 def test_a_killed_worker_makes_its_peer_exit_75_and_the_restarted_pair_resumes(tiny_records, tmp_path):
     """With an Indexed Job only the dead worker's pod is replaced: the live one must not wait in a collective
     forever, but exit 75 so that both restart from the newest checkpoint."""
@@ -96,6 +101,7 @@ def test_a_killed_worker_makes_its_peer_exit_75_and_the_restarted_pair_resumes(t
     assert "step 24/24" in resumed
 
 
+@pytest.mark.slow
 def test_compiled_functions_are_kept_for_the_next_start_and_a_damaged_one_is_compiled_again(tiny_records,
                                                                                             tmp_path):
     import re

@@ -30,6 +30,7 @@ def run(config, strategy, **changes):
     return trainer, history, lines
 
 
+@pytest.mark.slow
 def test_resumed_run_continues_exactly_as_an_uninterrupted_one(tiny_records, two_cpus, tmp_path):
     config = dataclasses.replace(SMALL, data=tiny_records[0])
     resumed_dir, straight_dir = str(tmp_path / "resumed"), str(tmp_path / "straight")
@@ -53,6 +54,7 @@ def test_resumed_run_continues_exactly_as_an_uninterrupted_one(tiny_records, two
     assert loop.weights_fingerprint(resumed.nets) == loop.weights_fingerprint(straight.nets)
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_config_unless_forced(tiny_records, two_cpus, tmp_path):
     config = dataclasses.replace(SMALL, data=tiny_records[0], model_dir=str(tmp_path / "run"))
     run(config, two_cpus, steps=1)
@@ -76,6 +78,7 @@ def train_command(records, model_dir, steps, *extra):
             "--image_every", "0", "--data", records, "--model_dir", model_dir, *extra]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_exits_75_and_the_next_start_resumes(tiny_records, tmp_path):
     model_dir = str(tmp_path / "model")
     proc = subprocess.Popen(train_command(tiny_records[0], model_dir, 100_000), cwd=REPO, stdout=subprocess.PIPE,
@@ -105,6 +108,7 @@ def test_sigterm_saves_and_exits_75_and_the_next_start_resumes(tiny_records, tmp
     assert os.path.exists(f"{model_dir}/checkpoints/ckpt-{stopped + 2}.index")
 
 
+@pytest.mark.slow
 def test_whole_flow_on_the_ram_filesystem(tiny_records, two_cpus):
     model_dir, export_dir = f"ram://{uuid.uuid4().hex}/model", f"ram://{uuid.uuid4().hex}/export"
     config = dataclasses.replace(SMALL, data=tiny_records[0], model_dir=model_dir, checkpoint_every=1,
@@ -147,6 +151,7 @@ def get_json(url, timeout=60):
             time.sleep(0.5)
 
 
+@pytest.mark.slow
 def test_tensorboard_server_serves_the_runs_scalars_and_images(trained_run):
     model_dir, _ = trained_run
     assert glob.glob(f"{model_dir}/logs/plugins/profile/*/*.xplane.pb")  # the profiler's trace of step 2
@@ -172,6 +177,7 @@ def test_tensorboard_server_serves_the_runs_scalars_and_images(trained_run):
     assert set(images["."]) == {"held_out/A_GA_FGA_B_FB_GFB"}
 
 
+@pytest.mark.slow
 def test_exported_model_translates_in_a_fresh_process(trained_run, tmp_path):
     _, export_dir = trained_run
     inputs = tmp_path / "in"
@@ -197,6 +203,7 @@ def test_exported_model_translates_in_a_fresh_process(trained_run, tmp_path):
     assert errors["dot.png"] == "too_small: 1x1 px; the model translates images of at least 4x4"
 
 
+@pytest.mark.slow
 def test_translate_never_overwrites_its_inputs_and_skips_its_own_output(trained_run, tmp_path):
     _, export_dir = trained_run
     photos = tmp_path / "photos"
@@ -223,6 +230,7 @@ def test_translate_never_overwrites_its_inputs_and_skips_its_own_output(trained_
         "a.png", "b.jpg", "translated/a.png", "translated/b.jpg"]
 
 
+@pytest.mark.slow
 def test_resume_and_export_fall_back_to_the_newest_checkpoint_that_loads(tiny_records, tmp_path):
     model_dir = tmp_path / "model"
     folder = model_dir / "checkpoints"
@@ -273,6 +281,7 @@ def run_until(command, line_start, signals):
     return proc.returncode, "".join(output)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_exits_130_and_a_second_ctrl_c_aborts(tiny_records, tmp_path):
     model_dir = str(tmp_path / "model")
     status, output = run_until(train_command(tiny_records[0], model_dir, 100_000), "step 3/", [signal.SIGINT])
@@ -288,6 +297,7 @@ def test_ctrl_c_saves_and_exits_130_and_a_second_ctrl_c_aborts(tiny_records, tmp
         "checkpoint", f"ckpt-{stopped}.data-00000-of-00001", f"ckpt-{stopped}.index"]
 
 
+@pytest.mark.slow
 def test_a_full_disk_leaves_no_partial_checkpoint_and_the_last_one_intact(tiny_records, tmp_path):
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a small tmpfs as the full disk (CI runs as root)")

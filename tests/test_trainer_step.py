@@ -30,6 +30,7 @@ def train(strategy, config, steps, **kwargs):
     return trainer, history
 
 
+@pytest.mark.slow
 def test_two_replicas_match_one_device_on_the_same_global_batch(two_cpus):
     # Adam divides by sqrt(v) + epsilon, so a gradient that is float noise (near zero) becomes a full step; the
     # reference's epsilon 1e-8 amplifies the device split's reassociation noise 10x more than Keras's 1e-7, which
@@ -61,6 +62,7 @@ def test_cpu_replicas_are_summed_on_one_device_not_by_collectives(two_cpus):
     assert "AddN" in kinds
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["float32", "mixed_float16", "mixed_bfloat16"])
 def test_xla_and_mixed_precision_train_with_finite_losses(precision, two_cpus):
     trainer, history = train(two_cpus, dataclasses.replace(SMALL, batch_size=1), 8, precision=precision, xla=True)

@@ -5,8 +5,8 @@ discriminators on fakes drawn from the image pools. Each replica computes its lo
 function that XLA may compile; the cross-replica all-reduce and the optimizers' updates stay outside it (XLA
 cannot compile across the devices of a MirroredStrategy). With one replica there is nothing to all-reduce, so
 XLA compiles the replica's whole step, pools and updates included: one program per step instead of two and the
-hundreds of small update ops between them (1.01x to 1.07x on the tiny CPU step; a GPU's step is shorter, so
-those ops are a larger share of it there, not measured). The discriminators' gradients do not depend on the
+hundreds of small update ops between them (benchmarks/RESULTS.md; a GPU's step is shorter, so those ops are a
+larger share of it there). The discriminators' gradients do not depend on the
 generators' update, so both sets are summed over the replicas in one all-reduce, not one each. That measured
 no faster on the CPU benchmark, but it makes loss-scale skips agree across replicas without collectives of
 their own. Per-example losses are averaged over the global batch exactly once, so the summed gradient is the
@@ -31,9 +31,9 @@ class SummedAdam(keras.optimizers.Adam):
     def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
         """Keras's Adam update, each variable's in one kernel (TensorFlow's ResourceApplyAdam, which tf.keras's Adam
         ran) instead of a dozen small ops, with the step's scalars computed once per device, not per variable.
-        Every device runs this for every variable at every step: with it the near-empty benchmark step at 2
-        replicas ran 1.13x to 1.22x faster (benchmarks/RESULTS.md). Same formula and order, except that the
-        kernel takes 1 - beta_2 in float32 (1 - 0.999f) where Keras rounds 0.001: 1.3e-5 apart."""
+        Every device runs this for every variable at every step, so its op count is host time on every step
+        (benchmarks/RESULTS.md, "Per-step host overhead"). Same formula and order, except that the kernel takes
+        1 - beta_2 in float32 (1 - 0.999f) where Keras rounds 0.001: 1.3e-5 apart."""
         grads, variables = zip(*grads_and_vars)
 
         def on_device(_anchor_copy, learning_rate, *grads):  # once per device; the variables resolve to its copies here

@@ -41,9 +41,8 @@ def make(kind="auto", cpu_replicas=1, peer_timeout=300):
 def mirrored(devices):
     """MirroredStrategy over `devices`. Over logical CPUs the replicas' values are summed on the first device and
     the sum copied back (ReductionToOneDevice) rather than with TensorFlow's default for CPUs, ring collectives.
-    The replicas share one memory, where a copy and an add are all a sum needs: at 2 replicas the near-empty
-    step's time outside its compiled functions fell by about 0.2 ms, to 1.45-1.51 ms in three runs
-    (benchmarks/RESULTS.md). GPUs keep TensorFlow's default, NCCL."""
+    The replicas share one memory, where a copy and an add are all a sum needs (measured in benchmarks/RESULTS.md,
+    "Per-step host overhead"). GPUs keep TensorFlow's default, NCCL."""
     on_cpus = all(tf.DeviceSpec.from_string(d).device_type == "CPU" for d in devices)
     return tf.distribute.MirroredStrategy(devices,
                                           cross_device_ops=tf.distribute.ReductionToOneDevice() if on_cpus else None)
