@@ -24,7 +24,7 @@ setup(
         "psutil>=5",
     ],
     extras_require={
-        "dev": ["pytest", "pytest-timeout", "gcp-storage-emulator", "scipy"],
+        "dev": ["pytest", "pytest-timeout", "gcp-storage-emulator", "scipy", "jax"],  # jax: benchmarks/xla_step_jax.py
         "k8s": ["kubernetes", "kubernetes-validate", "pyyaml"],
     },
     entry_points={"console_scripts": ["cyclegan = cyclegan:main"]},

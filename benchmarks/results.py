@@ -18,17 +18,22 @@ def parser(description):
     return out
 
 
-def machine():
-    import tensorflow as tf
-
+def machine(backend="tensorflow"):
+    """The machine and the framework that ran a benchmark: TensorFlow, or JAX where TensorFlow is not installed."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-            "python": sys.version.split()[0], "tensorflow": tf.__version__, "platform": platform.platform()}
+    out = {"cpu": cpu, "cores": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform()}
+    if backend == "jax":
+        import jax
+
+        return {**out, "gpus": [d.device_kind for d in jax.devices() if d.platform == "gpu"], "jax": jax.__version__}
+    import tensorflow as tf
+
+    return {**out, "gpus": [d.name for d in tf.config.list_physical_devices("GPU")], "tensorflow": tf.__version__}
 
 
 class Replicas:
@@ -67,11 +72,11 @@ def table(rows, columns):
         print("  ".join(cell.rjust(width) for cell, width in zip(line, widths)), flush=True)
 
 
-def write_json(path, benchmark, rows, **extra):
+def write_json(path, benchmark, rows, backend="tensorflow", **extra):
     if not path:
         return
     with open(path, "w") as f:
-        json.dump({"benchmark": benchmark, "machine": machine(), **extra, "rows": rows}, f, indent=2)
+        json.dump({"benchmark": benchmark, "machine": machine(backend), **extra, "rows": rows}, f, indent=2)
     print(f"wrote {path}")
 
 

@@ -169,7 +169,7 @@ def main(argv=None):
     device = jax.devices()[0]
     on_gpu = device.platform == "gpu"
     peak = matmul_rate(args.matmul_size or (8192 if on_gpu else 1024))
-    print(f"device: {device.device_kind} ({device.platform}); bf16 matmul rate {peak / 1e12:.1f} TFLOP/s; "
+    print(f"device: {device.device_kind} ({device.platform}); bf16 matmul rate {peak / 1e12:.3g} TFLOP/s; "
           f"JAX {jax.__version__}, Keras {keras.__version__}")
     print(f"the trainer's nets and losses as one XLA program under JAX: an upper bound, not the TensorFlow "
           f"trainer's speed; {POOL_NOTE}", flush=True)

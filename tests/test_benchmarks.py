@@ -47,6 +47,18 @@ def test_flop_count_of_the_reference_nets_is_the_papers_arithmetic():
     assert round(counts["per_pair"] / 1e12, 3) == 1.885
 
 
+@pytest.mark.slow
+def test_jax_step_benchmark_steps_the_trainers_nets_under_xla(tmp_path):
+    rows, stdout = run_benchmark(tmp_path, "xla_step_jax.py", "--preset", "tiny", "--batches", "1", "--steps", "1",
+                                 "--repeat", "1", "--profile_steps", "1", "--matmul_size", "256")
+    assert [(row["precision"], row["batch"]) for row in rows] == [("float32", 1), ("mixed_bfloat16", 1)]
+    for row in rows:
+        assert row["pairs_s"] > 0 and row["tflop_s"] > 0 and row["of_matmul_rate"] > 0
+        # XLA counts the whole step: the analytic conv passes, none twice, and a little elementwise work beside them
+        assert 0.95 < row["gflop_pair_xla"] / row["gflop_pair_analytic"] < 1.3
+    assert "image pool left out" in stdout and "the ten most expensive ops" in stdout
+
+
 def test_input_benchmark_runs(tmp_path):
     rows, stdout = run_benchmark(tmp_path, "input_bench.py", "--images", "6", "--pairs", "8", "--size", "300")
     assert [row["threads"] for row in rows] == ["1 thread", f"all {os.cpu_count()} cores"]

@@ -1,5 +1,6 @@
 """The networks, losses, image pool and schedule against the reference's own numbers and rules."""
 import dataclasses
+import os
 
 import keras
 import numpy as np
@@ -24,6 +25,42 @@ def test_reference_parameter_counts():
     assert six.count_params() == 11_378_179 - 3 * 2 * (3 * 3 * 256 * 256 + 256)
     resize = networks.resnet_generator(upsample_mode="resize_conv")
     assert resize.count_params() == 11_378_179  # same weights, different upsampling
+
+
+def test_the_nets_and_losses_build_under_jax_without_tensorflow():
+    """The same nets and loss terms under Keras's JAX backend (benchmarks/xla_step_jax.py): the reference's
+    parameter counts, the size check, and not one TensorFlow import."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    script = """if True:
+        import json, sys
+        import numpy as np
+        from trainer import losses, networks
+        from trainer.config import PRESETS
+        nets = networks.build(PRESETS["reference"])
+        counts = {name: net.count_params() for name, net in nets.items()}
+        try:
+            nets["G_AB"](np.zeros((1, 30, 30, 3), "float32"))
+            refused = False
+        except ValueError as err:
+            refused = "multiples of 4" in str(err)
+        logits = np.linspace(-2, 2, 8, dtype="float32").reshape(2, 2, 2, 1)
+        lsgan = np.asarray(losses.gan_loss(logits, True, "lsgan")).tolist()
+        print(json.dumps({"counts": counts, "refused": refused, "lsgan": lsgan,
+                          "tensorflow": "tensorflow" in sys.modules}))
+    """
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["counts"] == {"G_AB": 11_378_179, "G_BA": 11_378_179, "D_A": 2_764_737, "D_B": 2_764_737}
+    assert result["refused"] and not result["tensorflow"]
+    logits = np.linspace(-2, 2, 8, dtype="float32").reshape(2, 2, 2, 1)
+    np.testing.assert_allclose(result["lsgan"], ((logits - 1) ** 2).mean(axis=(1, 2, 3)), rtol=1e-6)
 
 
 def test_discriminator_receptive_field_is_70():

@@ -1,32 +1,35 @@
 """CycleGAN losses, per example, so the distributed step can average them over the global batch exactly once.
 
 Naming: G_AB translates A to B, G_BA translates B to A; D_A judges domain A images, D_B judges domain B.
+
+Written in Keras's ops, which are TensorFlow's own ops under TensorFlow, so that the JAX benchmark
+(benchmarks/xla_step_jax.py) steps exactly these terms.
 """
-import tensorflow as tf
+from keras import ops
 
 
 def _per_example(x):
-    return tf.reduce_mean(tf.cast(x, tf.float32), axis=list(range(1, len(x.shape))))
+    return ops.mean(ops.cast(x, "float32"), axis=list(range(1, len(x.shape))))
 
 
 def gan_loss(logits, target_is_real, mode):
     """LSGAN: mean squared distance of the patch logits to 1 (real) or 0 (fake); vanilla: BCE on logits."""
-    target = tf.ones_like(logits) if target_is_real else tf.zeros_like(logits)
+    target = ops.ones_like(logits) if target_is_real else ops.zeros_like(logits)
     if mode == "lsgan":
-        return _per_example(tf.square(logits - target))
-    return _per_example(tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits))
+        return _per_example(ops.square(logits - target))
+    return _per_example(ops.binary_crossentropy(target, logits, from_logits=True))
 
 
 def l1(a, b):
-    return _per_example(tf.abs(a - b))
+    return _per_example(ops.abs(a - b))
 
 
 def _as_one_batch(net, *batches, training=True):
-    """net over several batches in one call, split back. Both norm choices (instance, none) work per image, so
-    each image's result is its own; one call on twice the images runs faster than two at the small batches
-    CycleGAN trains with (the reference's is 1)."""
-    out = net(tf.concat(batches, axis=0), training=training)
-    return tf.split(out, [b.shape[0] for b in batches], axis=0)
+    """net over several batches of one size in one call, split back. Both norm choices (instance, none) work per
+    image, so each image's result is its own; one call on twice the images runs faster than two at the small
+    batches CycleGAN trains with (the reference's is 1)."""
+    out = net(ops.concatenate(batches, axis=0), training=training)
+    return ops.split(out, len(batches), axis=0)
 
 
 def generator_losses(nets, real_a, real_b, config, training=True):
@@ -60,7 +63,7 @@ def discriminator_losses(nets, real_a, real_b, pooled_fake_a, pooled_fake_b, con
     """Each discriminator: half of (real judged real + pooled fake judged fake), per example; real and fake
     judged in one call."""
     def one(net, real, fake):
-        on_real, on_fake = _as_one_batch(net, real, tf.stop_gradient(fake), training=training)
+        on_real, on_fake = _as_one_batch(net, real, ops.stop_gradient(fake), training=training)
         return 0.5 * (gan_loss(on_real, True, config.gan_mode) + gan_loss(on_fake, False, config.gan_mode))
 
     return {"D_A": one(nets["D_A"], real_a, pooled_fake_a), "D_B": one(nets["D_B"], real_b, pooled_fake_b)}

@@ -5,10 +5,10 @@ bias), PyTorch's padding arithmetic (explicit zero padding + 'valid' convs, and 
 as `padding=1, output_padding=1` does), N(0, 0.02) weights and zero biases.
 
 Under a mixed precision policy the convs compute in half precision while normalisation statistics and the network
-outputs stay float32.
+outputs stay float32. Only Keras's own layers and ops are used, so the same nets build under the JAX backend
+(benchmarks/xla_step_jax.py) as under TensorFlow.
 """
 import keras
-import tensorflow as tf
 from keras import layers
 
 
@@ -46,15 +46,21 @@ class ImageSizeCheck(layers.Layer):
         message = (f"the generator needs height and width that are multiples of {self.FACTOR} and at least "
                    f"{self.MINIMUM}; pad or crop the image (the exported model's serving signature pads for you)")
         height, width = x.shape[1], x.shape[2]
-        if height is not None and width is not None:
+        if isinstance(height, int) and isinstance(width, int):  # always under JAX, whose shapes are static
             if height % self.FACTOR or width % self.FACTOR or min(height, width) < self.MINIMUM:
                 raise ValueError(f"{message}; got {height}x{width}")
             return x
+        # Sizes known only when the graph runs: only TensorFlow has those, and a run-time assertion to go with them.
+        import tensorflow as tf
+
         size = tf.shape(x)[1:3]
         checks = [tf.debugging.assert_equal(size % self.FACTOR, 0, message=message),
                   tf.debugging.assert_greater_equal(size, self.MINIMUM, message=message)]
         with tf.control_dependencies(checks):
             return tf.identity(x)
+
+    def compute_output_shape(self, shape):
+        return shape
 
 
 def discriminator_output_size(size, n_layers):
