@@ -143,8 +143,9 @@ def check_run_record(config, manifest, report):
     record = read_run_record(config.model_dir, "it should lie beside the checkpoints it describes; restore it, or "
                                                "pass --force_resume to resume without checking the config")
     now = dataclasses.asdict(config)
+    free = set(now) - identity_fields()  # how to run: a resumed run may change these; a field gone is a change
     changed = [f"{name} {value!r} -> {now.get(name)!r}" for name, value in sorted(record["config"].items())
-               if name in identity_fields() and now.get(name) != value]
+               if name not in free and now.get(name) != value]
     if record["dataset_fingerprint"] != manifest.fingerprint:
         changed.append(f"dataset fingerprint {record['dataset_fingerprint'][:12]} -> {manifest.fingerprint[:12]}")
     if not changed:
