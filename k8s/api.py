@@ -11,11 +11,19 @@ from trainer.model_dir import LOGS, model_path
 
 JOBSET = ("jobset.x-k8s.io", "v1alpha2", "jobsets")
 SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+FOLLOW_SILENCE = 7 * 24 * 3600  # seconds a followed log may stay silent: as long as a job may print nothing
 
 
-def api_client():
-    """The client of the kubeconfig's current context, or of the pod this runs in; a UsageError if neither."""
+def api_client(timeout):
+    """The client of the kubeconfig's current context, or of the pod this runs in; a UsageError if neither. Every
+    call it makes gives up after `timeout` seconds without an answer: the client's own default is to wait forever."""
     from kubernetes import client, config
+
+    class TimedApiClient(client.ApiClient):
+        def call_api(self, *args, **kwargs):
+            if kwargs.get("_request_timeout") is None:
+                kwargs["_request_timeout"] = timeout
+            return super().call_api(*args, **kwargs)
 
     try:
         config.load_kube_config()
@@ -26,7 +34,7 @@ def api_client():
             raise UsageError(f"no Kubernetes cluster configured ({str(kubeconfig_error).splitlines()[0]}): point "
                              "KUBECONFIG at one (e.g. `gcloud container clusters get-credentials CLUSTER`), or "
                              "pass --dry-run to print the manifests") from None
-    return client.ApiClient()
+    return TimedApiClient()
 
 
 def api_error(err, what, namespace):
@@ -102,7 +110,7 @@ def delete(api, kind, name, namespace):
 
 def submit(config, objects, name):
     """Create the objects in order; on a refusal, delete the ones created so far and raise a UsageError."""
-    api = api_client()
+    api = api_client(config.request_timeout)
     created = []
     for obj in objects:
         what = f"create {obj['kind']} {obj['metadata']['name']}"
@@ -188,7 +196,7 @@ def show_status(api, namespace, name):
         print(f"  pod {pod.metadata.name}: {pod.status.phase}" + (f" ({', '.join(exits)})" if exits else ""))
 
 
-def show_logs(api, namespace, name, follow):
+def show_logs(api, namespace, name, follow, timeout):
     _, core, _, _ = _apis(api)
     pods = pods_of(api, namespace, name)
     if not pods:
@@ -200,7 +208,8 @@ def show_logs(api, namespace, name, follow):
     for pod in pods:
         if len(pods) > 1:
             print(f"==> {pod.metadata.name} <==")
-        stream = core.read_namespaced_pod_log(pod.metadata.name, namespace, follow=follow, _preload_content=False)
+        stream = core.read_namespaced_pod_log(pod.metadata.name, namespace, follow=follow, _preload_content=False,
+                                              _request_timeout=(timeout, FOLLOW_SILENCE) if follow else timeout)
         for chunk in stream.stream():
             sys.stdout.write(chunk.decode(errors="replace"))
             sys.stdout.flush()

@@ -16,7 +16,7 @@ import sys
 from k8s import api as cluster
 from k8s import config as submit_config
 from k8s.render import render
-from preprocessing.jobs import UsageError, add_config_flags, config_from_flags, job_parser
+from preprocessing.jobs import UsageError, add_config_flags, check_at_least, config_from_flags, job_parser
 
 ACTIONS = ("preprocess", "train", "tensorboard", "list", "status", "logs", "delete")
 
@@ -64,8 +64,12 @@ def main(argv, prog="cyclegan submit"):
     if action == "logs":
         parser.add_argument("--follow", action="store_true", help="stream the chief pod's log as it grows")
     parser.add_argument("--namespace", default="default", help="Kubernetes namespace (default: default)")
+    default_timeout = submit_config.SubmitConfig.request_timeout
+    parser.add_argument("--request_timeout", type=int, default=default_timeout,
+                        help=f"seconds to wait for each answer of the Kubernetes API (default: {default_timeout})")
     args = parser.parse_args(argv)
-    api = cluster.api_client()
+    check_at_least(("--request_timeout", args.request_timeout, 1))
+    api = cluster.api_client(args.request_timeout)
     name = getattr(args, "name", "")
     what = {"list": "list jobs", "status": f"read {name}", "logs": f"read the logs of {name}",
             "delete": f"delete {name}"}[action]
@@ -75,7 +79,7 @@ def main(argv, prog="cyclegan submit"):
         elif action == "status":
             cluster.show_status(api, args.namespace, name)
         elif action == "logs":
-            cluster.show_logs(api, args.namespace, name, args.follow)
+            cluster.show_logs(api, args.namespace, name, args.follow, args.request_timeout)
         else:
             cluster.remove(api, args.namespace, name)
     except UsageError:

@@ -170,3 +170,30 @@ def test_refusals_and_a_missing_cluster_are_one_line_errors(api, tmp_path):
     assert missing.returncode == 2 and "no Kubernetes cluster configured" in missing.stderr
     unknown = submit(api, "status", "nothing-here", "--namespace", NAMESPACE)
     assert unknown.returncode == 2 and "no job named nothing-here" in unknown.stderr
+
+
+def test_an_api_server_that_never_answers_is_given_up_on(tmp_path):
+    """A server that takes the connection and never replies: every call gives up after --request_timeout."""
+    import socket
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel accepts the connections; nothing ever reads or answers them
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "silent", "cluster": {"server": f"http://127.0.0.1:{silent.getsockname()[1]}"}}],
+        "users": [{"name": "dev", "user": {"token": "secret"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "silent", "user": "dev"}}]}))
+    try:
+        for args in (["train", *FLAGS, "--request_timeout", "2"], ["list", "--request_timeout", "2"],
+                     ["logs", "h2z", "--follow", "--request_timeout", "2"]):
+            started = time.monotonic()
+            done = submit(str(kubeconfig), *args)
+            assert done.returncode == 2 and "cannot reach the Kubernetes API" in done.stderr, done.stderr
+            assert "Traceback" not in done.stderr and time.monotonic() - started < 60
+        bad = submit(str(kubeconfig), "list", "--request_timeout", "0")
+        assert bad.returncode == 2 and "--request_timeout 0: must be at least 1" in bad.stderr
+    finally:
+        silent.close()
