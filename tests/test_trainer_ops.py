@@ -344,3 +344,20 @@ def test_a_damaged_shard_is_named_with_what_to_do(tiny_records, tmp_path):
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr and f"{damaged}: " in done.stderr
     assert "a training shard is damaged" in done.stderr and "cyclegan preprocess --overwrite" in done.stderr
+
+
+def test_a_diverged_run_stops_at_its_first_non_finite_loss_without_saving_it(tiny_records, tmp_path):
+    """--lr 1e30: the run stops at the first step whose losses are not finite, with exit 1 and one line, and no
+    checkpoint of that step or later pushes the good ones out of the rotation."""
+    model_dir = str(tmp_path / "model")
+    done = subprocess.run(train_command(tiny_records[0], model_dir, 20, "--lr", "1e30", "--checkpoint_every", "1",
+                                        "--keep_checkpoints", "2"),
+                          cwd=REPO, text=True, capture_output=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if line.strip()]
+    step = int(error.split("error: step ")[1].split(":")[0])
+    assert "are not finite" in error and "Traceback" not in done.stderr and 1 < step < 20
+    saved = sorted(int(name[5:-6]) for name in os.listdir(f"{model_dir}/checkpoints") if name.endswith(".index"))
+    assert saved and max(saved) == step - 1
+    assert error.endswith(f"the newest checkpoint is {model_dir}/checkpoints/ckpt-{step - 1}")
+    assert f"step {step}/" not in done.stdout  # its losses were never reported as progress

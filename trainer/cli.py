@@ -109,7 +109,7 @@ def main(argv, prog="cyclegan train"):
         loop.train(config, strategy=run_strategy, manifest=manifest, report=report, compile_cache=cache)
     except (ManifestError, data.DataError) as err:
         raise UsageError(str(err)) from None
-    except checkpoints.SaveError as err:
+    except (checkpoints.SaveError, loop.NonFiniteLoss) as err:
         print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
         return exit_status.FAILED
     except (preemption.Preempted, preemption.PeerLost) as stopped:

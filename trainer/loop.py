@@ -1,6 +1,7 @@
 """The training loop: strategy, data, step, progress, weights. One screen, on purpose."""
 import dataclasses
 import hashlib
+import math
 import time
 
 import tensorflow as tf
@@ -24,6 +25,23 @@ def fetch_losses(results):
     return float(results["stop"]) > 0, {name: float(value) for name, value in results.items() if name != "stop"}
 
 
+class NonFiniteLoss(Exception):
+    """A step's losses are not finite: the run has diverged, and its state is not saved."""
+
+    def __init__(self, step, terms, newest):
+        super().__init__(f"step {step}: the loss terms {', '.join(terms)} are not finite (the run diverged; lower "
+                         f"--lr?); nothing of this state was saved; the newest checkpoint is "
+                         f"{newest or 'none: no step was saved'}")
+
+
+def non_finite(losses, precision):
+    """The loss terms that are NaN or infinite. Under mixed_float16 an overflow is the loss scale's to handle (it
+    skips that step and lowers the scale), so none count there."""
+    if precision == "mixed_float16":
+        return []
+    return [name for name, value in losses.items() if not math.isfinite(value)]
+
+
 def weights_fingerprint(nets):
     digest = hashlib.sha256()
     for name in sorted(nets):
@@ -42,8 +60,9 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
     """Train as `config` says, resuming from config.model_dir's checkpoints; the trainer and per-step losses.
     `compile_cache` (trainer.compile_cache) is published after the first step.
 
-    Raises preemption.Preempted after saving when SIGTERM or Ctrl-C arrives (on any worker), and
-    preemption.PeerLost when another worker stopped answering.
+    Raises preemption.Preempted after saving when SIGTERM or Ctrl-C arrives (on any worker),
+    preemption.PeerLost when another worker stopped answering, and NonFiniteLoss at the first step whose losses
+    are not finite, before anything of that step is saved.
     """
     strategy = strategy or strategies.make(config.strategy, config.cpu_replicas, config.peer_timeout)
     manifest = manifest or load_manifest(config.data)
@@ -85,6 +104,9 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
                 fed = time.monotonic()
                 results = trainer.train_step(real_a, real_b, tf.constant(float(stop_request.requested)))
                 stop, losses = fetch_losses(results)
+                diverged = non_finite(losses, config.precision)
+                if diverged:
+                    raise NonFiniteLoss(step, diverged, state.manager.latest_checkpoint)
                 history.append(losses)
                 window.add(step == first + 1, losses, fed - began, time.monotonic() - began)
                 if compile_cache and chief and step == first + 1:
