@@ -51,6 +51,9 @@ def main(argv, prog="cyclegan submit"):
     if action in submit_config.KINDS:
         config, extra, dry_run = parse_submit(action, argv, prog)
         name, objects = render(config, extra)
+        if config.kind == "train" and config.backend == "jobset" and config.nodes == 1:
+            print(f"{prog}: --backend jobset is for several nodes; one node needs no worker group, so this renders "
+                  "a batch/v1 Job", file=sys.stderr)
         if dry_run:
             import yaml
 

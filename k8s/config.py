@@ -10,8 +10,14 @@ KINDS = ("preprocess", "train", "tensorboard")
 # <name>-workers-0-<index>, and a hostname is a DNS-1123 label of at most 63 characters.
 MAX_NAME = 40
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
-CPU_QUANTITY = re.compile(r"^\d+(\.\d+)?m?$")  # cores, or millicores
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # at most 253
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")  # at most 63 characters
+# The API server's quantity grammar: a decimal number and a binary (Ki..Ei), decimal (n..E) or exponent suffix.
+QUANTITY = re.compile(r"^\+?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][-+]?\d+)?$")
+CPU_QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)m?$")  # cores, or millicores
+IMAGE = re.compile(r"^[a-z0-9]([a-z0-9._\-/:]*[a-z0-9])?(:[\w][\w.\-]{0,127})?(@sha256:[0-9a-f]{64})?$")
+OLDEST_KUBERNETES = (1, 31)  # podFailurePolicy, which the Jobs rely on, is GA from 1.31
+MAX_GPUS = 16  # more than any node offers: a higher --gpus is a typo, and its pods would never be scheduled
 UID = 10001  # the images' user (k8s/Dockerfile*): non-root, fixed, as the restricted profile wants
 
 
@@ -36,7 +42,7 @@ class SubmitConfig:
     data: str = config_field("", "train: the records (the --output of preprocess), usually gs://")
     model_dir: str = config_field("", "train: the model directory, usually gs:// (checkpoints, logs)")
     preset: str = config_field("reference", "train: the trainer's preset", choices=tuple(sorted(PRESETS)))
-    gpus: int = config_field(1, "train: GPUs per node (0: CPU only)", minimum=0)
+    gpus: int = config_field(1, "train: GPUs per node (0: CPU only)", minimum=0, maximum=MAX_GPUS)
     nodes: int = config_field(1, "train: nodes; more than 1 runs MultiWorkerMirroredStrategy", minimum=1)
     accelerator: str = config_field("nvidia-h100-80gb", "train: GKE accelerator type of the GPU node pool")
     spot: bool = config_field(False, "train: run on spot (preemptible) nodes")
@@ -86,14 +92,27 @@ def check(config):
     if config.name and not (DNS_LABEL.match(config.name) and len(config.name) <= MAX_NAME):
         raise UsageError(f"--name {config.name}: must be lower-case letters, digits and '-', start with a letter, "
                          f"end with a letter or digit, and be at most {MAX_NAME} characters")
+    if not IMAGE.match(config.image):
+        raise UsageError(f"--image {config.image!r}: not an image reference (REGISTRY/PATH[:TAG][@sha256:DIGEST], "
+                         "lower-case, no spaces)")
     if not DNS_LABEL.match(config.namespace):
         raise UsageError(f"--namespace {config.namespace}: not a valid namespace name")
-    if config.cpu and not CPU_QUANTITY.match(config.cpu):
-        raise UsageError(f"--cpu {config.cpu}: not a CPU quantity (cores or millicores, e.g. 8, 2.5, 500m)")
-    if config.memory and not QUANTITY.match(config.memory):
-        raise UsageError(f"--memory {config.memory}: not a Kubernetes quantity (e.g. 48Gi, 512Mi)")
+    if not (DNS_SUBDOMAIN.match(config.service_account) and len(config.service_account) <= 253):
+        raise UsageError(f"--service_account {config.service_account!r}: not a valid service account name "
+                         "(lower-case letters, digits, '-' and '.')")
+    for flag, value in (("--queue", config.queue), ("--accelerator", config.accelerator)):
+        if not (LABEL_VALUE.match(value) and len(value) <= 63):
+            raise UsageError(f"{flag} {value!r}: not a valid label value (at most 63 letters, digits, '-', '_' or "
+                             "'.', starting and ending with a letter or digit)")
+    if config.cpu and not (CPU_QUANTITY.match(config.cpu) and float(config.cpu.rstrip("m")) > 0):
+        raise UsageError(f"--cpu {config.cpu}: not a CPU quantity above 0 (cores or millicores, e.g. 8, 2.5, 500m)")
+    if config.memory and not (QUANTITY.match(config.memory) and any(c in "123456789" for c in
+                                                                     config.memory.split("e")[0].split("E")[0])):
+        raise UsageError(f"--memory {config.memory}: not a Kubernetes quantity above 0 (e.g. 48Gi, 512Mi)")
     check_fields(config)
-    minor(config.kubernetes_version)
+    if minor(config.kubernetes_version) < OLDEST_KUBERNETES:
+        raise UsageError(f"--kubernetes_version {config.kubernetes_version}: the Jobs need podFailurePolicy, GA "
+                         f"from {'.'.join(map(str, OLDEST_KUBERNETES))}; upgrade the cluster")
     required = {"train": (("--data", config.data), ("--model_dir", config.model_dir)),
                 "preprocess": (("--input", config.input), ("--output", config.output)),
                 "tensorboard": (("--logdir", config.logdir),)}[config.kind]

@@ -268,3 +268,27 @@ def test_both_images_install_the_tested_versions_and_run_as_the_manifests_user()
         assert "pip install --constraint constraints.txt ." in text and f"USER {UID}:{UID}" in text
         assert f"--uid {UID} --gid {UID} --home-dir /home/cyclegan" in text  # the pods' HOME
         assert all(f"COPY {package}/ {package}/" in text for package in packages), dockerfile
+
+
+def test_what_the_api_server_would_refuse_is_refused_before_printing():
+    refused = (
+        (["--image", "my image:1"], "--image 'my image:1': not an image reference"),
+        (["--queue", "team queue"], "--queue 'team queue': not a valid label value"),
+        (["--accelerator", "a" * 64], "--accelerator"),
+        (["--service_account", "Trainer_SA"], "--service_account 'Trainer_SA': not a valid service account name"),
+        (["--gpus", "17"], "--gpus 17: must be between 0 and 16"),
+        (["--cpu", "0"], "--cpu 0: not a CPU quantity above 0"),
+        (["--memory", "0Gi"], "--memory 0Gi: not a Kubernetes quantity above 0"),
+        (["--kubernetes_version", "1.30"], "--kubernetes_version 1.30: the Jobs need podFailurePolicy, GA from 1.31"),
+    )
+    for flags, message in refused:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            parse_submit("train", [*TRAIN, *flags])
+    for memory in ("1Ei", "1.5Gi", "1e9", "128974848", "129M", "0.5Ti"):  # every form the API server takes
+        config, extra, _ = parse_submit("train", [*TRAIN, "--memory", memory, "--cpu", "500m"])
+        (job,) = render(config, extra)[1]
+        assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == memory
+    done = subprocess.run([os.path.join(BIN, "cyclegan"), "submit", "train", *TRAIN, "--backend", "jobset",
+                           "--dry-run"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and [o["kind"] for o in yaml.safe_load_all(done.stdout)] == ["Job"]
+    assert "--backend jobset is for several nodes" in done.stderr and "renders a batch/v1 Job" in done.stderr
