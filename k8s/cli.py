@@ -16,7 +16,8 @@ import sys
 from k8s import api as cluster
 from k8s import config as submit_config
 from k8s.render import render
-from preprocessing.jobs import UsageError, add_config_flags, check_at_least, config_from_flags, job_parser
+from preprocessing.jobs import (UsageError, add_config_flags, check_at_least, check_fields, config_from_flags,
+                               job_parser)
 
 ACTIONS = ("preprocess", "train", "tensorboard", "list", "status", "logs", "delete")
 
@@ -33,7 +34,38 @@ def parse_submit(action, argv, prog="cyclegan submit"):
     args = parser.parse_args(argv)
     config = config_from_flags(dataclasses.replace(submit_config.SubmitConfig(), kind=action), args)
     submit_config.check(config)
+    if action == "train":
+        check_train_flags(extra, config.preset)
     return config, extra, args.dry_run
+
+
+# What `submit train` passes to the trainer itself (k8s/render.py): set with submit's own flags, never after --.
+SUBMIT_SETS = ("--data", "--model_dir", "--preset", "--peer_timeout", "--cpu_replicas")
+
+
+def check_train_flags(extra, preset):
+    """A UsageError now, not in a pod later, for a flag after -- that `cyclegan train` would refuse or that would
+    override what submit sets."""
+    import argparse
+
+    from trainer import cli as train_cli
+    from trainer.config import PRESETS
+
+    clash = sorted({arg.split("=")[0] for arg in extra} & set(SUBMIT_SETS))
+    if clash:
+        raise UsageError(f"after --: {', '.join(clash)} is set by submit itself; give it as a submit flag before --")
+    parser = train_cli.flags()
+    parser.exit_on_error = False
+    try:
+        args, unknown = parser.parse_known_args(extra)
+    except argparse.ArgumentError as err:
+        raise UsageError(f"after --: {err}") from None
+    if unknown:
+        raise UsageError(f"after --: {' '.join(unknown)}: not a `cyclegan train` flag (see cyclegan train --help)")
+    try:
+        check_fields(config_from_flags(PRESETS[preset], args))
+    except UsageError as err:
+        raise UsageError(f"after --: {err}") from None
 
 
 def main(argv, prog="cyclegan submit"):

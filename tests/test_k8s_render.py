@@ -292,3 +292,18 @@ def test_what_the_api_server_would_refuse_is_refused_before_printing():
                            "--dry-run"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and [o["kind"] for o in yaml.safe_load_all(done.stdout)] == ["Job"]
     assert "--backend jobset is for several nodes" in done.stderr and "renders a batch/v1 Job" in done.stderr
+
+
+def test_flags_after_the_separator_are_checked_as_the_trainer_would():
+    for extra, message in ((["--bogus"], "after --: --bogus: not a `cyclegan train` flag"),
+                           (["--batch_size", "0"], "after --: --batch_size 0: must be at least 1"),
+                           (["--precision", "fp8"], "after --: argument --precision: invalid choice: 'fp8'"),
+                           (["--model_dir=gs://elsewhere"], "after --: --model_dir is set by submit itself"),
+                           (["--preset", "tiny"], "after --: --preset is set by submit itself"),
+                           (["--peer_timeout", "9"], "after --: --peer_timeout is set by submit itself"),
+                           (["--cpu_replicas", "2"], "after --: --cpu_replicas is set by submit itself")):
+        with pytest.raises(UsageError, match=re.escape(message)):
+            parse_submit("train", [*TRAIN, "--", *extra])
+    config, extra, _ = parse_submit("train", [*TRAIN, "--", "--batch_size", "4", "--precision", "mixed_bfloat16"])
+    args = render(config, extra)[1][0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-4:] == ["--batch_size", "4", "--precision", "mixed_bfloat16"]

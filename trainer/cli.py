@@ -60,14 +60,20 @@ def check_data(path):
     return manifest
 
 
-def main(argv, prog="cyclegan train"):
+def flags(prog="cyclegan train"):
+    """The command's parser: --preset, --dry_run and one flag per TrainConfig field (`cyclegan submit` checks the
+    flags it passes on with it)."""
     parser = job_parser(prog, __doc__)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="reference",
                         help="named configuration the other flags override (default: reference)")
     parser.add_argument("--dry_run", action="store_true",
                         help="build the networks, print the config and parameter counts, check --data, and exit")
     add_config_flags(parser, TrainConfig)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv, prog="cyclegan train"):
+    args = flags(prog).parse_args(argv)
     config = config_from_flags(PRESETS[args.preset], args)
     cache = None
     if config.xla_cache and config.model_dir and not args.dry_run:
