@@ -361,3 +361,32 @@ def test_a_diverged_run_stops_at_its_first_non_finite_loss_without_saving_it(tin
     assert saved and max(saved) == step - 1
     assert error.endswith(f"the newest checkpoint is {model_dir}/checkpoints/ckpt-{step - 1}")
     assert f"step {step}/" not in done.stdout  # its losses were never reported as progress
+
+
+@pytest.mark.slow
+def test_translate_onto_a_full_disk_stops_with_one_line_and_leaves_only_whole_images(trained_run, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs as the full disk (CI runs as root)")
+    _, export_dir = trained_run
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(30):  # noise PNGs of about 12 KB each: 360 KB, beyond the disk's 128 KB
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
+            photos / f"{i:02d}.png")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(disk)], check=True)
+    try:
+        done = subprocess.run([os.path.join(BIN, "cyclegan"), "translate", "--model", f"{export_dir}/a2b", "--input",
+                               str(photos), "--output", str(disk / "out")], text=True, capture_output=True,
+                              timeout=300)
+        assert done.returncode == 1, done.stdout + done.stderr
+        (error,) = [line for line in done.stderr.splitlines() if "error" in line]
+        assert "Traceback" not in done.stderr and "no space left after" in error and "of 30 images" in error
+        written = int(error.split("no space left after ")[1].split()[0])
+        files = sorted((disk / "out").iterdir())
+        assert 0 < written < 30 and len(files) == written  # no empty, partial or temporary file beside them
+        for path in files:
+            assert Image.open(path).size == (64, 64)
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)

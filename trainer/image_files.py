@@ -68,8 +68,12 @@ def read_image(path, max_size=0):
     return np.asarray(images.resize_shorter_side(img, max_size) if max_size else img)
 
 
+PARTIAL = ".partial"  # a file being written; renamed to its name only once whole
+
+
 def write_image(pixels, target):
-    """uint8 HxWx3 -> `target`, in the format its extension names (JPEG at quality 95)."""
+    """uint8 HxWx3 -> `target`, in the format its extension names (JPEG at quality 95). Written under a temporary
+    name and renamed, so a full disk or a kill never leaves an empty or truncated image under its real name."""
     import tensorflow as tf
     from PIL import Image
 
@@ -77,5 +81,14 @@ def write_image(pixels, target):
     buffer = io.BytesIO()
     fmt = save_format(target)
     Image.fromarray(pixels).save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
-    with tf.io.gfile.GFile(target, "wb") as f:
-        f.write(buffer.getvalue())
+    partial = target + PARTIAL
+    try:
+        with tf.io.gfile.GFile(partial, "wb") as f:
+            f.write(buffer.getvalue())
+        tf.io.gfile.rename(partial, target, overwrite=True)
+    except BaseException:
+        try:
+            tf.io.gfile.remove(partial)
+        except Exception:  # never written, or the filesystem is gone: the error below is the one to read
+            pass
+        raise

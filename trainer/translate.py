@@ -10,12 +10,13 @@ An --output that would overwrite any input image (the input folder itself, or th
 refused before anything is translated. An --output folder inside the input folder is left out of the inputs, so
 a second run does not translate the first run's translations.
 """
+import sys
 import time
 
 from preprocessing import exit_status
 from preprocessing.jobs import UsageError, job_parser, quiet_libraries
 from trainer.image_files import canonical, list_inputs
-from trainer.translator import ERRORS_FILE, load_direction, translate_all
+from trainer.translator import ERRORS_FILE, OutputFull, load_direction, translate_all
 
 
 def main(argv, prog="cyclegan translate"):
@@ -41,8 +42,12 @@ def main(argv, prog="cyclegan translate"):
     translate = load_direction(args.model)
     tf.io.gfile.makedirs(args.output)
     started = time.monotonic()
-    with tqdm(total=len(inputs), unit="img", desc="translate") as progress:
-        failures = translate_all(translate, inputs, args.output, args.max_size, progress)
+    try:
+        with tqdm(total=len(inputs), unit="img", desc="translate") as progress:
+            failures = translate_all(translate, inputs, args.output, args.max_size, progress)
+    except OutputFull as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return exit_status.FAILED
     for path, reason in failures:
         print(f"{prog}: skipped {path}: {reason}")
     print(f"translated {len(inputs) - len(failures)} of {len(inputs)} images into {args.output} in "

@@ -6,6 +6,7 @@ translates and crops back, so every image keeps its size. The same `tf.Module` i
 trainer's evaluation calls on the live networks, so both translate alike.
 """
 import dataclasses
+import errno
 import json
 
 from preprocessing.jobs import UsageError
@@ -105,19 +106,37 @@ def apply(translate, pixels):
     return translate(tf.constant(pixels[None]))["images"][0].numpy()
 
 
+class OutputFull(Exception):
+    """The output's disk is full: no image after this one can be written, so the run stops."""
+
+    def __init__(self, output, written, total):
+        super().__init__(f"--output {output}: no space left after {written} of {total} images; the {written} "
+                         "written are whole and nothing partial is left. Free some space and run again")
+
+
+def full_disk(err):
+    import tensorflow as tf
+
+    return (isinstance(err, OSError) and err.errno == errno.ENOSPC) or (
+        isinstance(err, tf.errors.ResourceExhaustedError) and "No space left" in str(err))
+
+
 def translate_all(translate, inputs, output, max_size=0, progress=None):
     """Translate every (path, relative) of `inputs` into `output`; returns [(path, reason)] of the failures, which
-    are also listed in output/translate_errors.jsonl (written only then)."""
+    are also listed in output/translate_errors.jsonl (written only then). OutputFull when the disk fills up."""
     import tensorflow as tf
 
     from preprocessing.images import Rejected
     from trainer.image_files import read_image, write_image
 
-    failures = []
+    failures, written = [], 0
     for path, relative in inputs:
         try:
             write_image(apply(translate, read_image(path, max_size)), f"{output.rstrip('/')}/{relative}")
+            written += 1
         except (Rejected, tf.errors.OpError, OSError, ValueError) as err:
+            if full_disk(err):
+                raise OutputFull(output, written, len(inputs)) from None
             failures.append((path, str(err).splitlines()[0]))
         if progress:
             progress.update(1)
