@@ -68,6 +68,23 @@ def read_image(path, max_size=0):
     return np.asarray(images.resize_shorter_side(img, max_size) if max_size else img)
 
 
+def check_writable(folder, flag="--output"):
+    """A UsageError now, rather than one failure per image later, if `folder` cannot be created or written."""
+    import tensorflow as tf
+
+    from preprocessing.jobs import UsageError
+
+    probe = f"{folder.rstrip('/')}/.cyclegan-write-check"
+    try:
+        tf.io.gfile.makedirs(folder)
+        with tf.io.gfile.GFile(probe, "wb") as f:
+            f.write(b"")
+        tf.io.gfile.remove(probe)
+    except (tf.errors.OpError, OSError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise UsageError(f"{flag} {folder}: cannot write there ({reason}); choose a folder you may write to") from None
+
+
 PARTIAL = ".partial"  # a file being written; renamed to its name only once whole
 
 

@@ -15,7 +15,7 @@ import time
 
 from preprocessing import exit_status
 from preprocessing.jobs import UsageError, job_parser, quiet_libraries
-from trainer.image_files import canonical, list_inputs
+from trainer.image_files import canonical, check_writable, list_inputs
 from trainer.translator import ERRORS_FILE, OutputFull, load_direction, translate_all
 
 
@@ -28,7 +28,6 @@ def main(argv, prog="cyclegan translate"):
                         help="shrink each image so its shorter side is at most this first (0: full size)")
     args = parser.parse_args(argv)
     quiet_libraries()
-    import tensorflow as tf
     from tqdm import tqdm
 
     inputs = list_inputs(args.input, exclude=args.output)
@@ -39,8 +38,8 @@ def main(argv, prog="cyclegan translate"):
     if clashes:
         raise UsageError(f"--output {args.output} would overwrite {len(clashes)} input image(s), e.g. {clashes[0]}; "
                          "choose an output folder that is not the input's folder")
+    check_writable(args.output)
     translate = load_direction(args.model)
-    tf.io.gfile.makedirs(args.output)
     started = time.monotonic()
     try:
         with tqdm(total=len(inputs), unit="img", desc="translate") as progress:
