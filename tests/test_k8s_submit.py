@@ -92,19 +92,24 @@ class FakeApi(http.server.BaseHTTPRequestHandler):
                      "state": {"running": {}} if index else {"terminated": {"exitCode": 75}}}]}}
 
 
+def kubeconfig_for(folder, port):
+    """A kubeconfig in `folder` whose current context is the server on loopback `port`; its path."""
+    kubeconfig = folder / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "loopback", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "users": [{"name": "dev", "user": {"token": "secret"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "loopback", "user": "dev"}}]}))
+    return str(kubeconfig)
+
+
 @pytest.fixture()
 def api(tmp_path):
     FakeApi.calls.clear()
     FakeApi.store.clear()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "loopback", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],
-        "users": [{"name": "dev", "user": {"token": "secret"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "loopback", "user": "dev"}}]}))
-    yield str(kubeconfig)
+    yield kubeconfig_for(tmp_path, server.server_port)
     server.shutdown()
     server.server_close()
 
@@ -180,20 +185,15 @@ def test_an_api_server_that_never_answers_is_given_up_on(tmp_path):
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)  # the kernel accepts the connections; nothing ever reads or answers them
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "silent", "cluster": {"server": f"http://127.0.0.1:{silent.getsockname()[1]}"}}],
-        "users": [{"name": "dev", "user": {"token": "secret"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "silent", "user": "dev"}}]}))
+    kubeconfig = kubeconfig_for(tmp_path, silent.getsockname()[1])
     try:
         for args in (["train", *FLAGS, "--request_timeout", "2"], ["list", "--request_timeout", "2"],
                      ["logs", "h2z", "--follow", "--request_timeout", "2"]):
             started = time.monotonic()
-            done = submit(str(kubeconfig), *args)
+            done = submit(kubeconfig, *args)
             assert done.returncode == 2 and "cannot reach the Kubernetes API" in done.stderr, done.stderr
             assert "Traceback" not in done.stderr and time.monotonic() - started < 60
-        bad = submit(str(kubeconfig), "list", "--request_timeout", "0")
+        bad = submit(kubeconfig, "list", "--request_timeout", "0")
         assert bad.returncode == 2 and "--request_timeout 0: must be at least 1" in bad.stderr
     finally:
         silent.close()
