@@ -59,6 +59,7 @@ def test_jax_step_benchmark_steps_the_trainers_nets_under_xla(tmp_path):
     assert "image pool left out" in stdout and "the ten most expensive ops" in stdout
 
 
+@pytest.mark.slow
 def test_input_benchmark_runs(tmp_path):
     rows, stdout = run_benchmark(tmp_path, "input_bench.py", "--images", "6", "--pairs", "8", "--size", "300")
     assert [row["threads"] for row in rows] == ["1 thread", f"all {os.cpu_count()} cores"]

@@ -62,6 +62,7 @@ def test_installed_package_imports_outside_the_checkout(tmp_path):
     assert all(path.startswith(str(target)) for path in result.stdout.split())
 
 
+@pytest.mark.slow
 def test_train_dry_run_prints_config_counts_and_checks_data(tiny_records):
     records, _ = tiny_records
     result = run(os.path.join(BIN, "cyclegan"), "train", "--preset", "reference", "--dry_run", "--data", records)

@@ -177,6 +177,7 @@ def test_refusals_and_a_missing_cluster_are_one_line_errors(api, tmp_path):
     assert unknown.returncode == 2 and "no job named nothing-here" in unknown.stderr
 
 
+@pytest.mark.slow
 def test_an_api_server_that_never_answers_is_given_up_on(tmp_path):
     """A server that takes the connection and never replies: every call gives up after --request_timeout."""
     import socket

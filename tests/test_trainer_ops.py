@@ -346,6 +346,7 @@ def test_a_damaged_shard_is_named_with_what_to_do(tiny_records, tmp_path):
     assert "a training shard is damaged" in done.stderr and "cyclegan preprocess --overwrite" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_diverged_run_stops_at_its_first_non_finite_loss_without_saving_it(tiny_records, tmp_path):
     """--lr 1e30: the run stops at the first step whose losses are not finite, with exit 1 and one line, and no
     checkpoint of that step or later pushes the good ones out of the rotation."""
