@@ -20,9 +20,11 @@ def api_client(timeout):
     from kubernetes import client, config
 
     class TimedApiClient(client.ApiClient):
+        request_timeout = timeout
+
         def call_api(self, *args, **kwargs):
             if kwargs.get("_request_timeout") is None:
-                kwargs["_request_timeout"] = timeout
+                kwargs["_request_timeout"] = self.request_timeout
             return super().call_api(*args, **kwargs)
 
     try:
@@ -196,7 +198,7 @@ def show_status(api, namespace, name):
         print(f"  pod {pod.metadata.name}: {pod.status.phase}" + (f" ({', '.join(exits)})" if exits else ""))
 
 
-def show_logs(api, namespace, name, follow, timeout):
+def show_logs(api, namespace, name, follow):
     _, core, _, _ = _apis(api)
     pods = pods_of(api, namespace, name)
     if not pods:
@@ -209,7 +211,8 @@ def show_logs(api, namespace, name, follow, timeout):
         if len(pods) > 1:
             print(f"==> {pod.metadata.name} <==")
         stream = core.read_namespaced_pod_log(pod.metadata.name, namespace, follow=follow, _preload_content=False,
-                                              _request_timeout=(timeout, FOLLOW_SILENCE) if follow else timeout)
+                                              _request_timeout=(api.request_timeout, FOLLOW_SILENCE) if follow
+                                              else api.request_timeout)
         for chunk in stream.stream():
             sys.stdout.write(chunk.decode(errors="replace"))
             sys.stdout.flush()

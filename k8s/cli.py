@@ -16,8 +16,7 @@ import sys
 from k8s import api as cluster
 from k8s import config as submit_config
 from k8s.render import render
-from preprocessing.jobs import (UsageError, add_config_flags, check_at_least, check_fields, config_from_flags,
-                               job_parser)
+from preprocessing.jobs import UsageError, add_config_flags, check_fields, config_from_flags, job_parser
 
 ACTIONS = ("preprocess", "train", "tensorboard", "list", "status", "logs", "delete")
 
@@ -103,7 +102,7 @@ def main(argv, prog="cyclegan submit"):
     parser.add_argument("--request_timeout", type=int, default=default_timeout,
                         help=f"seconds to wait for each answer of the Kubernetes API (default: {default_timeout})")
     args = parser.parse_args(argv)
-    check_at_least(("--request_timeout", args.request_timeout, 1))
+    check_fields(dataclasses.replace(submit_config.SubmitConfig(), request_timeout=args.request_timeout))  # its bound
     api = cluster.api_client(args.request_timeout)
     name = getattr(args, "name", "")
     what = {"list": "list jobs", "status": f"read {name}", "logs": f"read the logs of {name}",
@@ -114,7 +113,7 @@ def main(argv, prog="cyclegan submit"):
         elif action == "status":
             cluster.show_status(api, args.namespace, name)
         elif action == "logs":
-            cluster.show_logs(api, args.namespace, name, args.follow, args.request_timeout)
+            cluster.show_logs(api, args.namespace, name, args.follow)
         else:
             cluster.remove(api, args.namespace, name)
     except UsageError:

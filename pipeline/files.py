@@ -10,8 +10,9 @@ import shutil
 
 from apache_beam.io.filesystems import FileSystems
 
+from preprocessing.jobs import PARTIAL
+
 GLOB_CHARS = re.compile(r"[*?\[]")
-PARTIAL = ".partial"  # what write_whole writes before it renames
 
 
 def is_local(path):

@@ -5,11 +5,11 @@ import os
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import files, staging
-from preprocessing.jobs import UsageError
+from preprocessing.jobs import PARTIAL, WRITE_PROBE, UsageError
 from preprocessing.schema import MANIFEST_NAME, REJECTED_NAME, SHARD_NAME
 
 # What a run writes at the top of --output, and their half-written forms (pipeline/files.py's write_whole).
-OUR_FILES = frozenset(name + suffix for name in (MANIFEST_NAME, REJECTED_NAME) for suffix in ("", files.PARTIAL))
+OUR_FILES = frozenset(name + suffix for name in (MANIFEST_NAME, REJECTED_NAME) for suffix in ("", PARTIAL))
 
 
 def prepare(output, overwrite):
@@ -29,7 +29,7 @@ def prepare(output, overwrite):
 
 def check_writable(output):
     """A UsageError now, rather than Beam's tracebacks once every image is prepared, if `output` takes no file."""
-    probe = FileSystems.join(output, ".cyclegan-write-check")
+    probe = FileSystems.join(output, WRITE_PROBE)
     try:
         if files.is_local(output):
             os.makedirs(output, exist_ok=True)

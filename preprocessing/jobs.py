@@ -11,6 +11,10 @@ import tempfile
 import typing
 
 TF_LOGS_ENV = "CYCLEGAN_TF_LOGS"
+# What a job writes on the way to its outputs, on either side: a file being written, renamed onto its name once
+# whole (so no reader sees half of one), and the empty file that checks an output folder takes writes.
+PARTIAL = ".partial"
+WRITE_PROBE = ".cyclegan-write-check"
 
 
 def quiet_libraries(import_tensorflow=True):

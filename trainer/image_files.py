@@ -72,9 +72,9 @@ def check_writable(folder, flag="--output"):
     """A UsageError now, rather than one failure per image later, if `folder` cannot be created or written."""
     import tensorflow as tf
 
-    from preprocessing.jobs import UsageError
+    from preprocessing.jobs import WRITE_PROBE, UsageError
 
-    probe = f"{folder.rstrip('/')}/.cyclegan-write-check"
+    probe = f"{folder.rstrip('/')}/{WRITE_PROBE}"
     try:
         tf.io.gfile.makedirs(folder)
         with tf.io.gfile.GFile(probe, "wb") as f:
@@ -85,14 +85,13 @@ def check_writable(folder, flag="--output"):
         raise UsageError(f"{flag} {folder}: cannot write there ({reason}); choose a folder you may write to") from None
 
 
-PARTIAL = ".partial"  # a file being written; renamed to its name only once whole
-
-
 def write_image(pixels, target):
     """uint8 HxWx3 -> `target`, in the format its extension names (JPEG at quality 95). Written under a temporary
     name and renamed, so a full disk or a kill never leaves an empty or truncated image under its real name."""
     import tensorflow as tf
     from PIL import Image
+
+    from preprocessing.jobs import PARTIAL
 
     tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
     buffer = io.BytesIO()
