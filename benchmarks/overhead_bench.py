@@ -85,7 +85,7 @@ def build_case(strategy, xla, precision="float32"):
 
     from trainer import loop
     from trainer.config import PRESETS
-    from trainer.step import CycleGANTrainer
+    from trainer.step import CycleGANTrainer, requests
     from trainer.strategy import distribute
 
     config = dataclasses.replace(PRESETS["tiny"], **NEAR_EMPTY)
@@ -94,7 +94,7 @@ def build_case(strategy, xla, precision="float32"):
     shape = (replicas, config.crop_size, config.crop_size, config.input_nc)
     real_a, real_b = distribute(strategy, (rng.uniform(-1, 1, shape).astype(np.float32),
                                            rng.uniform(-1, 1, shape).astype(np.float32)))
-    stop = tf.constant(0.0)
+    stop = requests()
 
     def loop_step(trainer):  # as trainer/loop.py steps: train_step, then the losses to Python
         return lambda: loop.fetch_losses(trainer.train_step(real_a, real_b, stop))

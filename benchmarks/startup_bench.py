@@ -15,6 +15,7 @@ and, for scale, one later step. Records: the real preprocessing job's output for
 With XLA on, each configuration starts twice on one model directory: "first start" compiles and keeps the
 compiled functions in it (trainer/compile_cache.py, as `cyclegan train` does), "restart" loads them.
 """
+import dataclasses
 import json
 import os
 import subprocess
@@ -44,7 +45,7 @@ def child(preset, xla, replicas, records, model_dir):
     from preprocessing.schema import load_manifest
     from trainer import data, loop, strategy as strategies
     from trainer.config import PRESETS
-    from trainer.step import CycleGANTrainer
+    from trainer.step import CycleGANTrainer, requests
 
     seconds, mark = {}, time.time()
     seconds["import"] = mark - psutil.Process().create_time()
@@ -55,13 +56,13 @@ def child(preset, xla, replicas, records, model_dir):
         seconds[name], mark = now - mark, now
 
     strategies.prepare_devices(replicas)
-    strategy = strategies.make("auto", replicas)
     config = PRESETS[preset]
+    strategy = strategies.make(dataclasses.replace(config, cpu_replicas=replicas))
     manifest = load_manifest(records)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     batch = next(iter(data.train_dataset(records, manifest, config, global_batch)))
     real_a, real_b = strategies.distribute(strategy, batch)
-    stop = tf.constant(0.0)
+    stop = requests()
     cache.load(report=lambda line: None)
     phase("input")
     trainer = CycleGANTrainer(config, strategy, loop.steps_per_epoch(manifest, global_batch), xla=xla)

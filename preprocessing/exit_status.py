@@ -4,6 +4,8 @@ import signal
 
 FAILED = 1  # the job ran and failed: nothing written, a checkpoint that could not be saved
 USAGE = 2  # a wrong flag, path or input (argparse's own status): no restart can fix it
+PEERS_MISSING = 3  # several workers, and not all of them joined within --startup_timeout (counted: it may not fix)
+NO_PROGRESS = 4  # the run keeps starting from the same step: a restart loop, stopped before it costs more
 PREEMPTED = 75  # EX_TEMPFAIL, "try again later": saved, and the scheduler should start it again
 
 

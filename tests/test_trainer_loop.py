@@ -143,3 +143,67 @@ def test_compiled_functions_are_kept_for_the_next_start_and_a_damaged_one_is_com
     assert weights(loaded) == weights(second) == weights(first)
     assert weights(train(tmp_path / "d", "--no-xla_cache")) == weights(first)
     assert not os.path.exists(tmp_path / "d" / "xla_cache")
+
+
+def test_the_collective_is_nccl_between_gpus_and_the_ring_between_cpus():
+    import tensorflow as tf
+
+    from preprocessing.jobs import UsageError
+    from trainer.strategy import communication
+
+    impl = tf.distribute.experimental.CommunicationImplementation
+    table = {("auto", True): impl.NCCL, ("auto", False): impl.RING, ("nccl", True): impl.NCCL,
+             ("ring", True): impl.RING, ("ring", False): impl.RING}
+    for (collective, gpus), expected in table.items():
+        options = communication(collective, gpus, 1 << 20)
+        assert (options.implementation, options.bytes_per_pack) == (expected, 1 << 20), (collective, gpus)
+    with pytest.raises(UsageError, match="--collective nccl: this worker has no GPU"):
+        communication("nccl", False, 0)
+
+
+def test_a_restart_loop_is_refused_at_the_budget_and_progress_resets_it():
+    import uuid
+
+    from trainer import restarts
+
+    model_dir = f"ram://starts-{uuid.uuid4().hex}"
+    restarts.record(model_dir, 0, 0, limit=5)
+    for _ in range(5):  # the first start at step 40, and four restarts that got no further
+        restarts.record(model_dir, 40, 0, limit=5)
+    with pytest.raises(restarts.NoProgress, match=r"the last 5 starts all resumed from step 40 .*starts\.json"):
+        restarts.record(model_dir, 40, 1, limit=5)  # the sixth start at one step
+    log = restarts.read(model_dir)
+    assert [s["step"] for s in log] == [0] + [40] * 6 and log[-1]["refused"] and log[-1]["worker"] == 1
+    restarts.record(model_dir, 40, 0, limit=0)  # 0: no limit, for the one start after the cause is fixed
+    restarts.record(model_dir, 60, 0, limit=1)  # progress: the count starts again
+    restarts.record(model_dir, 60, 0, limit=2)
+    with pytest.raises(restarts.NoProgress, match="the last 2 starts all resumed from step 60"):
+        restarts.record(model_dir, 60, 0, limit=2)
+
+
+@pytest.mark.slow
+def test_a_worker_whose_peer_never_starts_gives_up_and_answers_sigterm_while_waiting(tiny_records, tmp_path):
+    """A replacement pod whose peer cannot come back must not hold its node for TensorFlow's hour."""
+    import signal
+    import time
+
+    peer = f"127.0.0.1:{free_port()}"
+    env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": {"worker": [f"127.0.0.1:{free_port()}", peer]},
+                                                  "task": {"type": "worker", "index": 0}})}
+    command = [sys.executable, "-m", "trainer", "--preset", "tiny", "--steps", "1", "--data", tiny_records[0],
+               "--model_dir", str(tmp_path / "model")]
+    began = time.monotonic()
+    alone = subprocess.run([*command, "--startup_timeout", "8"], cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert alone.returncode == 3 and time.monotonic() - began < 8 + 30, alone.stderr
+    assert f"1 worker(s) did not join within --startup_timeout 8 s: worker 1 ({peer})" in alone.stderr
+    assert "Traceback" not in alone.stderr + alone.stdout
+
+    proc = subprocess.Popen([*command, "--startup_timeout", "600"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    time.sleep(12)  # past the imports, into the wait
+    stopped = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 75 and time.monotonic() - stopped < 10, output
+    assert "stopped by SIGTERM while waiting for the peer workers" in output and "Traceback" not in output

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from trainer.config import PRESETS
-from trainer.step import CycleGANTrainer
+from trainer.step import CycleGANTrainer, requests
 from trainer.strategy import distribute, mirrored
 
 SMALL = dataclasses.replace(PRESETS["tiny"], ngf=8, ndf=8, n_blocks=2, crop_size=32, load_size=36)
@@ -23,8 +23,8 @@ def train(strategy, config, steps, **kwargs):
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     history = []
     for real_a, real_b in global_batches(steps, global_batch):
-        results = trainer.train_step(*distribute(strategy, (real_a, real_b)), tf.constant(0.0))
-        assert float(results.pop("stop")) == 0
+        results = trainer.train_step(*distribute(strategy, (real_a, real_b)), requests(save=True))
+        assert results.pop("requests").numpy().tolist() == [0, strategy.num_replicas_in_sync]  # every replica's
         history.append({k: float(v) for k, v in results.items()})
     assert int(trainer.step.numpy()) == steps
     return trainer, history
@@ -56,7 +56,7 @@ def test_two_replicas_match_one_device_on_the_same_global_batch(two_cpus):
 def test_cpu_replicas_are_summed_on_one_device_not_by_collectives(two_cpus):
     trainer = CycleGANTrainer(SMALL, two_cpus, steps_per_epoch=10)
     real = global_batches(1, 2).get_single_element()
-    step = trainer.train_step.get_concrete_function(*distribute(two_cpus, real), tf.constant(0.0))
+    step = trainer.train_step.get_concrete_function(*distribute(two_cpus, real), requests())
     kinds = {op.type for op in step.graph.get_operations()}
     assert not {kind for kind in kinds if kind.startswith("Collective")}
     assert "AddN" in kinds

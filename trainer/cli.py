@@ -88,15 +88,19 @@ def main(argv, prog="cyclegan train"):
         raise UsageError("give --steps or --epochs, not both")
     import tensorflow as tf
 
-    from trainer import networks, strategy
+    from trainer import networks, preemption, strategy
 
     if config.model_dir and tf.io.gfile.exists(config.model_dir) and not tf.io.gfile.isdir(config.model_dir):
         raise UsageError(f"--model_dir {config.model_dir} is a file; give a folder (it is created if missing)")
 
     strategy.prepare_devices(config.cpu_replicas)
     # MultiWorkerMirroredStrategy must exist before any TensorFlow op runs, the data check's included.
-    run_strategy = None if args.dry_run else strategy.make(config.strategy, config.cpu_replicas,
-                                                                config.peer_timeout)
+    report = lambda line: print(line, flush=True)  # noqa: E731
+    try:
+        run_strategy = None if args.dry_run else strategy.make(config, report)
+    except (strategy.PeersMissing, preemption.StoppedWaiting) as err:
+        print(f"{prog}: {err}", file=sys.stderr, flush=True)
+        return err.exit_status
     manifest = check_data(config.data) if config.data else None
     if args.dry_run:
         print(f"config (preset {args.preset}):")
@@ -106,9 +110,8 @@ def main(argv, prog="cyclegan train"):
         return 0
 
     from preprocessing.schema import ManifestError
-    from trainer import checkpoints, data, loop, preemption
+    from trainer import checkpoints, data, loop, restarts
 
-    report = lambda line: print(line, flush=True)  # noqa: E731
     try:
         if cache:
             cache.load(report)
@@ -118,6 +121,9 @@ def main(argv, prog="cyclegan train"):
     except (checkpoints.SaveError, loop.NonFiniteLoss) as err:
         print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
         return exit_status.FAILED
+    except restarts.NoProgress as err:
+        print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
+        return err.exit_status
     except (preemption.Preempted, preemption.PeerLost) as stopped:
         print(f"{prog}: {stopped}", flush=True)
         return stopped.exit_status

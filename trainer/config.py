@@ -62,6 +62,14 @@ class TrainConfig:
     cpu_replicas: int = how_to_run(1, "without GPUs, split the CPU into this many replicas", minimum=1)
     peer_timeout: int = how_to_run(300, "several workers: seconds without an answer from a peer worker before the "
                                    "others give up and exit with 75, so the whole group can restart", minimum=1)
+    startup_timeout: int = how_to_run(900, "several workers: seconds a worker waits at start for every peer to "
+                                      "join before it exits with 3, naming the ones that never did", minimum=1)
+    collective: str = how_to_run("auto", "several workers: the all-reduce between them (auto: NCCL when the workers "
+                                 "have GPUs, TensorFlow's ring over gRPC on CPUs)", choices=("auto", "nccl", "ring"))
+    bytes_per_pack: int = how_to_run(32 << 20, "several workers: gradients are all-reduced in packs of about this "
+                                     "many bytes (0: one pack)", minimum=0)
+    max_restarts_without_progress: int = how_to_run(5, "exit with 4 when this many starts in a row resumed from the "
+                                                    "step this one would (a restart loop); 0: no limit", minimum=0)
     precision: str = identity("float32", "compute precision", choices=("float32", "mixed_float16", "mixed_bfloat16"))
     xla: str = how_to_run("auto", "compile each replica's losses and gradients with XLA (auto: on GPUs)",
                           choices=("auto", "on", "off"))
@@ -70,6 +78,9 @@ class TrainConfig:
     log_every: int = how_to_run(10, "print progress and write scalar summaries every this many steps", minimum=1)
     checkpoint_every: int = how_to_run(500, "save a full-state checkpoint every this many steps (and at the end)",
                                        minimum=0)
+    checkpoint_minutes: float = how_to_run(0.0, "also save when this many minutes passed since the last save "
+                                           "(0: by step only): bounds the work a preemption or crash loses",
+                                           minimum=0.0)
     keep_checkpoints: int = how_to_run(3, "keep this many of the latest checkpoints", minimum=1)
     force_resume: bool = how_to_run(False, "resume even when the model directory's run used another config or "
                                     "dataset")

@@ -91,20 +91,10 @@ def write_image(pixels, target):
     import tensorflow as tf
     from PIL import Image
 
-    from preprocessing.jobs import PARTIAL
+    from trainer.files import write_whole
 
     tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
     buffer = io.BytesIO()
     fmt = save_format(target)
     Image.fromarray(pixels).save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
-    partial = target + PARTIAL
-    try:
-        with tf.io.gfile.GFile(partial, "wb") as f:
-            f.write(buffer.getvalue())
-        tf.io.gfile.rename(partial, target, overwrite=True)
-    except BaseException:
-        try:
-            tf.io.gfile.remove(partial)
-        except Exception:  # never written, or the filesystem is gone: the error below is the one to read
-            pass
-        raise
+    write_whole(target, buffer.getvalue())

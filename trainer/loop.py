@@ -7,8 +7,8 @@ import time
 import tensorflow as tf
 
 from preprocessing.schema import load_manifest
-from trainer import checkpoints, data, networks, preemption, strategy as strategies, summaries
-from trainer.step import CycleGANTrainer
+from trainer import checkpoints, data, networks, preemption, restarts, strategy as strategies, summaries
+from trainer.step import CycleGANTrainer, requests
 
 EVAL_SHOWN = ("ground_truth_mae", "identity_mae", "cycle_mae", "fid", "kid")
 LOSS_ORDER = ("G_AB_gan", "G_BA_gan", "cycle_A", "cycle_B", "identity_A", "identity_B", "D_A", "D_B")
@@ -21,8 +21,9 @@ def steps_per_epoch(manifest, global_batch):
 
 
 def fetch_losses(results):
-    """A step's results -> (whether any replica was asked to stop, the losses as Python floats)."""
-    return float(results["stop"]) > 0, {name: float(value) for name, value in results.items() if name != "stop"}
+    """A step's results -> (whether any replica asked to stop, whether any asked to save, the losses as floats)."""
+    stop, save = (float(count) > 0 for count in results["requests"].numpy())
+    return stop, save, {name: float(value) for name, value in results.items() if name != "requests"}
 
 
 class NonFiniteLoss(Exception):
@@ -60,11 +61,12 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
     """Train as `config` says, resuming from config.model_dir's checkpoints; the trainer and per-step losses.
     `compile_cache` (trainer.compile_cache) is published after the first step.
 
-    Raises preemption.Preempted after saving when SIGTERM or Ctrl-C arrives (on any worker),
+    Raises restarts.NoProgress when the starts before this one kept resuming from its step,
+    preemption.Preempted after saving when SIGTERM or Ctrl-C arrives (on any worker),
     preemption.PeerLost when another worker stopped answering, and NonFiniteLoss at the first step whose losses
     are not finite, before anything of that step is saved.
     """
-    strategy = strategy or strategies.make(config.strategy, config.cpu_replicas, config.peer_timeout)
+    strategy = strategy or strategies.make(config, report)
     manifest = manifest or load_manifest(config.data)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     per_epoch = steps_per_epoch(manifest, global_batch)
@@ -87,10 +89,13 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
     inputs = batches(config.seed) if workers == 1 else None  # one worker: its position is checkpointed
     state = checkpoints.RunState(config, trainer, inputs, chief)
     first = state.restore_or_start(manifest, report)
+    if chief and config.model_dir and first < total:
+        restarts.record(config.model_dir, first, strategies.worker_index(strategy),
+                        config.max_restarts_without_progress)
     if workers > 1:  # see trainer.checkpoints: the workers' positions are not saved, so the order is reseeded
         inputs = batches(config.seed + first)
     logs = summaries.Summaries(config, chief, trainer, manifest)
-    history, window, step = [], Window(), first
+    history, window, step, saved_at = [], Window(), first, time.monotonic()
     try:
         with preemption.stop_flag(report) as stop_request:
             for step in range(first + 1, total + 1):
@@ -102,8 +107,10 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
                     raise data.corruption_error(config.data, manifest) from None
                 real_a, real_b = strategies.distribute(strategy, batch)
                 fed = time.monotonic()
-                results = trainer.train_step(real_a, real_b, tf.constant(float(stop_request.requested)))
-                stop, losses = fetch_losses(results)
+                save_due = bool(config.checkpoint_minutes) and time.monotonic() - saved_at >= (
+                    60 * config.checkpoint_minutes)
+                results = trainer.train_step(real_a, real_b, requests(stop_request.requested, save_due))
+                stop, save, losses = fetch_losses(results)
                 diverged = non_finite(losses, config.precision)
                 if diverged:
                     raise NonFiniteLoss(step, diverged, state.manager.latest_checkpoint)
@@ -123,8 +130,9 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
                     if evaluation:
                         report(f"eval at step {step}: " + ", ".join(
                             f"{key} {evaluation[key]:.4f}" for key in EVAL_SHOWN if evaluation.get(key) is not None))
-                if stop or step == total or (config.checkpoint_every and step % config.checkpoint_every == 0):
-                    path = state.save()
+                if stop or save or step == total or (config.checkpoint_every and
+                                                     step % config.checkpoint_every == 0):
+                    path, saved_at = state.save(), time.monotonic()
                     if stop:
                         raise preemption.Preempted(step, path, stop_request.signal_name)
     except preemption.peer_errors() as err:

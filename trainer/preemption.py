@@ -46,6 +46,36 @@ def peer_errors():
             tf.errors.DeadlineExceededError)
 
 
+class StoppedWaiting(Exception):
+    """SIGTERM or Ctrl-C while the workers wait for each other at start: nothing was trained, so nothing to save."""
+
+    def __init__(self, signal_name):
+        super().__init__(f"stopped by {signal_name} while waiting for the peer workers; nothing to save")
+        self.exit_status = INTERRUPTED if signal_name == "SIGINT" else PREEMPTED
+
+
+@contextlib.contextmanager
+def stop_while_waiting():
+    """While the block runs, SIGTERM and SIGINT raise StoppedWaiting in the main thread."""
+
+    def stop(signum, frame):
+        raise StoppedWaiting(signal.Signals(signum).name)
+
+    with stop_signals_handled_by(stop):
+        yield
+
+
+@contextlib.contextmanager
+def stop_signals_handled_by(handler):
+    """SIGTERM and SIGINT go to `handler` while the block runs; the previous handlers are put back after it."""
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
 class StopFlag:
     requested = False
     signal_name = "a peer worker's stop request"  # a worker that got no signal itself stops with its peers
@@ -64,9 +94,5 @@ def stop_flag(report=print):
                    "saving)")
         flag.requested, flag.signal_name = True, signal.Signals(signum).name
 
-    previous = {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with stop_signals_handled_by(request_stop):
         yield flag
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)

@@ -120,14 +120,15 @@ class CycleGANTrainer:
         self.g_opt.apply_gradients(zip(summed[:len(g_grads)], self.g_vars))
         self.d_opt.apply_gradients(zip(summed[len(g_grads):], self.d_vars))
 
-    def _train_step(self, real_a, real_b, stop):
-        """One step on a global batch (per-replica values) -> the global mean losses, and "stop": how many replicas
-        were asked to stop (any worker's SIGTERM reaches every worker this way, so all of them save together)."""
+    def _train_step(self, real_a, real_b, requests):
+        """One step on a global batch (per-replica values) -> the global mean losses, and "requests": how many
+        replicas were asked to [stop, save] (requests(...)). Any worker's SIGTERM or due clock-time save reaches
+        every worker this way, so all of them save the same step together."""
         per_replica = self.strategy.run(self._replica_fn, args=(real_a, real_b))
         results = {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
                    for name, value in per_replica.items()}
-        results["stop"] = self.strategy.reduce(tf.distribute.ReduceOp.SUM, self.strategy.run(tf.identity, (stop,)),
-                                               axis=None)
+        results["requests"] = self.strategy.reduce(tf.distribute.ReduceOp.SUM,
+                                                   self.strategy.run(tf.identity, (requests,)), axis=None)
         self.step.assign_add(1)
         return results
 
@@ -136,3 +137,8 @@ class CycleGANTrainer:
         and loss scale), pools (with their draw counters) and the step."""
         return {**self.nets, "g_opt": self.g_opt, "d_opt": self.d_opt, "pool_A": self.pools["A"],
                 "pool_B": self.pools["B"], "step": self.step}
+
+
+def requests(stop=False, save=False):
+    """A worker's requests for the step: stop after it (and save), or save after it."""
+    return tf.constant([float(stop), float(save)])

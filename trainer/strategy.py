@@ -5,8 +5,14 @@ visible GPU; else MirroredStrategy over the CPU (split into `cpu_replicas` logic
 """
 import json
 import os
+import socket
+import time
 
 import tensorflow as tf
+
+from preprocessing import exit_status
+from preprocessing.jobs import UsageError
+from trainer import preemption
 
 def tf_config_workers():
     cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
@@ -26,16 +32,102 @@ def prepare_devices(cpu_replicas):
         split_cpu(cpu_replicas)
 
 
-def make(kind="auto", cpu_replicas=1, peer_timeout=300):
+def make(config, report=print):
+    """The strategy `config.strategy` names (trainer.config.TrainConfig); several workers wait for each other here,
+    for at most config.startup_timeout seconds."""
+    kind = config.strategy
     if kind == "multi_worker" or (kind == "auto" and tf_config_workers() > 1):
-        watch_peers(peer_timeout)
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        watch_peers(config.peer_timeout, config.startup_timeout)
+        options = communication(config.collective, bool(tf.config.list_physical_devices("GPU")),
+                                config.bytes_per_pack)
+        wait_for_peers(config.startup_timeout, report)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     gpus = tf.config.list_physical_devices("GPU")
     if kind == "one_device":
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
     if gpus:
         return tf.distribute.MirroredStrategy()
-    return mirrored([d.name for d in tf.config.list_logical_devices("CPU")][:max(cpu_replicas, 1)])
+    return mirrored([d.name for d in tf.config.list_logical_devices("CPU")][:max(config.cpu_replicas, 1)])
+
+
+def communication(collective, gpus, bytes_per_pack):
+    """--collective, whether the workers have GPUs, --bytes_per_pack -> the workers' all-reduce options.
+
+    TensorFlow's own default (AUTO) resolves to its ring over gRPC outside graph-mode NCCL, so GPUs are asked for
+    NCCL by name: it is what uses NVLink within a node and GKE's fast-network plugins across nodes."""
+    implementation = tf.distribute.experimental.CommunicationImplementation
+    if collective == "nccl" and not gpus:
+        raise UsageError("--collective nccl: this worker has no GPU; NCCL only reduces between GPUs (use auto or "
+                         "ring on CPUs)")
+    chosen = {"nccl": implementation.NCCL, "ring": implementation.RING,
+              "auto": implementation.NCCL if gpus else implementation.RING}[collective]
+    return tf.distribute.experimental.CommunicationOptions(bytes_per_pack=bytes_per_pack, implementation=chosen)
+
+
+class PeersMissing(Exception):
+    """Several workers, and not all of them joined within --startup_timeout."""
+
+    exit_status = exit_status.PEERS_MISSING
+
+    def __init__(self, timeout_s, missing):
+        super().__init__(f"{len(missing)} worker(s) did not join within --startup_timeout {timeout_s} s: "
+                         f"{', '.join(missing)}; their pods may be unschedulable or their nodes gone. Exiting with "
+                         f"{exit_status.PEERS_MISSING} (counted against the job's restarts)")
+
+
+def peer_addresses():
+    """(this worker's port, {'worker N': 'host:port'} of the others) from TF_CONFIG."""
+    spec = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = spec.get("task", {})
+    me = f"{task.get('type', 'worker')} {task.get('index', 0)}"
+    addresses = {f"{job} {index}": address for job in ("chief", "worker")
+                 for index, address in enumerate(spec.get("cluster", {}).get(job, []))}
+    return int(addresses.pop(me).rpartition(":")[2]), addresses
+
+
+def unreachable(addresses):
+    """The names of the `addresses` whose port does not accept a connection."""
+    missing = []
+    for name, address in addresses.items():
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=2).close()
+        except OSError:
+            missing.append(name)
+    return missing
+
+
+def wait_for_peers(timeout_s, report=print, every_s=30):
+    """Return once every peer worker in TF_CONFIG accepts connections; PeersMissing after `timeout_s`.
+
+    TensorFlow's own wait (the coordination service's registration) holds the interpreter: no signal handler runs
+    and nothing is printed until it ends, after an hour by default. So the workers meet here first: each one listens
+    on its own port until it reaches all the others, reports who is missing every `every_s` seconds, and stops on
+    SIGTERM or Ctrl-C (preemption.StoppedWaiting). Then it frees the port for TensorFlow's server, whose own wait
+    is short because every peer is known to be up."""
+    port, peers = peer_addresses()
+    try:
+        listener = socket.create_server(("", port), backlog=64)
+    except OSError as err:
+        raise UsageError(f"TF_CONFIG: this worker's port {port} cannot be listened on ({err.strerror})") from None
+    began = next_report = time.monotonic()
+    next_report += every_s
+    try:
+        with preemption.stop_while_waiting():
+            while True:
+                missing = unreachable(peers)
+                now = time.monotonic()
+                if not missing:
+                    return
+                if now - began >= timeout_s:
+                    raise PeersMissing(timeout_s, [f"{name} ({peers[name]})" for name in missing])
+                if now >= next_report:
+                    next_report += every_s
+                    report(f"waiting for peer workers: {now - began:.0f} s of --startup_timeout {timeout_s} s; "
+                           f"not answering: {', '.join(missing)}")
+                time.sleep(1)
+    finally:
+        listener.close()
 
 
 def mirrored(devices):
@@ -48,13 +140,14 @@ def mirrored(devices):
                                           cross_device_ops=tf.distribute.ReductionToOneDevice() if on_cpus else None)
 
 
-def watch_peers(timeout_s):
+def watch_peers(timeout_s, startup_timeout_s):
     """Make a dead peer worker an error within `timeout_s` rather than a collective that waits forever.
 
     MultiWorkerMirroredStrategy starts TensorFlow's coordination service, whose heartbeats notice a worker that
     stopped answering and abort every collective on the others (a killed process on a live host is noticed at
     once, by its closed connections). The strategy configures the service with defaults unless it is configured
-    already, so this sets it up the same way with the heartbeat and shutdown timeouts of --peer_timeout.
+    already, so this sets it up the same way with the heartbeat and shutdown timeouts of --peer_timeout, and the
+    registration timeout (an hour by default) a minute past --startup_timeout (wait_for_peers comes first).
     """
     from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
     from tensorflow.python.distribute import multi_worker_util
@@ -68,6 +161,7 @@ def watch_peers(timeout_s):
     context.context().configure_coordination_service(
         service_type="standalone", service_leader=multi_worker_util.coordination_leader(cluster),
         coordinated_jobs=jobs, heartbeat_timeout_in_ms=timeout_s * 1000,
+        cluster_register_timeout_in_ms=(startup_timeout_s + 60) * 1000,
         shutdown_barrier_timeout_in_ms=timeout_s * 1000)
 
 
