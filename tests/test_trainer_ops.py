@@ -391,3 +391,14 @@ def test_translate_onto_a_full_disk_stops_with_one_line_and_leaves_only_whole_im
             assert Image.open(path).size == (64, 64)
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.mark.slow
+def test_checkpoint_minutes_saves_by_the_clock_and_each_start_is_logged(tiny_records, two_cpus, tmp_path):
+    config = dataclasses.replace(SMALL, data=tiny_records[0], model_dir=str(tmp_path / "run"), keep_checkpoints=10)
+    run(config, two_cpus, steps=4, checkpoint_minutes=1e-6)  # due after every step; by step (every 0): the end only
+    assert [name for name in sorted(os.listdir(tmp_path / "run" / "checkpoints")) if name.endswith(".index")] == [
+        f"ckpt-{step}.index" for step in range(1, 5)]
+    run(config, two_cpus, steps=4)  # nothing left to train: not a start of the run
+    with open(tmp_path / "run" / "starts.json") as f:
+        assert [(start["step"], start["worker"]) for start in json.load(f)] == [(0, 0)]
