@@ -10,6 +10,7 @@ from preprocessing.jobs import UsageError
 from trainer.model_dir import LOGS, model_path
 
 JOBSET = ("jobset.x-k8s.io", "v1alpha2", "jobsets")
+OWNERS = ("Job", "JobSet", "Deployment")  # what runs a job; the other objects it needs are owned by it
 SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 FOLLOW_SILENCE = 7 * 24 * 3600  # seconds a followed log may stay silent: as long as a job may print nothing
 
@@ -73,6 +74,8 @@ def _apis(api):
 
 
 def create(api, obj):
+    from kubernetes import client
+
     batch, core, apps, custom = _apis(api)
     namespace, kind = obj["metadata"]["namespace"], obj["kind"]
     if kind == "Job":
@@ -93,6 +96,8 @@ def create(api, obj):
         return apps.create_namespaced_deployment(namespace, obj)
     if kind == "JobSet":
         return custom.create_namespaced_custom_object(*JOBSET[:2], namespace, JOBSET[2], obj)
+    if kind == "PodDisruptionBudget":
+        return client.PolicyV1Api(api).create_namespaced_pod_disruption_budget(namespace, obj)
     raise ValueError(f"no API call for kind {kind}")
 
 
@@ -107,17 +112,35 @@ def delete(api, kind, name, namespace):
         return apps.delete_namespaced_deployment(name, namespace, **propagation)
     if kind == "JobSet":
         return custom.delete_namespaced_custom_object(*JOBSET[:2], namespace, JOBSET[2], name, **propagation)
+    if kind == "PodDisruptionBudget":
+        from kubernetes import client
+
+        return client.PolicyV1Api(api).delete_namespaced_pod_disruption_budget(name, namespace)
     raise ValueError(f"no API call for kind {kind}")
 
 
+def owner_reference(obj, answer):
+    """An ownerReference to `obj`, from the API's answer to its creation (a model object, or a dict for JobSets).
+    Without blockOwnerDeletion: setting it needs the right to update the owner's finalizers, which a user who may
+    create Jobs need not have."""
+    uid = answer["metadata"]["uid"] if isinstance(answer, dict) else answer.metadata.uid
+    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"], "uid": uid}
+
+
 def submit(config, objects, name):
-    """Create the objects in order; on a refusal, delete the ones created so far and raise a UsageError."""
+    """Create the objects in order; on a refusal, delete the ones created so far and raise a UsageError. The job's
+    own object (the first Job, JobSet or Deployment) becomes the owner of the objects after it, so that the
+    garbage collector removes them with it: at the end of its TTL, or on `submit delete`."""
     api = api_client(config.request_timeout)
-    created = []
+    created, owner = [], None
     for obj in objects:
         what = f"create {obj['kind']} {obj['metadata']['name']}"
+        if owner and obj["kind"] != "ServiceAccount":
+            obj = {**obj, "metadata": {**obj["metadata"], "ownerReferences": [owner]}}
         try:
-            create(api, obj)
+            answer = create(api, obj)
+            if owner is None and obj["kind"] in OWNERS:
+                owner = owner_reference(obj, answer)
         except Exception as err:
             for kind, done in reversed(created):
                 try:

@@ -15,9 +15,15 @@ LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")  # at
 # The API server's quantity grammar: a decimal number and a binary (Ki..Ei), decimal (n..E) or exponent suffix.
 QUANTITY = re.compile(r"^\+?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][-+]?\d+)?$")
 CPU_QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)m?$")  # cores, or millicores
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                       r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 IMAGE = re.compile(r"^[a-z0-9]([a-z0-9._\-/:]*[a-z0-9])?(:[\w][\w.\-]{0,127})?(@sha256:[0-9a-f]{64})?$")
 OLDEST_KUBERNETES = (1, 31)  # podFailurePolicy, which the Jobs rely on, is GA from 1.31
 MAX_GPUS = 16  # more than any node offers: a higher --gpus is a typo, and its pods would never be scheduled
+ON_DEMAND_GRACE, SPOT_GRACE = 120, 15  # GKE: a spot node's shutdown gives ordinary pods its first 15 s
+# A reference-size checkpoint (the four nets and both Adam states, 340 MB) saved in benchmarks/save_bench.py;
+# the grace period must hold a step and a save.
+SHORTEST_GRACE = 10
 UID = 10001  # the images' user (k8s/Dockerfile*): non-root, fixed, as the restricted profile wants
 
 
@@ -47,14 +53,21 @@ class SubmitConfig:
     accelerator: str = config_field("nvidia-h100-80gb", "train: GKE accelerator type of the GPU node pool")
     spot: bool = config_field(False, "train: run on spot (preemptible) nodes")
     queue: str = config_field("", "Kueue local queue to submit to (adds the queue-name label)")
+    topology: str = config_field("", "train, with --queue: the node label of the topology level (e.g. "
+                                 "cloud.google.com/gce-topology-block) that all workers must share, through Kueue's "
+                                 "topology-aware scheduling")
     backend: str = config_field("job", "train, several nodes: an Indexed Job with a headless Service, or a JobSet "
                                 "(restarts the whole worker group when one fails)", choices=("job", "jobset"))
     kubernetes_version: str = config_field("1.33", "the cluster's minor version: from 1.33 a multi-node Job also "
                                            "gets a successPolicy (worker 0 done = Job done)")
     backoff_limit: int = config_field(6, "restarts for real crashes (exit 75 and node disruptions are not counted)",
                                      minimum=0)
-    grace_period: int = config_field(120, "seconds between SIGTERM and SIGKILL: the trainer saves in that time",
-                                    minimum=1)
+    grace_period: int = config_field(0, "seconds between SIGTERM and SIGKILL, in which the trainer saves (0: "
+                                     f"{ON_DEMAND_GRACE}, or {SPOT_GRACE} with --spot: what GKE gives a pod on a "
+                                     "preempted spot node unless its node pool is configured for more)", minimum=0)
+    priority_class: str = config_field("", "the pods' PriorityClass (Kueue also orders its queue by it)")
+    node_lost_seconds: int = config_field(60, "train, several nodes: evict a worker this many seconds after its "
+                                          "node stopped answering (Kubernetes' default: 300)", minimum=1)
     ttl_hours: int = config_field(168, "delete the finished job after this many hours", minimum=1)
     deadline_hours: int = config_field(0, "fail the job after this many hours running (0: never)", minimum=0)
     peer_timeout: int = config_field(TrainConfig.peer_timeout, "train, several nodes: seconds before a worker whose "
@@ -110,6 +123,18 @@ def check(config):
                                                                      config.memory.split("e")[0].split("E")[0])):
         raise UsageError(f"--memory {config.memory}: not a Kubernetes quantity above 0 (e.g. 48Gi, 512Mi)")
     check_fields(config)
+    if config.priority_class and not (DNS_SUBDOMAIN.match(config.priority_class) and
+                                      len(config.priority_class) <= 253):
+        raise UsageError(f"--priority_class {config.priority_class!r}: not a valid PriorityClass name")
+    if config.topology and not config.queue:
+        raise UsageError("--topology needs --queue: Kueue places the workers in one topology block")
+    if config.topology and not LABEL_KEY.match(config.topology):
+        raise UsageError(f"--topology {config.topology!r}: not a node label key (e.g. "
+                         "cloud.google.com/gce-topology-block)")
+    if config.grace_period and config.grace_period < SHORTEST_GRACE:
+        raise UsageError(f"--grace_period {config.grace_period}: below {SHORTEST_GRACE} s, the trainer cannot finish "
+                         "its step and save a reference-size checkpoint before SIGKILL (benchmarks/RESULTS.md, "
+                         "\"Checkpoint save\")")
     if minor(config.kubernetes_version) < OLDEST_KUBERNETES:
         raise UsageError(f"--kubernetes_version {config.kubernetes_version}: the Jobs need podFailurePolicy, GA "
                          f"from {'.'.join(map(str, OLDEST_KUBERNETES))}; upgrade the cluster")
@@ -122,3 +147,8 @@ def check(config):
                                              ("--temp_location", config.temp_location)) if not value]
     if missing:
         raise UsageError(f"submit {config.kind} needs {', '.join(missing)}")
+
+
+def grace_period(config):
+    """--grace_period, or its default for the node kind."""
+    return config.grace_period or (SPOT_GRACE if config.spot else ON_DEMAND_GRACE)

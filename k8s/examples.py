@@ -19,9 +19,9 @@ PREPROCESS = ["--image", BEAM_IMAGE, "--name", "h2z-records", "--input", "gs://m
 EXAMPLES = {
     "train-1-gpu.yaml": ["train", *TRAIN, "--name", "h2z"],
     "train-8-gpus-spot.yaml": ["train", *TRAIN, "--name", "h2z", "--gpus", "8", "--spot", "--", "--batch_size",
-                               "4", "--precision", "mixed_bfloat16"],
+                               "4", "--precision", "mixed_bfloat16", "--checkpoint_minutes", "10"],
     "train-4-nodes.yaml": ["train", *TRAIN, "--name", "h2z", "--gpus", "8", "--nodes", "4", "--queue", "research",
-                           "--gcp_service_account", "cyclegan@my-project.iam.gserviceaccount.com"],
+                           "--priority_class", "training", "--gcp_service_account", "cyclegan@my-project.iam.gserviceaccount.com"],
     "train-4-nodes-jobset.yaml": ["train", *TRAIN, "--name", "h2z", "--gpus", "8", "--nodes", "4", "--backend",
                                   "jobset"],
     "preprocess.yaml": ["preprocess", *PREPROCESS],

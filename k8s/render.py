@@ -16,7 +16,7 @@ Standards' "restricted" profile and reaches GCS through Workload Identity, never
 import datetime
 import json
 
-from k8s.config import DEFAULT_CPU, DEFAULT_MEMORY, UID, minor
+from k8s.config import DEFAULT_CPU, DEFAULT_MEMORY, UID, grace_period, minor
 from preprocessing import exit_status
 
 TF_PORT = 2222
@@ -24,6 +24,8 @@ TENSORBOARD_PORT = 6006
 WORKERS = "workers"  # the JobSet's replicated job
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+TOPOLOGY_ANNOTATION = "kueue.x-k8s.io/podset-required-topology"  # Kueue's topology-aware scheduling, on the pods
+NODE_LOST_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
 MANAGED_BY = "cyclegan-submit"
 
 
@@ -62,6 +64,8 @@ def pod_spec(config, container, restart="Never", shm=False, **extra):
     if shm:  # tf.data and NCCL use shared memory; a container's default /dev/shm is 64 MB
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
         container["volumeMounts"].append({"name": "dshm", "mountPath": "/dev/shm"})
+    if config.priority_class:  # Kueue orders its queue by it too, when no WorkloadPriorityClass label says otherwise
+        extra["priorityClassName"] = config.priority_class
     return {"serviceAccountName": config.service_account, "restartPolicy": restart,
             "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
                                 "seccompProfile": {"type": "RuntimeDefault"}},
@@ -84,7 +88,8 @@ def resources(config, kind, gpus=0):
 
 
 def gpu_scheduling(config):
-    """Node selector and tolerations for GKE's GPU (and spot) node pools."""
+    """Node selector and tolerations for GKE's GPU (and spot) node pools; on several nodes, a worker whose node
+    stopped answering is evicted after --node_lost_seconds instead of Kubernetes' default five minutes."""
     selector, tolerations = {}, []
     if config.gpus:
         selector["cloud.google.com/gke-accelerator"] = config.accelerator
@@ -93,6 +98,9 @@ def gpu_scheduling(config):
         selector["cloud.google.com/gke-spot"] = "true"
         tolerations.append({"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true",
                             "effect": "NoSchedule"})
+    if config.kind == "train" and config.nodes > 1:
+        tolerations += [{"key": taint, "operator": "Exists", "effect": "NoExecute",
+                         "tolerationSeconds": config.node_lost_seconds} for taint in NODE_LOST_TAINTS]
     return {**({"nodeSelector": selector} if selector else {}), **({"tolerations": tolerations} if tolerations else {})}
 
 
@@ -109,9 +117,12 @@ def failure_policy(container_name):
 
 
 def job_spec(config, pod, container_name):
+    template = {"labels": pod["labels"]}
+    if config.topology:
+        template["annotations"] = {TOPOLOGY_ANNOTATION: config.topology}
     spec = {"backoffLimit": config.backoff_limit, "ttlSecondsAfterFinished": config.ttl_hours * 3600,
             "podFailurePolicy": failure_policy(container_name), "podReplacementPolicy": "Failed",
-            "template": {"metadata": {"labels": pod["labels"]}, "spec": pod["spec"]}}
+            "template": {"metadata": template, "spec": pod["spec"]}}
     if config.deadline_hours:
         spec["activeDeadlineSeconds"] = config.deadline_hours * 3600
     return spec
@@ -156,8 +167,7 @@ def trainer_pod(config, name, extra):
         container["ports"] = [{"name": "tf-worker", "containerPort": TF_PORT}]
         if config.backend == "job":
             extra_spec["subdomain"] = name
-    spec = pod_spec(config, container, shm=True, terminationGracePeriodSeconds=config.grace_period,
-                    **extra_spec)
+    spec = pod_spec(config, container, shm=True, terminationGracePeriodSeconds=grace_period(config), **extra_spec)
     return {"labels": pod_labels(config, name), "spec": spec}
 
 
@@ -167,6 +177,15 @@ def headless_service(config, name):
             "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
                      "selector": {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": "train"},
                      "ports": [{"name": "tf-worker", "port": TF_PORT, "targetPort": TF_PORT}]}}
+
+
+def disruption_budget(config, name):
+    """A drain (a node upgrade, a scale-down) waits for the run instead of evicting a worker mid-step; pods that are
+    not ready may still go, so a broken pod never blocks a drain."""
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": metadata(config, name),
+            "spec": {"maxUnavailable": 0, "unhealthyPodEvictionPolicy": "AlwaysAllow",
+                     "selector": {"matchLabels": {"app.kubernetes.io/instance": name,
+                                                  "app.kubernetes.io/component": "train"}}}}
 
 
 def train_objects(config, name, extra):
@@ -186,11 +205,12 @@ def train_objects(config, name, extra):
                           "successPolicy": {"operator": "All", "targetReplicatedJobs": [WORKERS]},
                           "ttlSecondsAfterFinished": config.ttl_hours * 3600,
                           "replicatedJobs": [{"name": WORKERS, "replicas": 1, "template": {
-                              "metadata": {"labels": pod_labels(config, name)}, "spec": spec}}]}}]
+                              "metadata": {"labels": pod_labels(config, name)}, "spec": spec}}]}},
+                disruption_budget(config, name)]
     if minor(config.kubernetes_version) >= (1, 33):  # the chief's success is the run's success
         spec["successPolicy"] = {"rules": [{"succeededIndexes": "0"}]}
-    return [headless_service(config, name),
-            {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata(config, name), "spec": spec}]
+    return [{"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata(config, name), "spec": spec},
+            headless_service(config, name), disruption_budget(config, name)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -245,7 +265,9 @@ def service_account(config):
 
 
 def render(config, extra=(), now=None):
-    """(name, [objects]) for `config`; `extra` are flags passed to the job's own command."""
+    """(name, [objects]) for `config`; `extra` are flags passed to the job's own command. The job's own object (Job,
+    JobSet or Deployment) comes first: `submit` creates it first and makes it the owner of the objects after it
+    (k8s/api.py), so that deleting it, or its TTL, removes them too."""
     name = config.name or default_name(config.kind, now)
     objects = {"train": train_objects, "preprocess": preprocess_objects,
                "tensorboard": tensorboard_objects}[config.kind](config, name, list(extra))

@@ -21,7 +21,8 @@ SPREAD = {
     "1 gpu": ["train", *TRAIN],
     "8 gpus spot": ["train", *TRAIN, "--gpus", "8", "--spot"],
     "cpu": ["train", *TRAIN, "--gpus", "0", "--cpu", "4"],
-    "4 nodes": ["train", *TRAIN, "--gpus", "8", "--nodes", "4", "--queue", "team-a", "--deadline_hours", "48"],
+    "4 nodes": ["train", *TRAIN, "--gpus", "8", "--nodes", "4", "--queue", "team-a", "--deadline_hours", "48",
+                "--priority_class", "training", "--topology", "cloud.google.com/gce-topology-block"],
     "4 nodes jobset": ["train", *TRAIN, "--gpus", "8", "--nodes", "4", "--backend", "jobset", "--spot"],
     "preprocess": ["preprocess", "--image", "beam:1", "--input", "gs://b/raw", "--output", "gs://b/rec", "--cpu", "16"],
     "dataflow": ["preprocess", "--image", "beam:1", "--input", "gs://b/raw", "--output", "gs://b/rec", "--runner",
@@ -169,12 +170,12 @@ def test_the_checkers_catch_what_they_check():
     broken["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = True
     broken["volumes"].append({"name": "host", "hostPath": {"path": "/"}})
     assert len(restricted_violations(broken)) == 2
-    service, indexed = objects_for(SPREAD["4 nodes"])
+    indexed, service, _ = objects_for(SPREAD["4 nodes"])
     indexed["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
     indexed["spec"]["template"]["spec"]["subdomain"] = "elsewhere"
     assert len(invariant_violations([service, indexed], "1.33")) == 3  # + TF_CONFIG's hosts no longer match
     assert "successPolicy" in indexed["spec"]
-    assert "successPolicy" not in objects_for(SPREAD["4 nodes"], "1.32")[1]["spec"]
+    assert "successPolicy" not in objects_for(SPREAD["4 nodes"], "1.32")[0]["spec"]
 
 
 def test_failure_semantics_scheduling_and_shapes_match_the_trainer():
@@ -191,16 +192,29 @@ def test_failure_semantics_scheduling_and_shapes_match_the_trainer():
     assert {t["key"] for t in pod["tolerations"]} == {"nvidia.com/gpu", "cloud.google.com/gke-spot"}
     assert {"mountPath": "/dev/shm", "name": "dshm"} in container["volumeMounts"]
     assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
-    assert pod["terminationGracePeriodSeconds"] == 120 and job["spec"]["ttlSecondsAfterFinished"] == 7 * 86400
+    # a spot node's shutdown gives a pod 15 s; on-demand nodes the trainer gets 120 s, and either can be raised
+    assert pod["terminationGracePeriodSeconds"] == 15 and job["spec"]["ttlSecondsAfterFinished"] == 7 * 86400
+    assert objects_for(SPREAD["1 gpu"])[0]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 120
+    raised = objects_for([*SPREAD["8 gpus spot"], "--grace_period", "90"])[0]
+    assert raised["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 90
     assert container["command"] == ["cyclegan", "train"]
+    assert not [t for t in pod["tolerations"] if t["effect"] == "NoExecute"]  # one node: Kubernetes' default
 
-    service, indexed = objects_for(SPREAD["4 nodes"])
+    indexed, service, budget = objects_for(SPREAD["4 nodes"])
+    worker = indexed["spec"]["template"]
+    assert worker["spec"]["priorityClassName"] == "training" and worker["metadata"]["annotations"] == {
+        "kueue.x-k8s.io/podset-required-topology": "cloud.google.com/gce-topology-block"}
+    lost = [(t["key"], t["tolerationSeconds"]) for t in worker["spec"]["tolerations"] if t["effect"] == "NoExecute"]
+    assert lost == [("node.kubernetes.io/unreachable", 60), ("node.kubernetes.io/not-ready", 60)]
+    assert budget["spec"]["maxUnavailable"] == 0 and budget["spec"]["selector"]["matchLabels"].items() <= worker[
+        "metadata"]["labels"].items()
     assert indexed["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
     assert "kueue.x-k8s.io/queue-name" not in indexed["spec"]["template"]["metadata"]["labels"]
     assert indexed["spec"]["activeDeadlineSeconds"] == 48 * 3600
     assert indexed["spec"]["successPolicy"] == {"rules": [{"succeededIndexes": "0"}]}
     assert "--peer_timeout" in indexed["spec"]["template"]["spec"]["containers"][0]["args"]
-    (jobset,) = objects_for(SPREAD["4 nodes jobset"])
+    jobset, jobset_budget = objects_for(SPREAD["4 nodes jobset"])
+    assert jobset_budget["kind"] == "PodDisruptionBudget"
     assert jobset["spec"]["failurePolicy"]["rules"] == [{"action": "FailJobSet",
                                                          "onJobFailureReasons": ["PodFailurePolicy"]}]
     assert jobset["spec"]["replicatedJobs"][0]["template"]["spec"]["backoffLimit"] == 0
@@ -249,7 +263,8 @@ def test_bad_flags_get_one_line_errors():
     assert done.returncode == 2 and "unrecognized arguments: --bogus" in done.stderr
     printed = subprocess.run([os.path.join(BIN, "cyclegan"), "submit", *SPREAD["4 nodes"], "--dry-run"],
                              capture_output=True, text=True, timeout=120)
-    assert printed.returncode == 0 and [o["kind"] for o in yaml.safe_load_all(printed.stdout)] == ["Service", "Job"]
+    assert printed.returncode == 0 and [o["kind"] for o in yaml.safe_load_all(printed.stdout)] == ["Job", "Service",
+                                                                                        "PodDisruptionBudget"]
 
 
 def test_both_images_install_the_tested_versions_and_run_as_the_manifests_user():
@@ -280,6 +295,11 @@ def test_what_the_api_server_would_refuse_is_refused_before_printing():
         (["--cpu", "0"], "--cpu 0: not a CPU quantity above 0"),
         (["--memory", "0Gi"], "--memory 0Gi: not a Kubernetes quantity above 0"),
         (["--kubernetes_version", "1.30"], "--kubernetes_version 1.30: the Jobs need podFailurePolicy, GA from 1.31"),
+        (["--topology", "cloud.google.com/gce-topology-block"], "--topology needs --queue"),
+        (["--queue", "q", "--topology", "no spaces"], "--topology 'no spaces': not a node label key"),
+        (["--priority_class", "High_Priority"], "--priority_class 'High_Priority': not a valid PriorityClass name"),
+        (["--grace_period", "5"], "--grace_period 5: below 10 s, the trainer cannot finish its step and save"),
+        (["--nodes", "2", "--node_lost_seconds", "0"], "--node_lost_seconds 0: must be at least 1"),
     )
     for flags, message in refused:
         with pytest.raises(UsageError, match=re.escape(message)):

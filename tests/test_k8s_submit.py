@@ -19,7 +19,8 @@ FLAGS = ["--image", "img:1", "--data", "gs://b/records", "--model_dir", "gs://b/
 
 
 class FakeApi(http.server.BaseHTTPRequestHandler):
-    """Records every call; keeps what was created; refuses the name `taken` (409) and namespace `locked` (403)."""
+    """Records every call; keeps what was created; refuses the name `taken` (409), namespace `locked` (403) and
+    a budget named `nobudget` (403)."""
 
     calls, store = [], {}
 
@@ -51,6 +52,9 @@ class FakeApi(http.server.BaseHTTPRequestHandler):
             return self.status(403, "Forbidden", 'jobs.batch is forbidden: User "dev" cannot create resource')
         if body["metadata"]["name"] == "taken" and path.endswith("/jobs"):
             return self.status(409, "AlreadyExists", 'jobs.batch "taken" already exists')
+        if body["metadata"]["name"] == "nobudget" and path.endswith("/poddisruptionbudgets"):
+            return self.status(403, "Forbidden", 'poddisruptionbudgets.policy is forbidden: User "dev" cannot '
+                                                 'create resource')
         created = {**body, "metadata": {**body["metadata"], "uid": "1", "creationTimestamp": "2026-11-27T08:00:00Z"}}
         self.store[f"{path}/{body['metadata']['name']}"] = created
         self.reply(201, created)
@@ -126,9 +130,14 @@ def test_submit_sends_exactly_the_rendered_objects(api):
     done = submit(api, "train", *FLAGS, "--name", "h2z", "--", "--batch_size", "2")
     assert done.returncode == 0, done.stderr
     posts = [(path, body) for method, path, _, body in FakeApi.calls if method == "POST"]
-    assert [path for path, _ in posts] == [f"/api/v1/namespaces/{NAMESPACE}/services",
-                                           f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"]
-    rendered[1]["spec"]["template"]["spec"]["containers"][0]["args"] += ["--batch_size", "2"]
+    assert [path for path, _ in posts] == [f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs",
+                                           f"/api/v1/namespaces/{NAMESPACE}/services",
+                                           f"/apis/policy/v1/namespaces/{NAMESPACE}/poddisruptionbudgets"]
+    rendered[0]["spec"]["template"]["spec"]["containers"][0]["args"] += ["--batch_size", "2"]
+    # the Job, created first, owns the Service and the budget (uid from the API's answer): its TTL removes them
+    owner = {"apiVersion": "batch/v1", "kind": "Job", "name": "h2z", "uid": "1"}
+    for obj in rendered[1:]:
+        obj["metadata"]["ownerReferences"] = [owner]
     assert [body for _, body in posts] == rendered
     assert f"cyclegan submit logs h2z --follow --namespace {NAMESPACE}" in done.stdout
 
@@ -164,10 +173,16 @@ def test_refusals_and_a_missing_cluster_are_one_line_errors(api, tmp_path):
     taken = submit(api, "train", *FLAGS, "--name", "taken")
     assert taken.returncode == 2 and "Traceback" not in taken.stderr
     assert "already exists in namespace research; choose another --name" in taken.stderr
-    # the Service created before the refused Job is deleted again: nothing half-submitted stays
+    # the refused Job is the first object: nothing else was created
     assert [(m, p) for m, p, _, _ in FakeApi.calls if m != "GET"] == [
-        ("POST", f"/api/v1/namespaces/{NAMESPACE}/services"), ("POST", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"),
-        ("DELETE", f"/api/v1/namespaces/{NAMESPACE}/services/taken")]
+        ("POST", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs")]
+    FakeApi.calls.clear()
+    budget_refused = submit(api, "train", *FLAGS, "--name", "nobudget")
+    assert budget_refused.returncode == 2 and "cannot create PodDisruptionBudget nobudget" in budget_refused.stderr
+    # what was created before the refusal is deleted again: nothing half-submitted stays
+    assert [(m, p) for m, p, _, _ in FakeApi.calls if m == "DELETE"] == [
+        ("DELETE", f"/api/v1/namespaces/{NAMESPACE}/services/nobudget"),
+        ("DELETE", f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/nobudget")]
     locked = submit(api, "tensorboard", "--image", "i", "--logdir", "gs://b/logs", "--namespace", "locked")
     assert locked.returncode == 2 and "the cluster refused (403 Forbidden" in locked.stderr
     assert "Traceback" not in locked.stderr
