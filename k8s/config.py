@@ -21,8 +21,9 @@ IMAGE = re.compile(r"^[a-z0-9]([a-z0-9._\-/:]*[a-z0-9])?(:[\w][\w.\-]{0,127})?(@
 OLDEST_KUBERNETES = (1, 31)  # podFailurePolicy, which the Jobs rely on, is GA from 1.31
 MAX_GPUS = 16  # more than any node offers: a higher --gpus is a typo, and its pods would never be scheduled
 ON_DEMAND_GRACE, SPOT_GRACE = 120, 15  # GKE: a spot node's shutdown gives ordinary pods its first 15 s
-# A reference-size checkpoint (the four nets and both Adam states, 340 MB) saved in benchmarks/save_bench.py;
-# the grace period must hold a step and a save.
+# The grace period must hold the step in flight and a save. A reference-size checkpoint (every net, both Adam
+# states and the pools: 418 MB) takes 1.5 s to local disk and 4 s to upload to a GCS emulator on loopback
+# (benchmarks/save_bench.py); twice the slower, and a step, round up to 10 s.
 SHORTEST_GRACE = 10
 UID = 10001  # the images' user (k8s/Dockerfile*): non-root, fixed, as the restricted profile wants
 

@@ -116,3 +116,10 @@ def test_preprocess_benchmark_sets_the_fixed_cost_apart_and_samples_memory(tmp_p
     # the runner and its worker processes each import Beam: tens of MB at least
     assert all(entry["runner_mb"] > 50 and entry["worker_mb"] > 50 for entry in row["memory"])
     assert "Per-image efficiency" in stdout
+
+
+@pytest.mark.slow
+def test_save_benchmark_times_the_trainers_save_and_an_upload(tmp_path):
+    (row,), printed = run_benchmark(tmp_path, "save_bench.py", "--presets", "tiny", "--repeats", "1")
+    assert row["preset"] == "tiny" and 1 < row["mb"] < 100  # the tiny nets, both Adam states and the pools
+    assert all(row[target] > 0 for target in ("local", "ram", "emulator")) and "upload to emulator s" in printed

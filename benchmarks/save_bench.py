@@ -1,0 +1,120 @@
+"""Checkpoint save: how long the trainer's full-state save of a preset takes, against the grace period a pod
+gets between SIGTERM and SIGKILL (15 s on a preempted GKE spot node).
+
+    .venv/bin/python benchmarks/save_bench.py                      # reference and tiny
+    .venv/bin/python benchmarks/save_bench.py --presets reference --repeats 3
+
+The save is trainer.checkpoints.RunState.save (every net, both optimizers' state, the pools and the step), into
+  local      a folder on this machine's disk
+  ram        TensorFlow's ram:// filesystem: the serialisation alone, no storage
+and the same checkpoint files uploaded to a GCS emulator on loopback with google-cloud-storage, as an upload of
+those bytes over HTTP (TensorFlow's own gs:// client cannot be pointed at an emulator). The best of --repeats.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import results  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_emulator():
+    port = free_port()
+    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gcp-storage-emulator"), "start",
+                             "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise SystemExit("the GCS emulator did not start")
+            time.sleep(0.2)
+    os.environ.update(STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{port}", NO_GCE_CHECK="True",
+                      GOOGLE_CLOUD_PROJECT="bench")
+    return proc
+
+
+def best_of(repeats, work):
+    seconds = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        work()
+        seconds.append(time.perf_counter() - began)
+    return min(seconds)
+
+
+def main(argv=None):
+    parser = results.parser(__doc__)
+    parser.add_argument("--presets", nargs="+", default=["reference", "tiny"])
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    from preprocessing.jobs import quiet_libraries
+
+    quiet_libraries()
+    import dataclasses
+
+    from google.cloud import storage
+
+    from trainer import checkpoints, strategy as strategies
+    from trainer.config import PRESETS
+    from trainer.step import CycleGANTrainer
+
+    print(f"machine: {results.machine()}", flush=True)
+    emulator = start_emulator()
+    rows = []
+    try:
+        bucket = storage.Client().create_bucket("bench")
+        for preset in args.presets:
+            work = tempfile.mkdtemp(prefix="cyclegan-save-")
+            try:
+                config = PRESETS[preset]
+                trainer = CycleGANTrainer(config, strategies.make(dataclasses.replace(config, strategy="one_device")),
+                                          steps_per_epoch=1)
+                row = {"preset": preset}
+                for target, model_dir in (("local", work), ("ram", f"ram://save-{uuid.uuid4().hex}")):
+                    state = checkpoints.RunState(dataclasses.replace(config, model_dir=model_dir,
+                                                                     keep_checkpoints=1), trainer)
+                    row[target] = best_of(args.repeats, state.save)
+                folder = os.path.join(work, "checkpoints")
+                files = [os.path.join(folder, name) for name in os.listdir(folder) if name.startswith("ckpt-")]
+                row["mb"] = sum(os.path.getsize(path) for path in files) / 1e6
+
+                def upload():
+                    for path in files:
+                        bucket.blob(f"{preset}/{os.path.basename(path)}").upload_from_filename(path)
+
+                row["emulator"] = best_of(args.repeats, upload)
+                rows.append(row)
+                print(f"{preset}: {row['mb']:.0f} MB, local {row['local']:.2f} s, ram {row['ram']:.2f} s, "
+                      f"emulator upload {row['emulator']:.2f} s", flush=True)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=10)
+    results.table(rows, [("preset", "preset", "{}"), ("checkpoint MB", "mb", "{:.0f}"),
+                         ("local disk s", "local", "{:.2f}"), ("ram:// s", "ram", "{:.2f}"),
+                         ("upload to emulator s", "emulator", "{:.2f}")])
+    results.write_json(args.json, "save", rows, repeats=args.repeats)
+
+
+if __name__ == "__main__":
+    main()
