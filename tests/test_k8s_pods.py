@@ -53,7 +53,7 @@ def test_two_node_job_trains_and_a_killed_worker_brings_the_group_back_from_a_ch
     model_dir = str(tmp_path / "model")
     objects = rendered("train", "--name", "pair", "--nodes", "2", "--data", tiny_records[0], "--model_dir", model_dir,
                        "--peer_timeout", "60", *TINY, extra=[*SMALL_RUN, "--steps", "60"])
-    assert [o["kind"] for o in objects] == ["Service", "Job"]
+    assert [o["kind"] for o in objects] == ["Job", "Service", "PodDisruptionBudget"]
     outcome, logs = run_pods(objects, tmp_path, kill={"index": 1, "after_log": "step 6/", "signal": 9})
     assert outcome["status"] == "Complete", (outcome, logs)
     first = exits(outcome)

@@ -45,7 +45,7 @@ def test_each_worker_reads_its_own_files(tiny_records):
 
     def images(worker, workers):
         context = tf.distribute.InputContext(num_input_pipelines=workers, input_pipeline_id=worker)
-        batches = data.domain_dataset(paths, TINY, 1, seed=0, input_context=context, training=False)
+        batches = data.domain_dataset(paths, "trainA", TINY, 1, seed=0, input_context=context, training=False)
         return {x.numpy().tobytes() for x in batches}
 
     one, two, everything = images(0, 2), images(1, 2), images(0, 1)

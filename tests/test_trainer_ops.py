@@ -3,6 +3,7 @@ import dataclasses
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -251,6 +252,11 @@ def test_resume_and_export_fall_back_to_the_newest_checkpoint_that_loads(tiny_re
     assert "skipped checkpoint" in resumed.stdout and "ckpt-4: it does not load" in resumed.stdout
     assert f"resumed from {folder}/ckpt-2 at step 2" in resumed.stdout
     assert "step 3/6" in resumed.stdout and "step 1/6" not in resumed.stdout
+    # the damaged one is out of the rotation (which would delete ckpt-2 before it), kept aside, not deleted
+    assert f"moved {folder}/ckpt-4, which does not load, to {folder}/damaged/" in resumed.stdout
+    assert os.listdir(folder / "damaged") == ["ckpt-4.data-00000-of-00001"]
+    with open(folder / "checkpoint") as f:
+        assert [line.split('"')[1] for line in f if line.startswith("all_model")] == ["ckpt-2", "ckpt-4", "ckpt-6"]
 
     (folder / "ckpt-6.data-00000-of-00001").write_bytes(b"")  # truncated by a full disk
     exported = export_run()
@@ -328,6 +334,18 @@ def test_a_full_disk_leaves_no_partial_checkpoint_and_the_last_one_intact(tiny_r
         assert resumed.returncode == 0 and f"{model_dir}/checkpoints/ckpt-2 at step 2" in resumed.stdout
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_shard_of_the_other_domain_under_a_domains_name_is_named(tiny_records, two_cpus, tmp_path):
+    import shutil
+
+    records = str(tmp_path / "records")
+    shutil.copytree(tiny_records[0], records)
+    manifest = json.loads(open(f"{records}/manifest.json").read())
+    swapped = f"{records}/{manifest['splits']['trainA']['shards'][2]['path']}"
+    shutil.copy(f"{records}/{manifest['splits']['trainB']['shards'][0]['path']}", swapped)  # valid records, domain B
+    with pytest.raises(loop.data.DataError, match=rf"{re.escape(swapped)} holds trainB records.*--overwrite"):
+        run(dataclasses.replace(SMALL, data=records, model_dir=str(tmp_path / "model")), two_cpus, steps=3)
 
 
 def test_a_damaged_shard_is_named_with_what_to_do(tiny_records, tmp_path):

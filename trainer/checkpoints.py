@@ -3,6 +3,7 @@
     checkpoints/ckpt-STEP.*   tf.train.CheckpointManager: the newest `keep_checkpoints` of them
     checkpoints/checkpoint    the manager's state file, rewritten only after a checkpoint is complete, so a
                               half-written checkpoint is never the latest one
+    checkpoints/damaged/      checkpoints newer than the one a start resumed from, which did not load
     run.json                  the config and dataset fingerprint of the run's first start
 
 (folder names: trainer/model_dir.py)
@@ -25,6 +26,7 @@ from trainer import preemption
 from trainer.config import identity_fields
 from trainer.model_dir import CHECKPOINTS, RUN_RECORD, model_path
 
+DAMAGED = "damaged"  # checkpoints/damaged/: the checkpoints a start found it could not load
 CHECKPOINT_FILE = re.compile(r"^(ckpt-(\d+))\.(index|data-\d+-of-\d+)$")
 
 
@@ -54,8 +56,31 @@ class RunState:
             return 0
         check_run_record(self.config, manifest, report)
         restored = restore_newest(self.checkpoint, self.config.model_dir, report)
+        if self.chief:
+            self.set_aside_newer_than(restored, report)
         report(f"resumed from {restored} at step {int(self.step.numpy())}")
         return int(self.step.numpy())
+
+    def set_aside_newer_than(self, restored, report):
+        """Move the checkpoints newer than `restored` (they did not load) into checkpoints/damaged/ and out of the
+        manager's rotation, which would otherwise delete good older checkpoints and keep them. Moved, not deleted:
+        what did not load here may still be recoverable."""
+        candidates = checkpoint_candidates(self.config.model_dir)
+        damaged = candidates[:candidates.index(restored)]
+        if not damaged:
+            return
+        folder = model_path(self.manager.directory, DAMAGED)
+        tf.io.gfile.makedirs(folder)
+        for prefix in damaged:
+            for path in tf.io.gfile.glob(f"{prefix}.*"):
+                tf.io.gfile.rename(path, model_path(folder, path.rsplit("/", 1)[-1]), overwrite=True)
+            report(f"moved {prefix}, which does not load, to {folder}/")
+        kept = [path for path in self.manager.checkpoints if path not in damaged]
+        tf.compat.v1.train.update_checkpoint_state(self.manager.directory, restored,
+                                                   all_model_checkpoint_paths=kept or [restored],
+                                                   save_relative_paths=True)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self.manager.directory,
+                                                  max_to_keep=self.config.keep_checkpoints, step_counter=self.step)
 
     def save(self):
         """Write ckpt-STEP; if that fails (a full disk, lost access), remove what it wrote and raise SaveError.

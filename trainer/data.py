@@ -13,6 +13,7 @@ import tensorflow as tf
 from preprocessing.schema import parse_example
 
 SHUFFLE_BUFFER = 256
+MISPLACED = "a record of another split or domain in"
 
 
 class DataError(ValueError):
@@ -47,8 +48,19 @@ def augment(image, seed, config, training):
     return tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
 
 
-def domain_dataset(paths, config, batch_size, seed, input_context=None, training=True):
-    """One domain's batches. With several input pipelines (workers), each reads its own subset of the files."""
+def image_of(record, name):
+    """A record's image, after checking that it belongs to split and domain `name` (e.g. trainA): a shard copied
+    over another one's name is valid TFRecords, and would otherwise be trained on as the wrong domain."""
+    parsed = parse_example(record)
+    found = tf.strings.join([parsed["split"], parsed["domain"]])
+    check = tf.debugging.assert_equal(found, name, message=f"{MISPLACED} {name}")
+    with tf.control_dependencies([check]):
+        return tf.identity(parsed["image"])
+
+
+def domain_dataset(paths, name, config, batch_size, seed, input_context=None, training=True):
+    """One domain's batches (of split and domain `name`). With several input pipelines (workers), each reads its
+    own subset of the files."""
     files = tf.data.Dataset.from_tensor_slices(paths)
     if input_context is not None and input_context.num_input_pipelines > 1:
         workers = input_context.num_input_pipelines
@@ -65,7 +77,7 @@ def domain_dataset(paths, config, batch_size, seed, input_context=None, training
         records = records.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     images = tf.data.Dataset.zip(records, seeds).map(
-        lambda record, image_seed: augment(parse_example(record)["image"], image_seed, config, training),
+        lambda record, image_seed: augment(image_of(record, name), image_seed, config, training),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return images.batch(batch_size, drop_remainder=training)
 
@@ -84,6 +96,33 @@ def corrupt_shards(data_root, manifest, names=("trainA", "trainB")):
     return bad
 
 
+def misplaced_shards(data_root, manifest, names=("trainA", "trainB")):
+    """[(shard path, the split and domain its first record says)] of the shards that hold another split's records."""
+    wrong = []
+    for name in names:
+        for path in shard_paths(data_root, manifest, name):
+            for record in tf.data.TFRecordDataset(path).take(1):
+                parsed = parse_example(record)
+                found = (parsed["split"] + parsed["domain"]).numpy().decode()
+                if found != name:
+                    wrong.append((path, found))
+    return wrong
+
+
+def read_error(data_root, manifest, err):
+    """The DataError for a failed read of the training shards: a shard that holds another split's records (the
+    check in image_of), or a damaged one; None when the error is neither."""
+    if isinstance(err, tf.errors.InvalidArgumentError) and MISPLACED in err.message:
+        wrong = misplaced_shards(data_root, manifest)
+        where = "; ".join(f"{path} holds {found} records" for path, found in wrong) or "not found again"
+        return DataError(f"--data {data_root}: a shard holds records of another split or domain ({where}); the "
+                         "files were moved or copied over each other. Rerun `cyclegan preprocess --overwrite`, or "
+                         "put the shards back")
+    if isinstance(err, tf.errors.DataLossError):
+        return corruption_error(data_root, manifest)
+    return None
+
+
 def corruption_error(data_root, manifest):
     """The DataError to raise when reading the training shards failed."""
     bad = corrupt_shards(data_root, manifest)
@@ -94,8 +133,8 @@ def corruption_error(data_root, manifest):
 
 def train_dataset(data_root, manifest, config, batch_size, input_context=None):
     """Unpaired (A, B) batches, repeated forever: `batch_size` images of each domain per element."""
-    streams = [domain_dataset(shard_paths(data_root, manifest, f"train{domain}"), config, batch_size,
-                              seed=config.seed * 2 + i, input_context=input_context)
+    streams = [domain_dataset(shard_paths(data_root, manifest, f"train{domain}"), f"train{domain}", config,
+                              batch_size, seed=config.seed * 2 + i, input_context=input_context)
                for i, domain in enumerate("AB")]
     return tf.data.Dataset.zip(*streams).prefetch(tf.data.AUTOTUNE)
 
@@ -104,4 +143,4 @@ def held_out_batch(data_root, manifest, domain, config, count):
     """The first `count` test images of `domain` (train images if it has no test split), as test time sees them."""
     split = f"test{domain}" if manifest.written(f"test{domain}") else f"train{domain}"
     paths = shard_paths(data_root, manifest, split)
-    return next(iter(domain_dataset(paths, config, count, seed=0, training=False)))
+    return next(iter(domain_dataset(paths, split, config, count, seed=0, training=False)))

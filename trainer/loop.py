@@ -103,8 +103,8 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
                 began = time.monotonic()
                 try:
                     batch = next(inputs)
-                except tf.errors.DataLossError:
-                    raise data.corruption_error(config.data, manifest) from None
+                except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+                    raise (data.read_error(config.data, manifest, err) or err) from None
                 real_a, real_b = strategies.distribute(strategy, batch)
                 fed = time.monotonic()
                 save_due = bool(config.checkpoint_minutes) and time.monotonic() - saved_at >= (
