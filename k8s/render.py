@@ -18,6 +18,7 @@ import json
 
 from k8s.config import DEFAULT_CPU, DEFAULT_MEMORY, UID, grace_period, minor
 from preprocessing import exit_status
+from trainer.model_dir import RUN_ENV
 
 TF_PORT = 2222
 TENSORBOARD_PORT = 6006
@@ -161,9 +162,11 @@ def trainer_args(config, extra):
 def trainer_pod(config, name, extra):
     container = {"name": "trainer", "image": config.image, "command": ["cyclegan", "train"],
                  "args": trainer_args(config, extra), "resources": resources(config, "train", config.gpus)}
+    # the run's name: a replacement pod may take over the model directory's lease from its predecessor's
+    container["env"] = [{"name": RUN_ENV, "value": name}]
     extra_spec = gpu_scheduling(config)
     if config.nodes > 1:
-        container["env"] = tf_config_env(config, name)
+        container["env"] += tf_config_env(config, name)
         container["ports"] = [{"name": "tf-worker", "containerPort": TF_PORT}]
         if config.backend == "job":
             extra_spec["subdomain"] = name

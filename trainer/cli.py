@@ -110,7 +110,7 @@ def main(argv, prog="cyclegan train"):
         return 0
 
     from preprocessing.schema import ManifestError
-    from trainer import checkpoints, data, loop, restarts
+    from trainer import checkpoints, data, lease, loop, restarts
 
     try:
         if cache:
@@ -118,7 +118,7 @@ def main(argv, prog="cyclegan train"):
         loop.train(config, strategy=run_strategy, manifest=manifest, report=report, compile_cache=cache)
     except (ManifestError, data.DataError) as err:
         raise UsageError(str(err)) from None
-    except (checkpoints.SaveError, loop.NonFiniteLoss) as err:
+    except (checkpoints.SaveError, loop.NonFiniteLoss, lease.LeaseLost) as err:
         print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
         return exit_status.FAILED
     except restarts.NoProgress as err:

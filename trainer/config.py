@@ -68,6 +68,8 @@ class TrainConfig:
                                  "have GPUs, TensorFlow's ring over gRPC on CPUs)", choices=("auto", "nccl", "ring"))
     bytes_per_pack: int = how_to_run(32 << 20, "several workers: gradients are all-reduced in packs of about this "
                                      "many bytes (0: one pack)", minimum=0)
+    lease_timeout: int = how_to_run(120, "a model directory whose writer's heartbeat stopped this many seconds ago "
+                                    "may be taken over by another run", minimum=10)
     max_restarts_without_progress: int = how_to_run(5, "exit with 4 when this many starts in a row resumed from the "
                                                     "step this one would (a restart loop); 0: no limit", minimum=0)
     precision: str = identity("float32", "compute precision", choices=("float32", "mixed_float16", "mixed_bfloat16"))

@@ -7,7 +7,7 @@ import time
 import tensorflow as tf
 
 from preprocessing.schema import load_manifest
-from trainer import checkpoints, data, networks, preemption, restarts, strategy as strategies, summaries
+from trainer import checkpoints, data, lease, networks, preemption, restarts, strategy as strategies, summaries
 from trainer.step import CycleGANTrainer, requests
 
 EVAL_SHOWN = ("ground_truth_mae", "identity_mae", "cycle_mae", "fid", "kid")
@@ -61,7 +61,8 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
     """Train as `config` says, resuming from config.model_dir's checkpoints; the trainer and per-step losses.
     `compile_cache` (trainer.compile_cache) is published after the first step.
 
-    Raises restarts.NoProgress when the starts before this one kept resuming from its step,
+    Raises UsageError when another run holds the model directory (trainer.lease), lease.LeaseLost when another
+    run took it over, restarts.NoProgress when the starts before this one kept resuming from its step,
     preemption.Preempted after saving when SIGTERM or Ctrl-C arrives (on any worker),
     preemption.PeerLost when another worker stopped answering, and NonFiniteLoss at the first step whose losses
     are not finite, before anything of that step is saved.
@@ -88,13 +89,21 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
 
     inputs = batches(config.seed) if workers == 1 else None  # one worker: its position is checkpointed
     state = checkpoints.RunState(config, trainer, inputs, chief)
-    first = state.restore_or_start(manifest, report)
-    if chief and config.model_dir and first < total:
-        restarts.record(config.model_dir, first, strategies.worker_index(strategy),
-                        config.max_restarts_without_progress)
-    if workers > 1:  # see trainer.checkpoints: the workers' positions are not saved, so the order is reseeded
-        inputs = batches(config.seed + first)
-    logs = summaries.Summaries(config, chief, trainer, manifest)
+    holder = lease.Lease(config.model_dir, config.lease_timeout) if chief and config.model_dir else None
+    if holder:
+        holder.take(report)
+    try:
+        first = state.restore_or_start(manifest, report)
+        if holder and first < total:
+            restarts.record(config.model_dir, first, strategies.worker_index(strategy),
+                            config.max_restarts_without_progress)
+        if workers > 1:  # see trainer.checkpoints: the workers' positions are not saved, so the order is reseeded
+            inputs = batches(config.seed + first)
+        logs = summaries.Summaries(config, chief, trainer, manifest)
+    except BaseException:
+        if holder:
+            holder.release()
+        raise
     history, window, step, saved_at = [], Window(), first, time.monotonic()
     try:
         with preemption.stop_flag(report) as stop_request:
@@ -132,6 +141,8 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
                             f"{key} {evaluation[key]:.4f}" for key in EVAL_SHOWN if evaluation.get(key) is not None))
                 if stop or save or step == total or (config.checkpoint_every and
                                                      step % config.checkpoint_every == 0):
+                    if holder:
+                        holder.check(step)
                     path, saved_at = state.save(), time.monotonic()
                     if stop:
                         raise preemption.Preempted(step, path, stop_request.signal_name)
@@ -142,6 +153,8 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
     finally:
         logs.close()
         state.close()
+        if holder:
+            holder.release()
 
     fingerprint = weights_fingerprint(trainer.nets)
     report(f"weights sha256 {fingerprint}")
