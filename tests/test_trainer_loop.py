@@ -31,7 +31,7 @@ def test_short_run_lowers_the_cycle_loss(tiny_records, two_cpus, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_worker_processes_end_with_identical_weights(tiny_records, tmp_path):
+def test_two_worker_processes_end_with_identical_weights(tiny_records, two_cpus, tmp_path):
     records, _ = tiny_records
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     workers = []
@@ -53,6 +53,14 @@ def test_two_worker_processes_end_with_identical_weights(tiny_records, tmp_path)
     fingerprints = [next(line for line in out.splitlines() if line.startswith("weights sha256")) for out in outputs]
     assert fingerprints[0] == fingerprints[1]
     assert "checkpoint " in outputs[0] and "checkpoint " not in outputs[1]  # only the chief writes
+
+    # 2 workers -> 1: several workers save no input position, so the one worker's input restarts from the step
+    config = dataclasses.replace(PRESETS["tiny"], ngf=4, ndf=4, n_blocks=1, batch_size=1, steps=5, log_every=1,
+                                 data=records, model_dir=str(tmp_path / "model"))
+    lines = []
+    _, history = loop.train(config, strategy=two_cpus, report=lines.append)
+    assert f"resumed from {tmp_path}/model/checkpoints/ckpt-3 at step 3" in lines
+    assert "the input order restarts at step 3, reseeded from it" in "\n".join(lines) and len(history) == 2
 
 
 @pytest.mark.slow

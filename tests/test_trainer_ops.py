@@ -73,6 +73,25 @@ def test_resume_refuses_another_config_unless_forced(tiny_records, two_cpus, tmp
         "checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index", "ckpt-2.data-00000-of-00001", "ckpt-2.index"]
 
 
+@pytest.mark.slow
+def test_a_run_resumes_on_another_number_of_replicas(tiny_records, two_cpus, tmp_path):
+    """Spot runs come back on fewer or more GPUs: 2 -> 1 -> 2 replicas. The nets, optimizers, step and pools carry
+    over; the saved input position is of another batch size, so the input restarts from the step."""
+    from trainer.strategy import mirrored
+
+    one_cpu = mirrored(["CPU:0"])
+    config = dataclasses.replace(SMALL, data=tiny_records[0], model_dir=str(tmp_path / "run"))
+    run(config, two_cpus, steps=2)
+    for strategy, steps in ((one_cpu, 4), (two_cpus, 6)):
+        trainer, history, lines = run(config, strategy, steps=steps)
+        assert f"resumed from {tmp_path}/run/checkpoints/ckpt-{steps - 2} at step {steps - 2}" in "\n".join(lines)
+        assert f"the input order restarts at step {steps - 2}, reseeded from it" in "\n".join(lines)
+        assert len(history) == 2 and int(trainer.step.numpy()) == steps
+        assert all(np.isfinite(value) for losses in history for value in losses.values())
+    _, _, lines = run(config, two_cpus, steps=7)  # the same replicas again: the saved position fits
+    assert not any("input order restarts" in line for line in lines)
+
+
 def train_command(records, model_dir, steps, *extra):
     return [sys.executable, "-m", "trainer", "--preset", "tiny", "--ngf", "4", "--ndf", "4", "--n_blocks", "1",
             "--batch_size", "1", "--steps", str(steps), "--log_every", "1", "--checkpoint_every", "1000",
@@ -188,18 +207,20 @@ def test_exported_model_translates_in_a_fresh_process(trained_run, tmp_path):
     (inputs / "broken.png").write_bytes(b"not an image")
     gradient(1, 1).save(inputs / "dot.png")
     os.mkfifo(inputs / "pipe.jpg")  # opening it would block forever
+    gradient(300, 200).save(inputs / "huge.png")  # 0.06 megapixels, above the limit given below
     out = tmp_path / "out"
     done = subprocess.run([os.path.join(BIN, "cyclegan"), "translate", "--model", f"{export_dir}/a2b", "--input",
-                           str(inputs), "--output", str(out)], cwd=str(tmp_path), text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+                           str(inputs), "--output", str(out), "--max_megapixels", "0.05"], cwd=str(tmp_path),
+                          text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
     assert done.returncode == 0, done.stdout
-    assert "translated 2 of 5 images" in done.stdout and "broken.png" in done.stdout
+    assert "translated 2 of 6 images" in done.stdout and "broken.png" in done.stdout
     with Image.open(out / "wide.png") as wide, Image.open(out / "nested" / "tall.jpg") as tall:
         assert (wide.size, wide.format, tall.size, tall.format) == ((53, 30), "PNG", (20, 41), "JPEG")
         assert np.asarray(wide).std() > 0
     errors = {os.path.basename(e["path"]): e["reason"] for e in map(json.loads, (out / "translate_errors.jsonl")
                                                                        .read_text().splitlines())}
-    assert sorted(errors) == ["broken.png", "dot.png", "pipe.jpg"]
+    assert sorted(errors) == ["broken.png", "dot.png", "huge.png", "pipe.jpg"]
+    assert errors["huge.png"].startswith("too_large: 300x200 is 0.06 megapixels, above --max_megapixels 0.05")
     assert errors["broken.png"].startswith("not_an_image") and errors["pipe.jpg"].startswith("not_a_regular_file")
     assert errors["dot.png"] == "too_small: 1x1 px; the model translates images of at least 4x4"
 
@@ -256,7 +277,8 @@ def test_resume_and_export_fall_back_to_the_newest_checkpoint_that_loads(tiny_re
     assert f"moved {folder}/ckpt-4, which does not load, to {folder}/damaged/" in resumed.stdout
     assert os.listdir(folder / "damaged") == ["ckpt-4.data-00000-of-00001"]
     with open(folder / "checkpoint") as f:
-        assert [line.split('"')[1] for line in f if line.startswith("all_model")] == ["ckpt-2", "ckpt-4", "ckpt-6"]
+        assert [line.split('"')[1] for line in f if line.startswith("all_model_checkpoint_paths")] == [
+            "ckpt-2", "ckpt-4", "ckpt-6"]
 
     (folder / "ckpt-6.data-00000-of-00001").write_bytes(b"")  # truncated by a full disk
     exported = export_run()
@@ -285,6 +307,24 @@ def run_until(command, line_start, signals):
             break
     output.append(proc.communicate(timeout=300)[0])
     return proc.returncode, "".join(output)
+
+
+@pytest.mark.slow
+def test_an_export_stopped_midway_leaves_the_previous_one_and_the_next_replaces_it_whole(trained_run, tmp_path):
+    import shutil
+
+    model_dir, earlier = trained_run
+    out = tmp_path / "export"
+    shutil.copytree(earlier, out)
+    (out / "from-the-earlier-export").write_text("")
+    command = [os.path.join(BIN, "cyclegan"), "export", "--model_dir", model_dir, "--output", str(out)]
+    status, output = run_until(command, "export: G_AB (a2b) written", [signal.SIGTERM])
+    assert status == -signal.SIGTERM, output
+    assert sorted(os.listdir(out)) == ["a2b", "b2a", "export.json", "from-the-earlier-export"]  # untouched
+    done = subprocess.run(command, text=True, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(os.listdir(out)) == ["a2b", "b2a", "export.json"]  # the new one, whole
+    assert not os.path.exists(f"{out}.partial") and not os.path.exists(f"{out}.replaced")
 
 
 @pytest.mark.slow

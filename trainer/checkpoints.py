@@ -11,7 +11,9 @@
 Under MultiWorkerMirroredStrategy every worker takes part in a save (the variables' values are gathered with
 collectives), but only the chief writes into the model directory; the others write to a scratch folder and delete
 it. The input iterator is saved only with a single worker: each worker reads its own files, and one checkpoint
-cannot hold every worker's position, so a multi-worker run resumes with its input reseeded by the step.
+cannot hold every worker's position, so a multi-worker run resumes with its input reseeded by the step, as does a
+run resumed with another batch per worker (another number of replicas or workers). The image pools carry over to
+any number of replicas (trainer/pool.py).
 """
 import dataclasses
 import json
@@ -35,17 +37,28 @@ class SaveError(Exception):
 
 
 class RunState:
-    def __init__(self, config, trainer, input_iterator=None, chief=True):
+    """Everything a run saves and restores. `input_iterator` (one worker only) yields batches of `input_batch`
+    images; it is restored only from a checkpoint whose iterator yielded batches of that size, so that a run resumes
+    on any number of replicas or workers (`input_restored` says whether it was)."""
+
+    def __init__(self, config, trainer, input_iterator=None, chief=True, input_batch=0):
         self.config, self.chief = config, chief
         objects = trainer.checkpointables()
+        self.input_batch, self.input_restored = None, False
         if input_iterator is not None:
-            objects["input"] = input_iterator
+            self.input_batch = tf.Variable(input_batch, dtype=tf.int64, trainable=False, name="input_batch")
+            objects.update(input=input_iterator, input_batch=self.input_batch)
+        self.objects = objects
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.step = trainer.step
         self._scratch = None if chief else tempfile.mkdtemp(prefix="cyclegan-worker-checkpoints-")
         directory = model_path(config.model_dir, CHECKPOINTS) if chief else self._scratch
-        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=config.keep_checkpoints,
-                                                  step_counter=trainer.step)
+        self.manager = self._manager(directory)
+
+    def _manager(self, directory):
+        """The CheckpointManager of self.checkpoint (made again when what it saves changes)."""
+        return tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=self.config.keep_checkpoints,
+                                          step_counter=self.step)
 
     def restore_or_start(self, manifest, report=print):
         """Resume from the newest checkpoint that loads, after checking the run record; the step to continue
@@ -55,11 +68,32 @@ class RunState:
                 write_run_record(self.config, manifest)
             return 0
         check_run_record(self.config, manifest, report)
-        restored = restore_newest(self.checkpoint, self.config.model_dir, report)
+        restored = restore_newest(self._checkpoint_for, self.config.model_dir, report)
         if self.chief:
             self.set_aside_newer_than(restored, report)
         report(f"resumed from {restored} at step {int(self.step.numpy())}")
         return int(self.step.numpy())
+
+    def _checkpoint_for(self, prefix):
+        """What to read `prefix` into: everything, or all but the input iterator when the checkpoint's iterator
+        yielded batches of another size (another number of replicas or workers) or was not saved (several
+        workers), which the loop then starts afresh from the step."""
+        if self.input_batch is None:
+            return self.checkpoint
+        saved = dict(tf.train.list_variables(prefix))
+        key = "input_batch/.ATTRIBUTES/VARIABLE_VALUE"
+        has_input = any(name.startswith("input/") for name in saved)
+        fits = has_input and (key not in saved or tf.train.load_variable(prefix, key) == self.input_batch.numpy())
+        self.input_restored = fits
+        if fits:
+            return self.checkpoint
+        return tf.train.Checkpoint(**{k: v for k, v in self.objects.items() if k not in ("input", "input_batch")})
+
+    def replace_input(self, iterator):
+        """Save `iterator` from now on (the loop's fresh one, when the saved one did not fit)."""
+        self.objects["input"] = iterator
+        self.checkpoint = tf.train.Checkpoint(**self.objects)
+        self.manager = self._manager(self.manager.directory)
 
     def set_aside_newer_than(self, restored, report):
         """Move the checkpoints newer than `restored` (they did not load) into checkpoints/damaged/ and out of the
@@ -75,12 +109,16 @@ class RunState:
             for path in tf.io.gfile.glob(f"{prefix}.*"):
                 tf.io.gfile.rename(path, model_path(folder, path.rsplit("/", 1)[-1]), overwrite=True)
             report(f"moved {prefix}, which does not load, to {folder}/")
-        kept = [path for path in self.manager.checkpoints if path not in damaged]
-        tf.compat.v1.train.update_checkpoint_state(self.manager.directory, restored,
-                                                   all_model_checkpoint_paths=kept or [restored],
-                                                   save_relative_paths=True)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self.manager.directory,
-                                                  max_to_keep=self.config.keep_checkpoints, step_counter=self.step)
+        listed = tf.train.get_checkpoint_state(self.manager.directory)
+        kept = [(path, stamp) for path, stamp in zip(listed.all_model_checkpoint_paths,
+                                                     listed.all_model_checkpoint_timestamps)
+                if model_path(self.manager.directory, path.rsplit("/", 1)[-1]) not in damaged] if listed else []
+        # names relative to the folder, as the manager writes them; the manager rotates only what has a timestamp
+        tf.compat.v1.train.update_checkpoint_state(
+            self.manager.directory, restored.rsplit("/", 1)[-1],
+            all_model_checkpoint_paths=[path.rsplit("/", 1)[-1] for path, _ in kept],
+            all_model_checkpoint_timestamps=[stamp for _, stamp in kept])
+        self.manager = self._manager(self.manager.directory)
 
     def save(self):
         """Write ckpt-STEP; if that fails (a full disk, lost access), remove what it wrote and raise SaveError.
@@ -125,12 +163,14 @@ def checkpoint_candidates(model_dir):
 
 
 def restore_newest(checkpoint, model_dir, report=print):
-    """Read the newest of model_dir's checkpoints that loads into `checkpoint`, reporting each one skipped and
-    why; its prefix, or None when there is none. A UsageError when there are checkpoints but none loads."""
+    """Read the newest of model_dir's checkpoints that loads into `checkpoint` (or into `checkpoint(prefix)`, when
+    what to read depends on the checkpoint), reporting each one skipped and why; its prefix, or None when there is
+    none. A UsageError when there are checkpoints but none loads."""
     failures = []
     for prefix in checkpoint_candidates(model_dir):
         try:
-            checkpoint.read(prefix).assert_existing_objects_matched().expect_partial()
+            into = checkpoint(prefix) if callable(checkpoint) else checkpoint
+            into.read(prefix).assert_existing_objects_matched().expect_partial()
             return prefix
         except Exception as err:  # a damaged file raises anything from OpError and AssertionError to IndexError
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0].split(" Target variable:")[0][:300]

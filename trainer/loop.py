@@ -88,7 +88,7 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
         return iter(data.train_dataset(config.data, manifest, run, global_batch // workers, input_context=context))
 
     inputs = batches(config.seed) if workers == 1 else None  # one worker: its position is checkpointed
-    state = checkpoints.RunState(config, trainer, inputs, chief)
+    state = checkpoints.RunState(config, trainer, inputs, chief, input_batch=global_batch // workers)
     holder = lease.Lease(config.model_dir, config.lease_timeout) if chief and config.model_dir else None
     if holder:
         holder.take(report)
@@ -99,6 +99,11 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
                             config.max_restarts_without_progress)
         if workers > 1:  # see trainer.checkpoints: the workers' positions are not saved, so the order is reseeded
             inputs = batches(config.seed + first)
+        elif first and not state.input_restored:  # saved with another batch per worker, or by several workers
+            report(f"the input order restarts at step {first}, reseeded from it: the checkpoint's input position "
+                   f"is of another number of replicas or workers")
+            inputs = batches(config.seed + first)
+            state.replace_input(inputs)
         logs = summaries.Summaries(config, chief, trainer, manifest)
     except BaseException:
         if holder:

@@ -4,7 +4,9 @@
 
 --input is a folder (searched recursively), a glob, a gs:// prefix or one file. Each image keeps its format
 (by extension; JPEG at quality 95) and its size. An image that cannot be read or translated is reported, with
-the reason, on the console and in DIR/translate_errors.jsonl (written only then), and the others go on.
+the reason, on the console and in DIR/translate_errors.jsonl (written only then), and the others go on; so is
+one too large for the memory (--max_megapixels): images are translated whole, never in tiles, because the
+generators' instance normalisation takes its statistics over the whole image, and tiles would change them.
 
 An --output that would overwrite any input image (the input folder itself, or the folder of an input file) is
 refused before anything is translated. An --output folder inside the input folder is left out of the inputs, so
@@ -16,7 +18,7 @@ import time
 from preprocessing import exit_status
 from preprocessing.jobs import UsageError, job_parser, quiet_libraries
 from trainer.image_files import canonical, check_writable, list_inputs
-from trainer.translator import ERRORS_FILE, OutputFull, load_direction, translate_all
+from trainer.translator import ERRORS_FILE, OutputFull, default_max_megapixels, load_direction, translate_all
 
 
 def main(argv, prog="cyclegan translate"):
@@ -26,6 +28,9 @@ def main(argv, prog="cyclegan translate"):
     parser.add_argument("--output", required=True, help="folder for the translated images (local or gs://)")
     parser.add_argument("--max_size", type=int, default=0,
                         help="shrink each image so its shorter side is at most this first (0: full size)")
+    parser.add_argument("--max_megapixels", type=float, default=0.0,
+                        help="skip, with the reason, an image larger than this (after --max_size) rather than run "
+                             "out of memory on it (default: what this machine's available memory holds)")
     args = parser.parse_args(argv)
     quiet_libraries()
     from tqdm import tqdm
@@ -40,10 +45,11 @@ def main(argv, prog="cyclegan translate"):
                          "choose an output folder that is not the input's folder")
     check_writable(args.output)
     translate = load_direction(args.model)
+    limit = args.max_megapixels or default_max_megapixels()
     started = time.monotonic()
     try:
         with tqdm(total=len(inputs), unit="img", desc="translate") as progress:
-            failures = translate_all(translate, inputs, args.output, args.max_size, progress)
+            failures = translate_all(translate, inputs, args.output, args.max_size, progress, limit)
     except OutputFull as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return exit_status.FAILED
