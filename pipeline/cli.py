@@ -4,17 +4,19 @@ Locally it runs on Beam's own runner in multi-processing mode, one worker per co
 through, so `--runner DataflowRunner --project P --region R --temp_location gs://... --setup_file ./setup.py`
 runs the same job on Dataflow.
 """
+import sys
 import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options import pipeline_options
 
-from pipeline import files, graph, interrupt, output_folder, staging
+from pipeline import failure, files, graph, interrupt, output_folder, staging
 from pipeline.beam_options import beam_options, is_dataflow
 from pipeline.config import PreprocessConfig
 from pipeline.sources import discover
 from pipeline.summary import check_written, print_summary
+from preprocessing import exit_status
 from preprocessing.jobs import UsageError, add_config_flags, check_fields, config_from_flags, job_parser
 from preprocessing.schema import MANIFEST_NAME, REJECTED_NAME, parse_manifest
 
@@ -49,15 +51,24 @@ def main(argv, prog="cyclegan preprocess"):
     cloud = options.view_as(pipeline_options.GoogleCloudOptions)
     waits = not cloud.template_location and (config.wait or not is_dataflow(options))
     try:
-        with interrupt.stop_requests():
-            pipeline = beam.Pipeline(options=options)
-            graph.build(pipeline, sources, config, source_description)
-            result = pipeline.run()
-            if is_dataflow(options) and result.has_job:
-                print(f"preprocess: Dataflow job {result.job_id()}: https://console.cloud.google.com/dataflow/jobs/"
-                      f"{cloud.region}/{result.job_id()}?project={cloud.project}", flush=True)
-            if waits:
-                result.wait_until_finish()
+        with interrupt.stop_requests(), failure.beam_errors_held() as held:
+            try:
+                pipeline = beam.Pipeline(options=options)
+                graph.build(pipeline, sources, config, source_description)
+                result = pipeline.run()
+                if is_dataflow(options) and result.has_job:
+                    print(f"preprocess: Dataflow job {result.job_id()}: https://console.cloud.google.com/dataflow/"
+                          f"jobs/{cloud.region}/{result.job_id()}?project={cloud.project}", flush=True)
+                if waits:
+                    result.wait_until_finish()
+            except Exception as err:
+                if not failure.disk_full(err):
+                    held.replay()
+                    raise
+                print(f"{prog}: error: --output {config.output}: no space left on device while writing the records; "
+                      "nothing was finished and its staging files are removed. Free space, or choose "
+                      "another --output, and run again", file=sys.stderr, flush=True)
+                return exit_status.FAILED
     except interrupt.Stopped as stop:
         interrupt.stop_now(stop.signum, config.output, prog)
     finally:

@@ -347,3 +347,25 @@ def test_ctrl_c_or_sigterm_ends_the_job_promptly_and_cleanly(tmp_path, signum):
     assert f"stopped by {signal.Signals(signum).name}" in stderr and "Traceback" not in stderr
     assert not (out / "_staging").exists() and not (out / "manifest.json").exists()
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.slow
+def test_a_full_disk_ends_the_job_with_one_line_and_no_staging_files(messy_root, tmp_path):
+    """The workers' own traceback prints (Beam's SDK worker writes one per failed bundle to its stderr) still
+    show; Beam's logged errors, one per attempt, are held back, and the job's exception is one line."""
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs as the full disk (CI runs as root)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
+    try:
+        done = subprocess.run([sys.executable, "-m", "pipeline", "--input", messy_root[0], "--output",
+                               str(disk / "out")], cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 1, done.stderr
+        assert f"--output {disk}/out: no space left on device while writing the records" in done.stderr
+        assert "ERROR:apache_beam" not in done.stderr and not (disk / "out" / "_staging").exists()
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
