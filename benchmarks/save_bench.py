@@ -12,8 +12,6 @@ those bytes over HTTP (TensorFlow's own gs:// client cannot be pointed at an emu
 """
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,32 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import results  # noqa: E402
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_emulator():
-    port = free_port()
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "gcp-storage-emulator"), "start",
-                             "--host", "127.0.0.1", "--port", str(port), "--in-memory"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise SystemExit("the GCS emulator did not start")
-            time.sleep(0.2)
-    os.environ.update(STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{port}", NO_GCE_CHECK="True",
-                      GOOGLE_CLOUD_PROJECT="bench")
-    return proc
+from tests import gcs_emulator  # noqa: E402
 
 
 def best_of(repeats, work):
@@ -78,7 +51,7 @@ def main(argv=None):
     from trainer.step import CycleGANTrainer
 
     print(f"machine: {results.machine()}", flush=True)
-    emulator = start_emulator()
+    emulator = gcs_emulator.start(project="bench")
     rows = []
     try:
         bucket = storage.Client().create_bucket("bench")

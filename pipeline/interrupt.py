@@ -2,13 +2,13 @@
 
 Beam's local runner would wait for its worker processes forever (also at exit, on its threads), so a stop request
 ends them, removes the staging files and leaves at once with the signal's exit status."""
-import contextlib
 import os
 import signal
 import sys
 
 from pipeline import staging
 from preprocessing import exit_status
+from preprocessing.jobs import stop_signals_handled_by
 
 
 class Stopped(Exception):
@@ -21,15 +21,9 @@ def _raise_stopped(signum, frame):
     raise Stopped(signum)
 
 
-@contextlib.contextmanager
 def stop_requests():
     """Inside: SIGINT and SIGTERM raise Stopped; the previous handlers come back after."""
-    previous = {signum: signal.signal(signum, _raise_stopped) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    return stop_signals_handled_by(_raise_stopped)
 
 
 def stop_now(signum, output, prog):

@@ -3,9 +3,11 @@
 `cyclegan.py` is only the entry point; the jobs (pipeline/, trainer/, k8s/) import these from here.
 """
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import sys
 import tempfile
 import typing
@@ -120,3 +122,14 @@ def check_at_least(*minimums):
         if value < low:
             raise UsageError(f"{flag} {value}: " + ("must not be negative" if low == 0 and isinstance(low, float)
                                                     else f"must be at least {low}"))
+
+
+@contextlib.contextmanager
+def stop_signals_handled_by(handler):
+    """SIGTERM and SIGINT go to `handler` while the block runs; the previous handlers are put back after it."""
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)

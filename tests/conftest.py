@@ -1,16 +1,16 @@
+import contextlib
 import io
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from preprocessing.jobs import quiet_libraries
+from tests import gcs_emulator as gcs
 
 quiet_libraries()
 
@@ -112,33 +112,29 @@ def messy_root(tmp_path_factory):
     return str(root), expect
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@contextlib.contextmanager
+def tmpfs(folder, options):
+    """A tmpfs mounted at `folder` with mount `options` ("size=64k": a disk that fills up; "ro,size=1m": one that
+    refuses writes, also to root) while the block runs. Needs root, as CI has; elsewhere the test skips, saying so."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs (CI runs as root)")
+    os.makedirs(folder, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+free_port = gcs.free_port
 
 
 @pytest.fixture(scope="session")
 def gcs_emulator():
     """A real GCS JSON-API emulator on a loopback port, for google-cloud-storage and Beam's GCS IO."""
-    port = free_port()
-    proc = subprocess.Popen([os.path.join(BIN, "gcp-storage-emulator"), "start", "--host", "127.0.0.1",
-                             "--port", str(port), "--in-memory"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    host = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("the GCS emulator did not start")
-            time.sleep(0.2)
-    saved = {k: os.environ.get(k) for k in ("STORAGE_EMULATOR_HOST", "NO_GCE_CHECK", "GOOGLE_CLOUD_PROJECT")}
-    os.environ.update(STORAGE_EMULATOR_HOST=host, NO_GCE_CHECK="True", GOOGLE_CLOUD_PROJECT="test-project")
-    yield host
+    saved = {key: os.environ.get(key) for key in gcs.ENV}
+    proc = gcs.start()
+    yield os.environ["STORAGE_EMULATOR_HOST"]
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

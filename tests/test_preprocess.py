@@ -15,7 +15,7 @@ from preprocessing.jobs import UsageError
 from pipeline import cli, graph, staging
 from preprocessing import images
 from preprocessing.schema import load_manifest, parse_example
-from tests.conftest import REPO, gradient
+from tests.conftest import REPO, gradient, tmpfs
 
 
 def run_job(*args):
@@ -356,16 +356,9 @@ def test_a_full_disk_ends_the_job_with_one_line_and_no_staging_files(messy_root,
     import subprocess
     import sys
 
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs as the full disk (CI runs as root)")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
-    try:
+    with tmpfs(tmp_path / "disk", "size=64k") as disk:
         done = subprocess.run([sys.executable, "-m", "pipeline", "--input", messy_root[0], "--output",
                                str(disk / "out")], cwd=REPO, capture_output=True, text=True, timeout=300)
         assert done.returncode == 1, done.stderr
         assert f"--output {disk}/out: no space left on device while writing the records" in done.stderr
         assert "ERROR:apache_beam" not in done.stderr and not (disk / "out" / "_staging").exists()
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)

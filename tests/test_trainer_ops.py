@@ -17,7 +17,7 @@ import tensorflow as tf
 from PIL import Image
 
 from preprocessing.jobs import UsageError
-from tests.conftest import BIN, REPO, free_port, gradient
+from tests.conftest import BIN, REPO, free_port, gradient, tmpfs
 from trainer import loop, translator
 from trainer.config import PRESETS
 
@@ -345,12 +345,7 @@ def test_ctrl_c_saves_and_exits_130_and_a_second_ctrl_c_aborts(tiny_records, tmp
 
 @pytest.mark.slow
 def test_a_full_disk_leaves_no_partial_checkpoint_and_the_last_one_intact(tiny_records, tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs as the full disk (CI runs as root)")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], check=True)
-    try:
+    with tmpfs(tmp_path / "disk", "size=16m") as disk:
         model_dir = str(disk / "model")
 
         def train(steps):
@@ -372,8 +367,6 @@ def test_a_full_disk_leaves_no_partial_checkpoint_and_the_last_one_intact(tiny_r
         (disk / "filler").unlink()
         resumed = train(3)
         assert resumed.returncode == 0 and f"{model_dir}/checkpoints/ckpt-2 at step 2" in resumed.stdout
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
 
 
 def test_a_shard_of_the_other_domain_under_a_domains_name_is_named(tiny_records, two_cpus, tmp_path):
@@ -424,18 +417,13 @@ def test_a_diverged_run_stops_at_its_first_non_finite_loss_without_saving_it(tin
 
 @pytest.mark.slow
 def test_translate_onto_a_full_disk_stops_with_one_line_and_leaves_only_whole_images(trained_run, tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs as the full disk (CI runs as root)")
     _, export_dir = trained_run
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(30):  # noise PNGs of about 12 KB each: 360 KB, beyond the disk's 128 KB
         Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
             photos / f"{i:02d}.png")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(disk)], check=True)
-    try:
+    with tmpfs(tmp_path / "disk", "size=128k") as disk:
         done = subprocess.run([os.path.join(BIN, "cyclegan"), "translate", "--model", f"{export_dir}/a2b", "--input",
                                str(photos), "--output", str(disk / "out")], text=True, capture_output=True,
                               timeout=300)
@@ -447,8 +435,6 @@ def test_translate_onto_a_full_disk_stops_with_one_line_and_leaves_only_whole_im
         assert 0 < written < 30 and len(files) == written  # no empty, partial or temporary file beside them
         for path in files:
             assert Image.open(path).size == (64, 64)
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
 
 
 @pytest.mark.slow

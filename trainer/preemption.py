@@ -10,6 +10,7 @@ import contextlib
 import signal
 
 from preprocessing.exit_status import INTERRUPTED, PREEMPTED
+from preprocessing.jobs import stop_signals_handled_by
 
 
 class Preempted(Exception):
@@ -63,17 +64,6 @@ def stop_while_waiting():
 
     with stop_signals_handled_by(stop):
         yield
-
-
-@contextlib.contextmanager
-def stop_signals_handled_by(handler):
-    """SIGTERM and SIGINT go to `handler` while the block runs; the previous handlers are put back after it."""
-    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 class StopFlag:
