@@ -5,7 +5,8 @@ Every object `submit` creates carries the label app.kubernetes.io/managed-by=cyc
 import json
 import sys
 
-from k8s.render import MANAGED_BY, TENSORBOARD_PORT
+from k8s.render import INDEX_ANNOTATION, MANAGED_BY, QUEUE_LABEL, TENSORBOARD_PORT
+from preprocessing import exit_status
 from preprocessing.jobs import UsageError
 from trainer.model_dir import LOGS, model_path
 
@@ -206,6 +207,60 @@ def pods_of(api, namespace, name):
     return sorted(pods, key=lambda pod: pod.metadata.name)
 
 
+def worker_of(pod):
+    """The pod's worker index (its completion index; 0 for a pod of a non-indexed Job)."""
+    return int((pod.metadata.annotations or {}).get(INDEX_ANNOTATION, "0"))
+
+
+def by_worker(pods):
+    """{worker index: its pods, newest first}."""
+    workers = {}
+    def created(pod):
+        return pod.metadata.creation_timestamp.timestamp() if pod.metadata.creation_timestamp else 0
+
+    for pod in sorted(pods, key=created, reverse=True):
+        workers.setdefault(worker_of(pod), []).append(pod)
+    return dict(sorted(workers.items()))
+
+
+def how_it_ended(pod):
+    """A finished pod's exit, and what the Job's podFailurePolicy (k8s/render.py) made of it."""
+    if any(c.type == "DisruptionTarget" and c.status == "True" for c in pod.status.conditions or []):
+        return "disrupted: a drain or preemption (not counted)"
+    codes = [c.state.terminated.exit_code for c in pod.status.container_statuses or []
+             if c.state and c.state.terminated]
+    if not codes:
+        return pod.status.phase or "unknown"
+    rule = {0: "done", exit_status.USAGE: "a usage error: FailJob", exit_status.PREEMPTED: "saved and stopped: "
+            "restarted, not counted"}.get(codes[0], "counted against --backoff_limit")
+    return f"exited {codes[0]} ({rule})"
+
+
+def why_waiting(pod):
+    """Why a pod does not run: the scheduler's message, or its container's waiting reason; '' if it runs."""
+    for status in pod.status.container_statuses or []:
+        waiting = status.state.waiting if status.state else None
+        if waiting and waiting.reason not in (None, "ContainerCreating"):
+            return f"{waiting.reason}: {waiting.message or ''}".rstrip(": ")
+    if pod.status.phase != "Pending":
+        return ""
+    for condition in pod.status.conditions or []:  # the scheduler's reason, as its FailedScheduling event says
+        if condition.type == "PodScheduled" and condition.status == "False" and condition.message:
+            return f"Pending, not scheduled: {condition.message}"
+    return "Pending"
+
+
+def latest_progress(api, namespace, pod):
+    """The last progress line (step N/M ... pairs/s ... ETA) in the pod's log, or ''."""
+    _, core, _, _ = _apis(api)
+    try:
+        text = core.read_namespaced_pod_log(pod.metadata.name, namespace, tail_lines=200)
+    except Exception:  # no log yet (a pending pod): nothing to show
+        return ""
+    lines = [line for line in (text or "").splitlines() if line.startswith("step ")]
+    return lines[-1] if lines else ""
+
+
 def show_status(api, namespace, name):
     objects = owned(api, namespace, name)
     if not objects:
@@ -215,30 +270,56 @@ def show_status(api, namespace, name):
         for condition in (obj.get("status") or {}).get("conditions") or []:
             print(f"  {condition['type']}={condition['status']}: {condition.get('reason') or ''} "
                   f"{condition.get('message') or ''}".rstrip())
-    for pod in pods_of(api, namespace, name):
-        exits = [f"{c.name} exited {c.state.terminated.exit_code}" for c in pod.status.container_statuses or []
-                 if c.state and c.state.terminated]
-        print(f"  pod {pod.metadata.name}: {pod.status.phase}" + (f" ({', '.join(exits)})" if exits else ""))
+        if QUEUE_LABEL in obj["metadata"].get("labels", {}):  # Kueue holds a Job suspended until it admits it
+            admitted = not (obj.get("spec") or {}).get("suspend")
+            print(f"  Kueue: {'admitted' if admitted else 'waiting for admission (the Job is suspended)'} in queue "
+                  f"{obj['metadata']['labels'][QUEUE_LABEL]}")
+    workers = by_worker(pods_of(api, namespace, name))
+    for index, pods in workers.items():
+        newest, earlier = pods[0], pods[1:]
+        waiting = why_waiting(newest)
+        restarts = sum(c.restart_count or 0 for c in newest.status.container_statuses or []) + len(earlier)
+        now = waiting or (how_it_ended(newest) if newest.status.phase in ("Succeeded", "Failed")
+                          else newest.status.phase)
+        print(f"  worker {index}: {now} (pod {newest.metadata.name}, {restarts} restart(s))")
+        for pod in earlier:
+            print(f"    earlier pod {pod.metadata.name}: {how_it_ended(pod)}")
+    if workers and objects[0][1]["metadata"]["labels"].get("app.kubernetes.io/component") == "train":
+        progress = latest_progress(api, namespace, workers[min(workers)][0])
+        if progress:
+            print(f"  latest progress (worker {min(workers)}): {progress}")
 
 
-def show_logs(api, namespace, name, follow):
+def show_logs(api, namespace, name, follow=False, worker=None, every_worker=False, tail=None, previous=False):
+    """The log of a worker's newest pod (worker 0, the chief, unless `worker`), or of its pod before that
+    (`previous`: a Job's pods do not restart in place, they are replaced), or of every worker, each line
+    prefixed with it."""
     _, core, _, _ = _apis(api)
-    pods = pods_of(api, namespace, name)
-    if not pods:
+    workers = by_worker(pods_of(api, namespace, name))
+    if not workers:
         raise UsageError(f"no pod of {name} in namespace {namespace} yet (see `cyclegan submit status {name}`)")
-    if follow:  # the newest pod of the chief (completion index 0), or the only one
-        chief = [p for p in pods if (p.metadata.annotations or {}).get("batch.kubernetes.io/job-completion-index",
-                                                                       "0") == "0"] or pods
-        pods = [max(chief, key=lambda p: p.metadata.creation_timestamp or 0)]
-    for pod in pods:
-        if len(pods) > 1:
-            print(f"==> {pod.metadata.name} <==")
+    if follow and every_worker:
+        raise UsageError("--follow streams one worker's log: give --worker N instead of --all")
+    chosen = sorted(workers) if every_worker else [min(workers) if worker is None else worker]
+    for index in chosen:
+        pods = workers.get(index, [])
+        if len(pods) < 1 + previous:
+            raise UsageError(f"{name} has no {'earlier ' if previous else ''}pod of worker {index} (workers: "
+                             f"{', '.join(map(str, workers))}; see `cyclegan submit status {name}`)")
+        pod = pods[1 if previous else 0]
+        extra = {"tail_lines": tail} if tail else {}
         stream = core.read_namespaced_pod_log(pod.metadata.name, namespace, follow=follow, _preload_content=False,
                                               _request_timeout=(api.request_timeout, FOLLOW_SILENCE) if follow
-                                              else api.request_timeout)
+                                              else api.request_timeout, **extra)
+        prefix, pending = f"[worker {index}] " if every_worker else "", ""
         for chunk in stream.stream():
-            sys.stdout.write(chunk.decode(errors="replace"))
+            pending += chunk.decode(errors="replace")
+            *lines, pending = pending.split("\n")
+            for line in lines:
+                sys.stdout.write(f"{prefix}{line}\n")
             sys.stdout.flush()
+        if pending:
+            sys.stdout.write(f"{prefix}{pending}\n")
 
 
 def remove(api, namespace, name):

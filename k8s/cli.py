@@ -4,7 +4,8 @@
     cyclegan submit train --image IMAGE --data gs://B/records --model_dir gs://B/runs/h2z --gpus 8 [--nodes 4]
                           [-- any `cyclegan train` flag]
     cyclegan submit tensorboard --image IMAGE --logdir gs://B/runs/h2z/logs
-    cyclegan submit list | status NAME | logs NAME [--follow] | delete NAME
+    cyclegan submit list | status NAME | logs NAME [--worker N | --all] [--tail N] [--previous] [--follow]
+    cyclegan submit delete NAME
 
 `--dry-run` prints the objects as YAML and touches no cluster. Otherwise they are created with the cluster of
 your kubeconfig (or the pod's own, inside a cluster); if one cannot be created, those created before it are
@@ -96,12 +97,21 @@ def main(argv, prog="cyclegan submit"):
     if action != "list":
         parser.add_argument("name", help="the job's name, as `submit` printed it")
     if action == "logs":
-        parser.add_argument("--follow", action="store_true", help="stream the chief pod's log as it grows")
+        parser.add_argument("--follow", action="store_true", help="stream the log as it grows")
+        which = parser.add_mutually_exclusive_group()
+        which.add_argument("--worker", type=int, help="this worker's log (default: worker 0, the chief)")
+        which.add_argument("--all", action="store_true", help="every worker's log, each line prefixed with it")
+        parser.add_argument("--tail", type=int, help="only the last this many lines")
+        parser.add_argument("--previous", action="store_true",
+                            help="the log of the worker's pod before its newest one (a crashed or preempted pod)")
     parser.add_argument("--namespace", default="default", help="Kubernetes namespace (default: default)")
     default_timeout = submit_config.SubmitConfig.request_timeout
     parser.add_argument("--request_timeout", type=int, default=default_timeout,
                         help=f"seconds to wait for each answer of the Kubernetes API (default: {default_timeout})")
     args = parser.parse_args(argv)
+    if action == "logs" and any(value is not None and value < (0 if flag == "--worker" else 1)
+                                for flag, value in (("--worker", args.worker), ("--tail", args.tail))):
+        raise UsageError("--worker must be 0 or more and --tail 1 or more")
     check_fields(dataclasses.replace(submit_config.SubmitConfig(), request_timeout=args.request_timeout))  # its bound
     api = cluster.api_client(args.request_timeout)
     name = getattr(args, "name", "")
@@ -113,7 +123,8 @@ def main(argv, prog="cyclegan submit"):
         elif action == "status":
             cluster.show_status(api, args.namespace, name)
         elif action == "logs":
-            cluster.show_logs(api, args.namespace, name, args.follow)
+            cluster.show_logs(api, args.namespace, name, args.follow, args.worker, args.all, args.tail,
+                              args.previous)
         else:
             cluster.remove(api, args.namespace, name)
     except UsageError:

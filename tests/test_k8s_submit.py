@@ -56,21 +56,23 @@ class FakeApi(http.server.BaseHTTPRequestHandler):
             return self.status(403, "Forbidden", 'poddisruptionbudgets.policy is forbidden: User "dev" cannot '
                                                  'create resource')
         created = {**body, "metadata": {**body["metadata"], "uid": "1", "creationTimestamp": "2026-11-27T08:00:00Z"}}
+        if "kueue.x-k8s.io/queue-name" in body["metadata"]["labels"] and body["kind"] == "Job":
+            created["spec"] = {**body["spec"], "suspend": True}  # as Kueue's webhook does until it admits the Job
         self.store[f"{path}/{body['metadata']['name']}"] = created
         self.reply(201, created)
 
     def do_GET(self):
         path, query, _ = self.record()
         if path.endswith("/log"):
-            data = b"step 1/10 epoch 1 | 3.1 pairs/s\nstep 2/10 epoch 1 | 3.3 pairs/s\n"
+            pod = path.split("/")[-2]
+            data = f"{pod} started\nstep 1/10 epoch 1 | 3.1 pairs/s\nstep 2/10 epoch 1 | 3.3 pairs/s\n".encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             return self.wfile.write(data)
         if path.endswith("/pods"):
-            return self.reply(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [self.pod(i)
-                                                                                                 for i in range(2)]})
+            return self.reply(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": self.pods()})
         items = [obj for key, obj in self.store.items() if key.startswith(path + "/")]
         for obj in items:  # what the Job controller would have written by now
             if obj["kind"] == "Job":
@@ -87,13 +89,24 @@ class FakeApi(http.server.BaseHTTPRequestHandler):
                                                               "status": "Success"})
 
     @staticmethod
-    def pod(index):
-        return {"metadata": {"name": f"h2z-{index}-abcde", "namespace": NAMESPACE,
-                             "annotations": {"batch.kubernetes.io/job-completion-index": str(index)},
-                             "creationTimestamp": "2026-11-27T08:00:00Z"},
-                "status": {"phase": "Running" if index else "Failed", "containerStatuses": [
-                    {"name": "trainer", "image": "img:1", "imageID": "", "ready": bool(index), "restartCount": 0,
-                     "state": {"running": {}} if index else {"terminated": {"exitCode": 75}}}]}}
+    def pods():
+        """What the API server returns for a two-node run: worker 0 replaced after an exit 75, worker 1 pending
+        (no node has a free GPU), worker 2 unable to pull its image."""
+        def pod(name, index, minute, phase, state, conditions=()):
+            return {"metadata": {"name": name, "namespace": NAMESPACE,
+                                 "creationTimestamp": f"2026-11-27T08:0{minute}:00Z",
+                                 "annotations": {"batch.kubernetes.io/job-completion-index": str(index)}},
+                    "status": {"phase": phase, "conditions": list(conditions), "containerStatuses": [
+                        {"name": "trainer", "image": "img:1", "imageID": "", "ready": phase == "Running",
+                         "restartCount": 0, "state": state}]}}
+
+        unschedulable = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                         "message": "0/12 nodes are available: 12 Insufficient nvidia.com/gpu."}
+        return [pod("h2z-0-abcde", 0, 0, "Failed", {"terminated": {"exitCode": 75}}),
+                pod("h2z-0-fghij", 0, 5, "Running", {"running": {}}),
+                pod("h2z-1-klmno", 1, 5, "Pending", {"waiting": {"reason": "ContainerCreating"}}, [unschedulable]),
+                pod("h2z-2-pqrst", 2, 5, "Pending", {"waiting": {"reason": "ImagePullBackOff",
+                                                                 "message": "Back-off pulling image img:1"}})]
 
 
 def kubeconfig_for(folder, port):
@@ -152,13 +165,32 @@ def test_submit_sends_exactly_the_rendered_objects(api):
 
     status = submit(api, "status", "h2z", "--namespace", NAMESPACE)
     assert status.returncode == 0 and "Job research/h2z: 1 active, 1 succeeded" in status.stdout, status.stderr
-    assert "pod h2z-0-abcde: Failed (trainer exited 75)" in status.stdout
+    assert [line.strip() for line in status.stdout.splitlines() if "worker" in line or "earlier" in line] == [
+        "worker 0: Running (pod h2z-0-fghij, 1 restart(s))",
+        "earlier pod h2z-0-abcde: exited 75 (saved and stopped: restarted, not counted)",
+        "worker 1: Pending, not scheduled: 0/12 nodes are available: 12 Insufficient nvidia.com/gpu. "
+        "(pod h2z-1-klmno, 0 restart(s))",
+        "worker 2: ImagePullBackOff: Back-off pulling image img:1 (pod h2z-2-pqrst, 0 restart(s))",
+        "latest progress (worker 0): step 2/10 epoch 1 | 3.3 pairs/s"]
+
+    assert "Kueue" not in status.stdout  # no --queue
 
     FakeApi.calls.clear()
     logs = submit(api, "logs", "h2z", "--follow", "--namespace", NAMESPACE)
-    assert logs.returncode == 0 and "step 2/10 epoch 1" in logs.stdout, logs.stderr
+    assert logs.returncode == 0 and logs.stdout.startswith("h2z-0-fghij started\n"), logs.stderr
     (log_call,) = [(path, query) for method, path, query, _ in FakeApi.calls if path.endswith("/log")]
-    assert log_call == (f"/api/v1/namespaces/{NAMESPACE}/pods/h2z-0-abcde/log", {"follow": ["true"]})
+    assert log_call == (f"/api/v1/namespaces/{NAMESPACE}/pods/h2z-0-fghij/log", {"follow": ["true"]})
+    FakeApi.calls.clear()
+    every = submit(api, "logs", "h2z", "--all", "--tail", "5", "--namespace", NAMESPACE)
+    assert every.returncode == 0, every.stderr
+    assert [line for line in every.stdout.splitlines() if line.endswith("started")] == [
+        "[worker 0] h2z-0-fghij started", "[worker 1] h2z-1-klmno started", "[worker 2] h2z-2-pqrst started"]
+    log_queries = [query for method, path, query, _ in FakeApi.calls if path.endswith("/log")]
+    assert len(log_queries) == 3 and all(query.get("tailLines") == ["5"] for query in log_queries)
+    earlier = submit(api, "logs", "h2z", "--worker", "0", "--previous", "--namespace", NAMESPACE)
+    assert earlier.returncode == 0 and earlier.stdout.startswith("h2z-0-abcde started"), earlier.stderr
+    missing = submit(api, "logs", "h2z", "--worker", "1", "--previous", "--namespace", NAMESPACE)
+    assert missing.returncode == 2 and "has no earlier pod of worker 1 (workers: 0, 1, 2" in missing.stderr
 
     FakeApi.calls.clear()
     deleted = submit(api, "delete", "h2z", "--namespace", NAMESPACE)
@@ -167,6 +199,10 @@ def test_submit_sends_exactly_the_rendered_objects(api):
     assert [path for path, _ in deletes] == [f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs/h2z",
                                              f"/api/v1/namespaces/{NAMESPACE}/services/h2z"]
     assert deletes[0][1]["propagationPolicy"] == ["Background"]  # the pods go with the Job, as with kubectl
+
+    assert submit(api, "train", *FLAGS, "--name", "queued", "--queue", "team-a").returncode == 0
+    queued = submit(api, "status", "queued", "--namespace", NAMESPACE)
+    assert "Kueue: waiting for admission (the Job is suspended) in queue team-a" in queued.stdout, queued.stderr
 
 
 def test_refusals_and_a_missing_cluster_are_one_line_errors(api, tmp_path):
