@@ -323,8 +323,11 @@ def test_an_export_stopped_midway_leaves_the_previous_one_and_the_next_replaces_
     assert sorted(os.listdir(out)) == ["a2b", "b2a", "export.json", "from-the-earlier-export"]  # untouched
     done = subprocess.run(command, text=True, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert sorted(os.listdir(out)) == ["a2b", "b2a", "export.json"]  # the new one, whole
-    assert not os.path.exists(f"{out}.partial") and not os.path.exists(f"{out}.replaced")
+    # the new one, whole; a file of the user's beside it is left alone
+    assert sorted(os.listdir(out)) == ["a2b", "b2a", "export.json", "from-the-earlier-export"]
+    assert not os.path.exists(f"{out}.partial")
+    assert json.loads((out / "export.json").read_text())["step"] == json.loads(
+        open(f"{earlier}/export.json").read())["step"]
 
 
 @pytest.mark.slow

@@ -80,10 +80,11 @@ class RunState:
         workers), which the loop then starts afresh from the step."""
         if self.input_batch is None:
             return self.checkpoint
-        saved = dict(tf.train.list_variables(prefix))
+        # the reader opens the prefix itself: tf.train.list_variables would take a ram:// prefix for a folder
+        reader = tf.compat.v1.train.NewCheckpointReader(prefix)
         key = "input_batch/.ATTRIBUTES/VARIABLE_VALUE"
-        has_input = any(name.startswith("input/") for name in saved)
-        fits = has_input and (key not in saved or tf.train.load_variable(prefix, key) == self.input_batch.numpy())
+        has_input = any(name.startswith("input/") for name in reader.get_variable_to_shape_map())
+        fits = has_input and (not reader.has_tensor(key) or reader.get_tensor(key) == self.input_batch.numpy())
         self.input_restored = fits
         if fits:
             return self.checkpoint

@@ -1,4 +1,6 @@
-"""Whole-file writes on any filesystem TensorFlow reads (local, gs://, ram://)."""
+"""Whole-file writes and moves on any filesystem TensorFlow reads (local, gs://, ram://)."""
+import os
+
 import tensorflow as tf
 
 from preprocessing.jobs import PARTIAL
@@ -19,3 +21,27 @@ def write_whole(target, data):
         except Exception:  # never written, or the filesystem is gone: the error being raised is the one to read
             pass
         raise
+
+
+def move(src, dst):
+    """A file or a folder from `src` to `dst` (which must not exist). One rename on a local disk; elsewhere file by
+    file, since object stores and ram:// have no folders to rename."""
+    if "://" not in src:
+        os.rename(src, dst)
+    elif not tf.io.gfile.isdir(src):
+        tf.io.gfile.rename(src, dst)
+    else:
+        for folder, _, names in tf.io.gfile.walk(src):
+            target = dst + folder[len(src):]
+            tf.io.gfile.makedirs(target)
+            for name in names:
+                tf.io.gfile.rename(f"{folder}/{name}", f"{target}/{name}")
+        tf.io.gfile.rmtree(src)
+
+
+def remove(path):
+    """A file or a folder, if there."""
+    if tf.io.gfile.isdir(path):
+        tf.io.gfile.rmtree(path)
+    elif tf.io.gfile.exists(path):
+        tf.io.gfile.remove(path)

@@ -12,6 +12,7 @@ import json
 from preprocessing.jobs import UsageError
 
 DIRECTIONS = {"a2b": "G_AB", "b2a": "G_BA"}
+EXPORT_RECORD = "export.json"  # what was exported; written last, so it marks a whole export
 MIN_SIDE = 4  # the translator pads to the generator's multiple of 4 and its minimum of 8
 ERRORS_FILE = "translate_errors.jsonl"
 
@@ -78,32 +79,32 @@ def make_translator(generator):
 def export(model_dir, output, checkpoint=None, report=print):
     """Write output/a2b, output/b2a (SavedModels) and output/export.json; returns the two SavedModel paths.
 
-    Everything is written into OUTPUT.partial first and renamed to OUTPUT once complete, so a kill or a full disk
-    mid-export never leaves a folder that looks like an export and lacks a direction. An export already at OUTPUT
-    is replaced: set aside as OUTPUT.replaced until the new one is in place."""
+    Everything is written into OUTPUT.partial first, and moved into OUTPUT once complete, export.json last: a
+    folder with export.json holds a whole export, and a kill or a full disk mid-export never leaves one that lacks
+    a direction. An earlier export in OUTPUT is replaced entry by entry; other files there are left alone."""
     import tensorflow as tf
 
     from preprocessing.jobs import PARTIAL
+    from trainer.files import move, remove
 
     config, nets, checkpoint, step = load_run(model_dir, checkpoint, report)
     output = output.rstrip("/")
-    staging, replaced = output + PARTIAL, output + ".replaced"
-    for leftover in (staging, replaced):  # of an export that was stopped
-        if tf.io.gfile.exists(leftover):
-            tf.io.gfile.rmtree(leftover)
+    staging = output + PARTIAL
+    remove(staging)  # of an export that was stopped
     for direction, name in DIRECTIONS.items():
         translator = make_translator(nets[name])
         tf.saved_model.save(translator, f"{staging}/{direction}",
                             signatures={"serving_default": translator.translate.get_concrete_function()})
         report(f"export: {name} ({direction}) written")
-    with tf.io.gfile.GFile(f"{staging}/export.json", "w") as f:
+    with tf.io.gfile.GFile(f"{staging}/{EXPORT_RECORD}", "w") as f:
         json.dump({"checkpoint": checkpoint, "step": step, "directions": DIRECTIONS,
                    "config": dataclasses.asdict(config)}, f, indent=2)
-    if tf.io.gfile.exists(output):
-        tf.io.gfile.rename(output, replaced)
-    tf.io.gfile.rename(staging, output)
-    if tf.io.gfile.exists(replaced):
-        tf.io.gfile.rmtree(replaced)
+    tf.io.gfile.makedirs(output)
+    remove(f"{output}/{EXPORT_RECORD}")  # the earlier export is incomplete from here until the new record is in
+    for entry in (*DIRECTIONS, EXPORT_RECORD):
+        remove(f"{output}/{entry}")
+        move(f"{staging}/{entry}", f"{output}/{entry}")
+    remove(staging)
     paths = {direction: f"{output}/{direction}" for direction in DIRECTIONS}
     for direction, name in DIRECTIONS.items():
         report(f"export: {name} ({direction}) -> {paths[direction]}")
