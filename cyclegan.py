@@ -8,7 +8,7 @@ import os
 import sys
 
 from preprocessing import exit_status
-from preprocessing.jobs import TF_LOGS_ENV, UsageError, check_at_least, job_parser, quiet_libraries
+from preprocessing.jobs import TF_LOGS_ENV, UsageError, check_at_least, job_parser, prepare_libraries
 from trainer.model_dir import LOGS, model_path
 
 # subcommand -> (module with `main(argv, prog)`, or "module:function", one-line summary)
@@ -43,7 +43,7 @@ def main(argv=None, prog="cyclegan"):
 
 def run_job(subcommand, argv, prog):
     """Run one subcommand's `main`; a UsageError becomes a one-line message and exit status 2."""
-    quiet_libraries(import_tensorflow=False)  # the jobs that need TensorFlow import it quietly themselves
+    prepare_libraries(import_tensorflow=False)  # the jobs that need TensorFlow import it quietly themselves
     module, _, function = SUBCOMMANDS[subcommand][0].partition(":")
     job = getattr(importlib.import_module(module), function or "main")
     try:

@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import results  # noqa: E402
-from preprocessing.jobs import quiet_libraries  # noqa: E402
+from preprocessing.jobs import prepare_libraries  # noqa: E402
 
 
 def pairs_per_second(records, manifest, config, pairs, threads):
@@ -47,7 +47,7 @@ def main(argv=None):
     parser.add_argument("--pairs", type=int, default=600, help="pairs timed per run")
     parser.add_argument("--size", type=int, default=400, help="side of the synthetic photos before preprocessing")
     args = parser.parse_args(argv)
-    quiet_libraries()
+    prepare_libraries()
     from preprocessing.schema import load_manifest
     from trainer.config import PRESETS
 

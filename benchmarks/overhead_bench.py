@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import results  # noqa: E402
-from preprocessing.jobs import quiet_libraries  # noqa: E402
+from preprocessing.jobs import prepare_libraries  # noqa: E402
 
 NEAR_EMPTY = dict(ngf=2, ndf=2, n_blocks=1, load_size=32, crop_size=32, batch_size=1)
 COLUMNS = [("XLA", "xla", "{}"), ("replicas", "replicas", "{}"), ("step ms", "step_ms", "{:.2f}"),
@@ -145,7 +145,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=200, help="calls timed per part and round")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each part keeps its best")
     args = parser.parse_args(argv)
-    quiet_libraries()
+    prepare_libraries()
     replicas_of = results.Replicas(max(args.replicas))
     print(f"machine: {results.machine()}", flush=True)
     cases = [build_case(strategy, xla == "on", args.precision) for xla in args.xla for replicas in args.replicas

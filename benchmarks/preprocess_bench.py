@@ -30,9 +30,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import results  # noqa: E402
-from preprocessing.jobs import quiet_libraries  # noqa: E402
+from preprocessing.jobs import prepare_libraries  # noqa: E402
 
-quiet_libraries(import_tensorflow=False)
+prepare_libraries(import_tensorflow=False)
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402

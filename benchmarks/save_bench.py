@@ -39,9 +39,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
 
-    from preprocessing.jobs import quiet_libraries
+    from preprocessing.jobs import prepare_libraries
 
-    quiet_libraries()
+    prepare_libraries()
     import dataclasses
 
     from google.cloud import storage

@@ -35,11 +35,11 @@ def child(preset, xla, replicas, records, model_dir):
     """Runs in the measured process: prints one JSON line of seconds per phase."""
     import psutil
 
-    from preprocessing.jobs import quiet_libraries
+    from preprocessing.jobs import prepare_libraries
     from trainer.compile_cache import CompileCache
 
     cache = CompileCache(model_dir)
-    quiet_libraries()
+    prepare_libraries()
     import tensorflow as tf
 
     from preprocessing.schema import load_manifest
@@ -103,9 +103,9 @@ def main(argv=None):
     parser.add_argument("--replicas", nargs="+", type=int, default=[1])
     parser.add_argument("--images", type=int, default=8, help="synthetic training images per domain")
     args = parser.parse_args(argv)
-    from preprocessing.jobs import quiet_libraries
+    from preprocessing.jobs import prepare_libraries
 
-    quiet_libraries()
+    prepare_libraries()
     rows = []
     with results.synthetic_records(args.images) as records:
         print(f"machine: {results.machine()}", flush=True)

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import results  # noqa: E402
-from preprocessing.jobs import quiet_libraries  # noqa: E402
+from preprocessing.jobs import prepare_libraries  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -163,7 +163,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=5, help="timed steps per run (after 2 warm-up steps)")
     parser.add_argument("--repeat", type=int, default=2, help="rounds; each side keeps its best")
     args = parser.parse_args(argv)
-    quiet_libraries()
+    prepare_libraries()
     replicas_of = results.Replicas(max(args.replicas))
     print(f"machine: {results.machine()}", flush=True)
     rows = []

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import results  # noqa: E402
-from preprocessing.jobs import quiet_libraries  # noqa: E402
+from preprocessing.jobs import prepare_libraries  # noqa: E402
 
 
 def run_trainer(records, model_dir, log, *flags):
@@ -62,7 +62,7 @@ def main(argv=None):
     if args.steps <= log_every:  # its rate is timed between two progress lines: its first and its last
         parser.error(f"--steps {args.steps}: the end-to-end run needs more than {log_every} steps (it logs every "
                      f"{log_every}; its rate is timed between its first and last progress lines)")
-    quiet_libraries()
+    prepare_libraries()
     from step_bench import run_case
 
     with results.synthetic_records(args.images) as records:

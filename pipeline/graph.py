@@ -76,9 +76,9 @@ class ReadTfds(beam.DoFn):
     """TfdsSource -> (split, domain, tfds://name/id, encoded image bytes as TFDS stored them)."""
 
     def process(self, source):
-        from preprocessing.jobs import quiet_libraries
+        from preprocessing.jobs import prepare_libraries
 
-        quiet_libraries()  # the only step that loads TensorFlow in a worker
+        prepare_libraries()  # the only step that loads TensorFlow in a worker
         import tensorflow_datasets as tfds
 
         builder = tfds.builder_from_directory(source.builder_dir)

@@ -152,9 +152,9 @@ def glob_sources(globs):
 
 
 def tfds_sources(name, data_dir, download):
-    from preprocessing.jobs import quiet_libraries
+    from preprocessing.jobs import prepare_libraries
 
-    quiet_libraries()
+    prepare_libraries()
     import tensorflow_datasets as tfds
 
     try:

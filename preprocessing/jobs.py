@@ -19,13 +19,20 @@ PARTIAL = ".partial"
 WRITE_PROBE = ".cyclegan-write-check"
 
 
-def quiet_libraries(import_tensorflow=True):
-    """Silence TensorFlow's C++ start-up chatter and Beam's worker warnings unless CYCLEGAN_TF_LOGS=1.
+def prepare_libraries(import_tensorflow=True):
+    """Choose TensorFlow's CPU kernels, and silence its C++ start-up chatter and Beam's worker warnings unless
+    CYCLEGAN_TF_LOGS=1. Call before anything imports TensorFlow.
+
+    oneDNN's kernels (TF_ENABLE_ONEDNN_OPTS=1, the library PyTorch's CPU convolutions use) are TensorFlow's default
+    only on CPUs with AVX-512 VNNI or newer; elsewhere it falls back to Eigen's, whose convolution gradients made
+    the whole step 1.5 to 1.8x slower on an AVX2 CPU (benchmarks/op_profile.py --compare). A value the user set
+    is kept. GPU kernels do not depend on it.
 
     TF 2.21 prints its start-up lines through absl before absl reads any setting, so TF_CPP_MIN_LOG_LEVEL
     alone does not stop them: TensorFlow is imported (and its devices discovered) here once with stderr
-    captured, and what it printed is replayed only if that fails. Call before anything imports TensorFlow.
+    captured, and what it printed is replayed only if that fails.
     """
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     if os.environ.get(TF_LOGS_ENV, "") not in ("", "0"):
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # grappler logs harmless ERROR lines; real errors raise

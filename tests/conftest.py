@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from preprocessing.jobs import quiet_libraries
+from preprocessing.jobs import prepare_libraries
 from tests import gcs_emulator as gcs
 
-quiet_libraries()
+prepare_libraries()
 
 # Two logical CPU devices for the MirroredStrategy tests: possible only before TensorFlow initialises them.
 from trainer.strategy import split_cpu  # noqa: E402

@@ -249,9 +249,35 @@ def test_mixed_precision_keeps_norms_and_outputs_float32(policy):
         half = policy.split("_")[1]
         convs = [layer for layer in nets["G_AB"].layers if isinstance(layer, keras.layers.Conv2D)]
         assert convs and all(layer.compute_dtype == half for layer in convs)
-        norms = [layer for layer in nets["G_AB"].layers if isinstance(layer, keras.layers.GroupNormalization)]
+        norms = [layer for layer in nets["G_AB"].layers if isinstance(layer, networks.InstanceNorm)]
         assert norms and all(layer.compute_dtype == "float32" for layer in norms)
         terms, _ = losses.generator_losses(nets, real, real * 0.5, config)
         assert all(np.isfinite(t.numpy()).all() for t in terms.values())
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_instance_norm_and_crop_compute_what_kerass_own_layers_do_with_their_gradients(graph):
+    """Our InstanceNorm (its gradient written out) and crop against Keras's GroupNormalization(groups=-1) and
+    Cropping2D: the same outputs, and the same gradients of a loss that weighs every output differently."""
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(2, 3, (3, 9, 7, 5)).astype("float32"))
+    weights = tf.constant(rng.normal(0, 1, (3, 9, 7, 5)).astype("float32"))
+    pairs = [(networks.InstanceNorm(epsilon=1e-5),
+              keras.layers.GroupNormalization(groups=-1, center=False, scale=False, epsilon=1e-5)),
+             (networks.DropFirstRowAndColumn(), keras.layers.Cropping2D(((1, 0), (1, 0))))]
+
+    def value_and_gradient(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * y * weights[:, :y.shape[1], :y.shape[2]])
+        return y, tape.gradient(loss, x)
+
+    run = tf.function(value_and_gradient) if graph else value_and_gradient
+    for ours, theirs in pairs:
+        (y, dx), (y_keras, dx_keras) = run(ours), run(theirs)
+        assert y.shape == y_keras.shape
+        np.testing.assert_allclose(y.numpy(), y_keras.numpy(), atol=1e-5)
+        np.testing.assert_allclose(dx.numpy(), dx_keras.numpy(), atol=1e-5)

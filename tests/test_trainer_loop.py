@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -26,6 +27,8 @@ def test_short_run_lowers_the_cycle_loss(tiny_records, two_cpus, tmp_path):
 
     assert cycle(history[-5:]) < 0.8 * cycle(history[:5])
     assert any(line.startswith("step 20/40 epoch ") and "pairs/s | ETA " in line for line in lines)
+    first = next(line for line in lines if line.startswith("step "))  # the run is up: said before --log_every steps
+    assert re.match(r"step 1/40 epoch 1 \| first step done \d+\.\d s after the process started \| G_AB_gan ", first)
     assert "MirroredStrategy with 2 replica(s), global batch 4, 3 steps per epoch, 40 steps" in lines[0]
     assert os.path.exists(tmp_path / "model" / "checkpoints" / "ckpt-40.index")
 

@@ -18,7 +18,7 @@ import sys
 
 from preprocessing import exit_status
 from preprocessing.jobs import (UsageError, add_config_flags, check_fields, config_from_flags, job_parser,
-                               quiet_libraries)
+                               prepare_libraries)
 from trainer.config import PRESETS, TrainConfig
 
 
@@ -80,7 +80,7 @@ def main(argv, prog="cyclegan train"):
         from trainer.compile_cache import CompileCache
 
         cache = CompileCache(config.model_dir)  # before TensorFlow starts: that is when XLA reads its flags
-    quiet_libraries()  # before check_config, which imports the networks' module
+    prepare_libraries()  # before check_config, which imports the networks' module
     check_config(config)
     if not args.dry_run and not (config.data and config.model_dir):
         raise UsageError("--data and --model_dir are required to train (or pass --dry_run)")

@@ -11,7 +11,7 @@ OUT/report.json beside the translations in OUT/a2b/ and OUT/b2a/:
   fid, kid (fid_b2a, kid_b2a)     G(test A) against test B (F(test B) against test A), from Inception-v3 pool
                                   features; null, with the reason in fid_skipped, without --inception_weights
 """
-from preprocessing.jobs import job_parser, quiet_libraries
+from preprocessing.jobs import job_parser, prepare_libraries
 from trainer.evaluator import Evaluator, table
 from trainer.translator import load_direction, load_run, make_translator
 
@@ -27,7 +27,7 @@ def main(argv, prog="cyclegan evaluate"):
                         help="Inception-v3 .weights.h5 (include_top=False) for FID and KID; skipped without")
     parser.add_argument("--limit", type=int, default=0, help="at most this many test images per domain (0: all)")
     args = parser.parse_args(argv)
-    quiet_libraries()
+    prepare_libraries()
 
     if args.model:
         a2b, b2a = (load_direction(f"{args.model.rstrip('/')}/{d}") for d in ("a2b", "b2a"))

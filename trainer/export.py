@@ -7,7 +7,7 @@ serving signature takes a batch of uint8 RGB images of any size (at least 4x4), 
 multiple of 4 (and at least 8) as the generator needs, translates, crops back and returns uint8 of the input size.
 Loading one needs TensorFlow only: `tf.saved_model.load(EXPORT_DIR + "/a2b").signatures["serving_default"]`.
 """
-from preprocessing.jobs import job_parser, quiet_libraries
+from preprocessing.jobs import job_parser, prepare_libraries
 from trainer.translator import export
 
 
@@ -18,6 +18,6 @@ def main(argv, prog="cyclegan export"):
     parser.add_argument("--checkpoint", help="checkpoint prefix to export (default: the newest), e.g. "
                                              "DIR/checkpoints/ckpt-500")
     args = parser.parse_args(argv)
-    quiet_libraries()
+    prepare_libraries()
     export(args.model_dir, args.output, args.checkpoint)
     return 0

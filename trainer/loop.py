@@ -4,6 +4,7 @@ import hashlib
 import math
 import time
 
+import psutil
 import tensorflow as tf
 
 from preprocessing.schema import load_manifest
@@ -110,6 +111,7 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
             holder.release()
         raise
     history, window, step, saved_at = [], Window(), first, time.monotonic()
+    process = psutil.Process()
     try:
         with preemption.stop_flag(report) as stop_request:
             for step in range(first + 1, total + 1):
@@ -132,10 +134,14 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
                 window.add(step == first + 1, losses, fed - began, time.monotonic() - began)
                 if compile_cache and chief and step == first + 1:
                     compile_cache.publish(report)
-                if step % config.log_every == 0 or step == total:
-                    report(f"step {step}/{total} epoch {(step - 1) // per_epoch + 1} | "
-                           f"{window.rate() * global_batch:.1f} pairs/s | ETA {window.eta(total - step)} | "
+                logged = step % config.log_every == 0 or step == total
+                if logged or step == first + 1:  # the first step's line says the run is up, and how long that took
+                    speed = (f"{window.rate() * global_batch:.1f} pairs/s | ETA {window.eta(total - step)}"
+                             if window.rate() else f"first step done {time.time() - process.create_time():.1f} s "
+                                                   "after the process started")
+                    report(f"step {step}/{total} epoch {(step - 1) // per_epoch + 1} | {speed} | "
                            + " ".join(f"{name} {losses[name]:.3f}" for name in LOSS_ORDER if name in losses))
+                if logged:
                     logs.scalars(step, *window.flush(global_batch))
                 if config.image_every and (step % config.image_every == 0 or step == total):
                     logs.images(step)

@@ -75,12 +75,12 @@ class CycleGANTrainer:
                 self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         finally:
             keras.mixed_precision.set_global_policy(previous)
-        self._generator_fn = tf.function(self._generator_grads, jit_compile=xla)
-        self._discriminator_fn = tf.function(self._discriminator_grads, jit_compile=xla)
+        self._generator_fn = tf.function(self._generator_grads, jit_compile=xla, autograph=False)
+        self._discriminator_fn = tf.function(self._discriminator_grads, jit_compile=xla, autograph=False)
         self._replica_fn = self._replica_step
         if xla and strategy.num_replicas_in_sync == 1:  # nothing to all-reduce: one XLA program for the whole step
-            self._replica_fn = tf.function(self._replica_step, jit_compile=True)
-        self.train_step = tf.function(self._train_step)
+            self._replica_fn = tf.function(self._replica_step, jit_compile=True, autograph=False)
+        self.train_step = tf.function(self._train_step, autograph=False)
 
     def _optimizer(self, steps_per_epoch, precision):
         c = self.config

@@ -16,7 +16,7 @@ import sys
 import time
 
 from preprocessing import exit_status
-from preprocessing.jobs import UsageError, job_parser, quiet_libraries
+from preprocessing.jobs import UsageError, job_parser, prepare_libraries
 from trainer.image_files import canonical, check_writable, list_inputs
 from trainer.translator import ERRORS_FILE, OutputFull, default_max_megapixels, load_direction, translate_all
 
@@ -32,7 +32,7 @@ def main(argv, prog="cyclegan translate"):
                         help="skip, with the reason, an image larger than this (after --max_size) rather than run "
                              "out of memory on it (default: what this machine's available memory holds)")
     args = parser.parse_args(argv)
-    quiet_libraries()
+    prepare_libraries()
     from tqdm import tqdm
 
     inputs = list_inputs(args.input, exclude=args.output)
