@@ -5,7 +5,7 @@ Every object `submit` creates carries the label app.kubernetes.io/managed-by=cyc
 import json
 import sys
 
-from k8s.render import INDEX_ANNOTATION, MANAGED_BY, QUEUE_LABEL, TENSORBOARD_PORT
+from k8s.render import DATAFLOW_ANNOTATION, INDEX_ANNOTATION, MANAGED_BY, QUEUE_LABEL, TENSORBOARD_PORT
 from preprocessing import exit_status
 from preprocessing.jobs import UsageError
 from trainer.model_dir import LOGS, model_path
@@ -332,6 +332,11 @@ def remove(api, namespace, name):
     for kind, obj in objects:
         delete(api, kind, obj["metadata"]["name"], namespace)
         print(f"submit: deleted {kind} {namespace}/{obj['metadata']['name']}")
+        dataflow = (obj["metadata"].get("annotations") or {}).get(DATAFLOW_ANNOTATION)
+        if dataflow and state(kind, obj) not in ("Complete", "Failed"):
+            project, region, job_name = dataflow.split("/")
+            print(f"submit: its launcher cancels Dataflow job {job_name} as it stops; to check: gcloud dataflow "
+                  f"jobs list --project {project} --region {region} --filter name={job_name}")
     for service in services:
         delete(api, "Service", service.metadata.name, namespace)
         print(f"submit: deleted Service {namespace}/{service.metadata.name}")

@@ -26,6 +26,8 @@ WORKERS = "workers"  # the JobSet's replicated job
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 TOPOLOGY_ANNOTATION = "kueue.x-k8s.io/podset-required-topology"  # Kueue's topology-aware scheduling, on the pods
+SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+DATAFLOW_ANNOTATION = "cyclegan/dataflow-job"  # project/region/job name of the Dataflow job a launcher runs
 NODE_LOST_TAINTS = ("node.kubernetes.io/unreachable", "node.kubernetes.io/not-ready")
 MANAGED_BY = "cyclegan-submit"
 
@@ -234,8 +236,16 @@ def preprocess_objects(config, name, extra):
                  "args": args + list(extra), "resources": resources(config, kind)}
     pod = {"labels": pod_labels(config, name), "spec": pod_spec(config, container, shm=kind == "preprocess",
                                                             terminationGracePeriodSeconds=60)}
-    return [{"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata(config, name),
-             "spec": job_spec(config, pod, "preprocess")}]
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata(config, name),
+           "spec": job_spec(config, pod, "preprocess")}
+    if kind == "dataflow":
+        # A stopped launcher cancels its Dataflow job (pipeline/dataflow_job.py), so nothing retries a failed one
+        # (each try would be another billed job) and the autoscaler does not move the launcher off its node. A
+        # launcher lost with its node is replaced uncounted, and the replacement waits for the running job.
+        job["spec"]["backoffLimit"] = 0
+        job["spec"]["template"]["metadata"]["annotations"] = {SAFE_TO_EVICT_ANNOTATION: "false"}
+        job["metadata"]["annotations"] = {DATAFLOW_ANNOTATION: f"{config.project}/{config.region}/{name}"}
+    return [job]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -10,9 +10,11 @@ import time
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options import pipeline_options
+from apache_beam.runners.dataflow.internal.apiclient import DataflowJobAlreadyExistsError
 
 from pipeline import failure, files, graph, interrupt, output_folder, staging
 from pipeline.beam_options import beam_options, is_dataflow
+from pipeline.dataflow_job import DONE, DataflowJob
 from pipeline.config import PreprocessConfig
 from pipeline.sources import discover
 from pipeline.summary import check_written, print_summary
@@ -41,6 +43,13 @@ def main(argv, prog="cyclegan preprocess"):
     config = config_from_flags(PreprocessConfig(), args)
     options = beam_options(beam_args)
     FileSystems.set_options(options)  # the checks and the discovery below touch gs:// before the pipeline runs
+    cloud = options.view_as(pipeline_options.GoogleCloudOptions)
+    if is_dataflow(options) and not cloud.template_location:
+        running = DataflowJob.running(options)
+        if running:  # its staging files are in --output: no check may clear them
+            print(f"preprocess: Dataflow job {running.name} ({running.id}) is already running under this "
+                  "--job_name; waiting for it instead of starting another", flush=True)
+            return wait_for(running, config, prog)
     check(config)
     sources, missing, source_description = discover(config)
     found = sorted({f"{s.split}{s.domain}" for s in sources})
@@ -48,8 +57,8 @@ def main(argv, prog="cyclegan preprocess"):
           flush=True)
 
     started = time.monotonic()
-    cloud = options.view_as(pipeline_options.GoogleCloudOptions)
     waits = not cloud.template_location and (config.wait or not is_dataflow(options))
+    remote = None  # the Dataflow job, once it exists: a stop request cancels it
     try:
         with interrupt.stop_requests(), failure.beam_errors_held() as held:
             try:
@@ -57,10 +66,17 @@ def main(argv, prog="cyclegan preprocess"):
                 graph.build(pipeline, sources, config, source_description)
                 result = pipeline.run()
                 if is_dataflow(options) and result.has_job:
+                    remote = DataflowJob(options, result.job_id(), cloud.job_name)
                     print(f"preprocess: Dataflow job {result.job_id()}: https://console.cloud.google.com/dataflow/"
                           f"jobs/{cloud.region}/{result.job_id()}?project={cloud.project}", flush=True)
                 if waits:
                     result.wait_until_finish()
+            except DataflowJobAlreadyExistsError:  # another launcher started it since the look-up above
+                waits, remote = False, DataflowJob.running(options)
+                if remote is None:
+                    raise
+                print(f"preprocess: Dataflow job {remote.name} ({remote.id}) started meanwhile under this "
+                      "--job_name; waiting for it instead", flush=True)
             except Exception as err:
                 if not failure.disk_full(err):
                     held.replay()
@@ -70,21 +86,46 @@ def main(argv, prog="cyclegan preprocess"):
                       "another --output, and run again", file=sys.stderr, flush=True)
                 return exit_status.FAILED
     except interrupt.Stopped as stop:
+        if remote is not None:
+            remote.cancel_and_exit(stop.signum, config.output, prog)
         interrupt.stop_now(stop.signum, config.output, prog)
     finally:
         if waits:  # a job running elsewhere still reads its staging files; its last step deletes them
             staging.remove(config.output)
+    if remote is not None and not waits and config.wait:
+        return wait_for(remote, config, prog)
     if cloud.template_location:
         print(f"preprocess: staged a Dataflow template at {cloud.template_location}; nothing ran here. Launch it "
               f"with: gcloud dataflow jobs run NAME --gcs-location {cloud.template_location} --region {cloud.region}")
         return 0
-    manifest_path = FileSystems.join(config.output, MANIFEST_NAME)
     if not waits:
-        print(f"preprocess: the job runs on Dataflow; when it ends, {manifest_path} says what it wrote")
+        print(f"preprocess: the job runs on Dataflow; when it ends, "
+              f"{FileSystems.join(config.output, MANIFEST_NAME)} says what it wrote")
         return 0
+    return summarize(config, time.monotonic() - started)
+
+
+def wait_for(remote, config, prog):
+    """Wait for a Dataflow job this launcher did not start (its state polled); cancel it on a stop request."""
+    started = time.monotonic()
+    with interrupt.stop_requests():
+        try:
+            state = remote.wait(lambda line: print(line, flush=True))
+        except interrupt.Stopped as stop:
+            remote.cancel_and_exit(stop.signum, config.output, prog)
+    if state != DONE:
+        print(f"{prog}: error: Dataflow job {remote.name} ({remote.id}) ended {state}; its messages are in the "
+              "Dataflow console", file=sys.stderr, flush=True)
+        return exit_status.FAILED
+    return summarize(config, time.monotonic() - started)
+
+
+def summarize(config, seconds):
+    """The finished job's summary from its manifest, and the exit status it calls for."""
+    manifest_path = FileSystems.join(config.output, MANIFEST_NAME)
     with FileSystems.open(manifest_path) as f:
         manifest = parse_manifest(f.read(), manifest_path)
-    print_summary(manifest, time.monotonic() - started)
+    print_summary(manifest, seconds)
     print(f"wrote {manifest_path}; rejected, duplicate and skipped files are listed in "
           f"{FileSystems.join(config.output, REJECTED_NAME)}")
     return check_written(manifest, config.output)

@@ -223,6 +223,11 @@ def test_failure_semantics_scheduling_and_shapes_match_the_trainer():
     args = dataflow["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--runner") + 1] == "DataflowRunner" and args[args.index("--sdk_container_image") + 1] \
         == "beam:1"
+    # a retried launcher would start another billed job; a stopped one cancels its job, so no autoscaler moves it
+    assert dataflow["spec"]["backoffLimit"] == 0 and dataflow["spec"]["template"]["metadata"]["annotations"] == {
+        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
+    assert dataflow["metadata"]["annotations"] == {"cyclegan/dataflow-job": "p/europe-west4/" + args[
+        args.index("--job_name") + 1]}
     (local,) = objects_for(SPREAD["preprocess"])
     assert "--direct_num_workers=16" in local["spec"]["template"]["spec"]["containers"][0]["args"]
     (small,) = objects_for(["preprocess", *SPREAD["preprocess"][1:-1], "500m"])  # millicores: one worker

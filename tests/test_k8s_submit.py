@@ -204,6 +204,13 @@ def test_submit_sends_exactly_the_rendered_objects(api):
     queued = submit(api, "status", "queued", "--namespace", NAMESPACE)
     assert "Kueue: waiting for admission (the Job is suspended) in queue team-a" in queued.stdout, queued.stderr
 
+    dataflow = ["preprocess", "--image", "beam:1", "--input", "gs://b/raw", "--output", "gs://b/rec", "--runner",
+                "dataflow", "--project", "p", "--region", "europe-west4", "--temp_location", "gs://b/tmp"]
+    assert submit(api, *dataflow, "--name", "pre", "--namespace", NAMESPACE).returncode == 0
+    stopped = submit(api, "delete", "pre", "--namespace", NAMESPACE)
+    assert stopped.returncode == 0 and "its launcher cancels Dataflow job pre as it stops; to check: gcloud dataflow " \
+        "jobs list --project p --region europe-west4 --filter name=pre" in stopped.stdout, stopped.stderr
+
 
 def test_refusals_and_a_missing_cluster_are_one_line_errors(api, tmp_path):
     taken = submit(api, "train", *FLAGS, "--name", "taken")
