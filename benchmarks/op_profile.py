@@ -4,9 +4,10 @@
     .venv/bin/python benchmarks/op_profile.py --variants ours "keras layers" "oneDNN off"    # side by side
     .venv/bin/python benchmarks/op_profile.py --presets reference --blocks 0 --batches 1 2 --steps 2 --repeat 1
 
-Each variant runs in a fresh process (oneDNN is chosen before TensorFlow loads), which builds the trainer's step
-(trainer/step.py, one replica, float32, XLA off as on any CPU) on in-memory batches and, at each per-replica batch:
-  1. times --steps steps, best of --repeat rounds, the variants' processes taking turns (pairs/s, side by side);
+It builds the trainer's step (trainer/step.py, one replica, float32, XLA off as on any CPU) on in-memory batches,
+once per variant, and at each per-replica batch:
+  1. times --steps steps, best of --repeat rounds, the variants taking turns in one process (pairs/s, side by
+     side); oneDNN is chosen before TensorFlow loads, so "oneDNN off" runs in a second process after the first;
   2. records --steps more steps with TensorFlow's profiler and sums its host trace by op type: time, count and
      bytes allocated for outputs, per pair. The op time is summed over TensorFlow's threads, so it exceeds the
      wall time wherever ops ran side by side.
@@ -16,6 +17,7 @@ Variants (--variants; the first is the one the others are compared with):
   ours          the trainer as it is: oneDNN's CPU kernels, trainer/networks.py's InstanceNorm and crop
   keras layers  the same nets with Keras's GroupNormalization(groups=-1) and Cropping2D in their place
   oneDNN off    ours with TF_ENABLE_ONEDNN_OPTS=0, TensorFlow's default on CPUs without AVX-512 VNNI
+Run it alone on the machine: the profile of each variant is one run.
 """
 import argparse
 import collections
@@ -81,57 +83,74 @@ def trace_by_op_type(logdir):
     return dict(totals)
 
 
-def child(preset, blocks, variant, batches, steps, repeat_round):
-    """Runs in the measured process: one JSON line per batch, with pairs/s and the op table."""
+def child(preset, blocks, variants, batches, steps, repeat):
+    """Runs in the measured process, for variants of one oneDNN setting: one JSON line per batch and variant, with
+    pairs/s (best of `repeat` rounds, the variants' steps taking turns) and the op table (one profiled run)."""
     from preprocessing.jobs import prepare_libraries
 
     prepare_libraries()
     import numpy as np
     import tensorflow as tf
 
+    from trainer import networks
     from trainer.config import PRESETS
     from trainer.step import CycleGANTrainer, requests
     from trainer.strategy import distribute, mirrored
 
-    if variant == "keras layers":
-        use_keras_layers()
     strategy = mirrored([tf.config.list_logical_devices("CPU")[0].name])
     config = PRESETS[preset]
     config = dataclasses.replace(config, n_blocks=blocks or config.n_blocks)
     rng = np.random.default_rng(0)
+    ours = networks.norm, networks.DropFirstRowAndColumn
     for batch in batches:
-        trainer = CycleGANTrainer(dataclasses.replace(config, batch_size=batch), strategy, steps_per_epoch=1000)
         shape = (batch, config.crop_size, config.crop_size, config.input_nc)
         inputs = distribute(strategy, tuple(rng.uniform(-1, 1, shape).astype(np.float32) for _ in range(2)))
-        stop = requests()
+        stop, trainers = requests(), {}
+        for variant in variants:
+            if variant == "keras layers":
+                use_keras_layers()
+            trainers[variant] = CycleGANTrainer(dataclasses.replace(config, batch_size=batch), strategy,
+                                                steps_per_epoch=1000)
+            networks.norm, networks.DropFirstRowAndColumn = ours
 
-        def run(n):
+        def run(trainer, n):
             for _ in range(n):
                 out = trainer.train_step(*inputs, stop)
             float(out["D_A"])
 
-        run(2)  # tracing, graph optimisation
-        began = time.perf_counter()
-        run(steps)
-        seconds = time.perf_counter() - began
-        ops = {}
-        if repeat_round == 0:  # one profile per variant: the timing rounds need none
+        for trainer in trainers.values():
+            run(trainer, 2)  # tracing, graph optimisation
+        best = dict.fromkeys(trainers, float("inf"))
+        for _ in range(repeat):
+            for variant, trainer in trainers.items():
+                began = time.perf_counter()
+                run(trainer, steps)
+                best[variant] = min(best[variant], time.perf_counter() - began)
+        for variant, trainer in trainers.items():
             with tempfile.TemporaryDirectory() as logdir:
                 tf.profiler.experimental.start(logdir)
-                run(steps)
+                run(trainer, steps)
                 tf.profiler.experimental.stop()
                 ops = {kind: [ps / 1e9 / steps / batch, count / steps, nbytes / steps / batch]
                        for kind, (ps, count, nbytes) in trace_by_op_type(logdir).items()}
-        print(json.dumps({"batch": batch, "pairs_s": steps * batch / seconds, "ops": ops}), flush=True)
+            print(json.dumps({"variant": variant, "batch": batch, "pairs_s": steps * batch / best[variant],
+                              "ops": ops}), flush=True)
 
 
-def measure(preset, blocks, variant, batches, steps, repeat_round):
-    env = {**os.environ, **VARIANTS[variant]}
-    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(
-        [preset, blocks, variant, batches, steps, repeat_round])], env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"{preset} {variant} failed:\n{done.stderr[-3000:]}")
-    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+def measure(preset, blocks, variants, batches, steps, repeat):
+    """The child processes' lines: one process per oneDNN setting, the variants of each in one process."""
+    lines = []
+    for onednn in ("1", "0"):
+        group = [v for v in variants if VARIANTS[v]["TF_ENABLE_ONEDNN_OPTS"] == onednn]
+        if not group:
+            continue
+        env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn}
+        done = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(
+            [preset, blocks, group, batches, steps, repeat])], env=env, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"{preset} {group} failed:\n{done.stderr[-3000:]}")
+        lines += [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return lines
 
 
 def op_table(label, by_batch, flops_per_pair):
@@ -157,8 +176,10 @@ def op_table(label, by_batch, flops_per_pair):
     print("convolutions: " + ", ".join(f"b{b} {conv[b]:.1f} ms/pair ({flops_per_pair / conv[b] / 1e6:.0f} GFLOP/s)"
                                        for b in batches))
     print("everything else: " + ", ".join(f"b{b} {rest[b]:.1f} ms/pair" for b in batches))
-    flat = [row["op"] for row in rows if row["growth"] is not None and row["growth"] > 0.9 and row["share"] > 0.01]
-    print("not cheaper per pair at a larger batch (growth > 0.9, over 1% of the time): " + (", ".join(flat) or "none"))
+    if len(batches) > 1:
+        flat = [row["op"] for row in rows if row["growth"] is not None and row["growth"] > 0.9 and row["share"] > 0.01]
+        print("not cheaper per pair at a larger batch (growth > 0.9, over 1% of the time): "
+              + (", ".join(flat) or "none"))
     return rows
 
 
@@ -168,8 +189,8 @@ def main(argv=None):
     parser.add_argument("--blocks", nargs="+", type=int, default=[0, 6],
                         help="residual blocks per generator; 0: the preset's own")
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 4, 8])
-    parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--repeat", type=int, default=2, help="timing rounds; the variants take turns")
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=3, help="timing rounds; the variants take turns")
     parser.add_argument("--variants", nargs="+", default=["ours"], choices=list(VARIANTS))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -189,13 +210,10 @@ def main(argv=None):
         for blocks in dict.fromkeys(args.blocks):
             config = dataclasses.replace(PRESETS[preset], n_blocks=blocks or PRESETS[preset].n_blocks)
             flops_per_pair = flops.analytic_pair_flops(networks.build(config), config)["per_pair"]
-            best, profiles = collections.defaultdict(float), {}
-            for repeat_round in range(args.repeat):
-                for variant in variants:
-                    for line in measure(preset, config.n_blocks, variant, args.batches, args.steps, repeat_round):
-                        best[variant, line["batch"]] = max(best[variant, line["batch"]], line["pairs_s"])
-                        if line["ops"]:
-                            profiles.setdefault(variant, {})[line["batch"]] = line
+            best, profiles = {}, {}
+            for line in measure(preset, config.n_blocks, variants, args.batches, args.steps, args.repeat):
+                best[line["variant"], line["batch"]] = line["pairs_s"]
+                profiles.setdefault(line["variant"], {})[line["batch"]] = line
             for variant in variants:
                 label = f"{preset}, {config.n_blocks} blocks, {variant}"
                 for row in op_table(label, profiles[variant], flops_per_pair):
@@ -206,7 +224,7 @@ def main(argv=None):
                 for variant in variants[1:]:
                     line[f"ours / {variant}"] = best["ours", batch] / best[variant, batch]
                 summary.append(line)
-    print(f"\npairs/s, best of {args.repeat} round(s) of {args.steps} steps, the variants' processes taking turns")
+    print(f"\npairs/s, best of {args.repeat} round(s) of {args.steps} steps, the variants taking turns")
     columns = [("preset", "preset", "{}"), ("blocks", "blocks", "{}"), ("batch", "batch", "{}")]
     columns += [(variant, variant, "{:.2f}") for variant in variants]
     columns += [(f"ours / {variant}", f"ours / {variant}", "{:.2f}") for variant in variants[1:]]
