@@ -44,6 +44,8 @@ def run_trainer(records, model_dir, log, *flags):
     global_batch = int(re.search(r"global batch (\d+)", text).group(1))
     progress = [(when, int(match.group(1)), float(match.group(2))) for when, line in stamped
                 if (match := re.match(r"step (\d+)/\d+ .*\| ([\d.]+) pairs/s \|", line))]
+    if not progress:  # a run of one step has only its first-step line, which has no rate
+        return None, None, usage.ru_maxrss / 1024
     (first_at, first_step, _), (last_at, last_step, reported) = progress[0], progress[-1]
     wall = (last_step - first_step) * global_batch / (last_at - first_at) if last_step > first_step else None
     return wall, reported, usage.ru_maxrss / 1024  # kilobytes on Linux
