@@ -182,9 +182,9 @@ class WriteShards(beam.DoFn):
             kept.append((sha, path, ref))
             yield outcome(split, domain, path, WRITTEN, sha256=sha)
         name = shard_name(split, domain, shard, count)
-        written = write_tfrecord(FileSystems.join(self.output, name),
-                                 staging.read_records(ref for _, _, ref in kept))
-        yield {"split": split, "domain": domain, "path": name, "records": written}
+        written, size = write_tfrecord(FileSystems.join(self.output, name),
+                                       staging.read_records(ref for _, _, ref in kept))
+        yield {"split": split, "domain": domain, "path": name, "records": written, "bytes": size}
 
 
 def build(pipeline, sources, config, source_description):

@@ -29,7 +29,8 @@ def build(summary, config, source):
             else:
                 entry["duplicates" if status == "duplicate" else status] += n
         elif kind == "shard":
-            shards[f"{item['split']}{item['domain']}"].append({"path": item["path"], "records": item["records"]})
+            shards[f"{item['split']}{item['domain']}"].append(
+                {"path": item["path"], "records": item["records"], "bytes": item["bytes"]})
         else:
             split, domain, fingerprint = item
             fingerprints[f"{split}{domain}"] = fingerprint

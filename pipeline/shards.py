@@ -13,12 +13,13 @@ def _masked_crc(data: bytes) -> bytes:
     return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
 
 
-def write_tfrecord(path, records) -> int:
-    """Write serialized records in TFRecord framing (length, crc, data, crc); returns how many."""
-    count = 0
+def write_tfrecord(path, records):
+    """Write serialized records in TFRecord framing (length, crc, data, crc); returns (records, bytes) written."""
+    count = size = 0
     with FileSystems.create(path, mime_type="application/octet-stream", compression_type="uncompressed") as f:
         for record in records:
             length = struct.pack("<Q", len(record))
-            f.write(length + _masked_crc(length) + record + _masked_crc(record))
-            count += 1
-    return count
+            framed = length + _masked_crc(length) + record + _masked_crc(record)
+            f.write(framed)
+            count, size = count + 1, size + len(framed)
+    return count, size

@@ -89,6 +89,7 @@ class ManifestError(ValueError):
 class Shard:
     path: str  # relative to the dataset root
     records: int
+    bytes: int = None  # the file's size as written; None where the manifest does not say
 
 
 @dataclasses.dataclass(frozen=True)

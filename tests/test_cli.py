@@ -107,3 +107,35 @@ def test_translate_into_a_read_only_folder_is_a_one_line_usage_error(tmp_path):
                        str(tmp_path / "photos"), "--output", str(output))
             assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
             assert f"--output {output}: cannot write there" in done.stderr
+
+
+def test_a_model_folder_this_user_may_not_read_is_named_as_unreadable(tmp_path):
+    """Not "no SavedModel" or "no run.json": the files are there, the user may not list them."""
+    if os.geteuid() == 0 and not shutil.which("setpriv"):
+        pytest.skip("root reads any folder; dropping that right needs util-linux's setpriv, not installed here")
+    # root without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH is held to a folder's mode bits like any user
+    as_user = (["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps",
+                "-dac_override,-dac_read_search"] if os.geteuid() == 0 else [])
+    locked = tmp_path / "model"
+    from tests.conftest import gradient
+
+    (locked / "a2b").mkdir(parents=True)
+    (tmp_path / "in").mkdir()
+    gradient(16, 16).save(tmp_path / "in" / "a.png")
+    (locked / "run.json").write_text("{}")
+    locked.chmod(0)
+    try:
+        for flag, args in (("--model", ["translate", "--model", str(locked / "a2b"), "--input", str(tmp_path / "in"),
+                                        "--output", str(tmp_path / "out")]),
+                           ("--model_dir", ["export", "--model_dir", str(locked), "--output", str(tmp_path / "e")]),
+                           ("--input", ["translate", "--model", str(tmp_path), "--input", str(tmp_path),
+                                        "--output", str(tmp_path / "out")])):
+            done = run(*as_user, os.path.join(BIN, "cyclegan"), *args)
+            where = {"--model": str(locked / "a2b"), "--model_dir": str(locked), "--input": str(tmp_path)}[flag]
+            assert done.returncode == 2, done.stderr
+            (error,) = [line for line in done.stderr.splitlines() if line.strip()]
+            assert "Permission denied" in error, error
+            assert (f"{flag} {where}: cannot list 1 folder(s) in it ({locked}" if flag == "--input" else
+                    f"{flag} {where}: cannot be read (") in error, error
+    finally:
+        locked.chmod(0o755)

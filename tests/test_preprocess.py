@@ -86,7 +86,7 @@ def test_shards_are_balanced_and_at_least_the_minimum(messy_run):
         wanted = min(entry.written, 16 if name.startswith("train") else 1)
         assert len(counts) == wanted
         for shard in entry.shards:
-            assert os.path.exists(os.path.join(out, shard.path))
+            assert os.path.getsize(os.path.join(out, shard.path)) == shard.bytes
             assert shard.path.endswith(f"-of-{len(counts):05d}.tfrecord")
     assert sorted(os.listdir(out)) == ["manifest.json", "rejected.jsonl", "test", "train"]  # staging removed
 

@@ -24,7 +24,7 @@ import tempfile
 import tensorflow as tf
 
 from preprocessing.jobs import UsageError
-from trainer import preemption
+from trainer import files, preemption
 from trainer.config import identity_fields
 from trainer.model_dir import CHECKPOINTS, RUN_RECORD, model_path
 
@@ -195,7 +195,9 @@ def read_run_record(model_dir, missing):
     """The run record of `model_dir`; a UsageError that says `missing` when there is none."""
     path = model_path(model_dir, RUN_RECORD)
     if not tf.io.gfile.exists(path):
-        raise UsageError(f"{path} does not exist: {missing}")
+        reason = files.unreadable(model_dir)
+        raise UsageError(files.cannot_read("--model_dir", model_dir, reason) if reason else
+                         f"{path} does not exist: {missing}")
     with tf.io.gfile.GFile(path) as f:
         return json.load(f)
 

@@ -36,10 +36,12 @@ def check_config(config):
 
 
 def check_data(path):
-    """The dataset's manifest and one decoded record per training domain; returns the manifest."""
+    """The dataset's manifest, each training shard's size against it, and one decoded record per training domain;
+    returns the manifest."""
     import tensorflow as tf
 
     from preprocessing.schema import ManifestError, load_manifest, parse_example
+    from trainer.data import size_error
 
     try:
         manifest = load_manifest(path)
@@ -49,6 +51,9 @@ def check_data(path):
         if not manifest.written(name):
             raise UsageError(f"--data {path}: the dataset has no {name} images; preprocess a dataset root with "
                              f"{name}/ in it")
+    wrong = size_error(path, manifest)
+    if wrong:
+        raise UsageError(str(wrong))
         entry = manifest.splits[name]
         first = f"{path.rstrip('/')}/{entry.shards[0].path}"
         try:

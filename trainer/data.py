@@ -96,6 +96,38 @@ def corrupt_shards(data_root, manifest, names=("trainA", "trainB")):
     return bad
 
 
+def resized_shards(data_root, manifest, names=("trainA", "trainB")):
+    """[(shard path, its size now, the size the manifest records)] of the shards that are not the file the job
+    wrote: replaced by another shard, cut short, or rewritten. One stat per shard, in parallel: each is a round
+    trip on gs://."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    shards = [(f"{data_root.rstrip('/')}/{shard.path}", shard.bytes) for name in names
+              for shard in manifest.splits[name].shards if shard.bytes is not None]
+
+    def size(path):
+        try:
+            return tf.io.gfile.stat(path).length
+        except tf.errors.NotFoundError:
+            return None
+
+    with ThreadPoolExecutor(16) as pool:
+        found = list(pool.map(size, [path for path, _ in shards]))
+    return [(path, now, promised) for (path, promised), now in zip(shards, found) if now != promised]
+
+
+def size_error(data_root, manifest, names=("trainA", "trainB")):
+    """The DataError for shards whose size differs from the manifest's, or None when every one matches."""
+    wrong = resized_shards(data_root, manifest, names)
+    if not wrong:
+        return None
+    where = "; ".join(f"{path} is {'missing' if now is None else f'{now} bytes'}, the manifest says {promised}"
+                      for path, now, promised in wrong)
+    return DataError(f"--data {data_root}: {len(wrong)} shard(s) are not the files `cyclegan preprocess` wrote "
+                     f"({where}): replaced, cut short or rewritten since. Put the original shards back, or rerun "
+                     "`cyclegan preprocess --overwrite`")
+
+
 def misplaced_shards(data_root, manifest, names=("trainA", "trainB")):
     """[(shard path, the split and domain its first record says)] of the shards that hold another split's records."""
     wrong = []

@@ -23,6 +23,31 @@ def write_whole(target, data):
         raise
 
 
+def unreadable(folder):
+    """Why `folder` cannot be read (TensorFlow's message), or None when it can or does not exist. Checked after a
+    file in it was not found, since a file in a folder this user may not list looks missing too."""
+    if "://" not in folder:  # TensorFlow says "not found" for a folder inside one this user may not search
+        try:
+            os.listdir(folder)
+        except PermissionError as err:
+            return f"{err.filename}: {err.strerror}"
+        except OSError:
+            return None
+        return None
+    try:
+        tf.io.gfile.listdir(folder)
+    except tf.errors.NotFoundError:
+        return None
+    except tf.errors.OpError as err:
+        return err.message
+    return None
+
+
+def cannot_read(flag, folder, reason):
+    """The one line for a folder the user gave that this process may not read."""
+    return f"{flag} {folder}: cannot be read ({reason}); run as a user who may read it, or grant this one access"
+
+
 def move(src, dst):
     """A file or a folder from `src` to `dst` (which must not exist). One rename on a local disk; elsewhere file by
     file, since object stores and ram:// have no folders to rename."""

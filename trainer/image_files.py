@@ -19,6 +19,24 @@ def inside(path, folder):
     return canonical(path).startswith(canonical(folder).rstrip("/") + "/")
 
 
+def walk(folder, unlisted):
+    """Every file under `folder`, recursively; the folders that cannot be listed go to `unlisted` with the reason
+    (tf.io.gfile.walk raises on a folder this user may not read)."""
+    import tensorflow as tf
+
+    try:
+        names = tf.io.gfile.listdir(folder)
+    except tf.errors.OpError as err:
+        unlisted.append(err.message)
+        return
+    for name in names:
+        path = f"{folder}/{name.rstrip('/')}"
+        if tf.io.gfile.isdir(path):
+            yield from walk(path, unlisted)
+        else:
+            yield path
+
+
 def list_inputs(pattern, exclude=None):
     """[(path, name relative to the input root)] of the image files that `pattern` (a folder, searched recursively,
     a glob or one file) names, sorted; files inside the folder `exclude` are left out when it lies inside the
@@ -32,8 +50,11 @@ def list_inputs(pattern, exclude=None):
         root = pattern[:min(pattern.index(c) for c in "*?[" if c in pattern)].rsplit("/", 1)[0]
         paths = tf.io.gfile.glob(pattern)
     elif tf.io.gfile.isdir(pattern):
-        root = pattern.rstrip("/")
-        paths = [f"{folder.rstrip('/')}/{name}" for folder, _, names in tf.io.gfile.walk(root) for name in names]
+        root, unlisted = pattern.rstrip("/"), []
+        paths = list(walk(root, unlisted))
+        if unlisted:  # their images would be left out unsaid
+            raise UsageError(f"--input {pattern}: cannot list {len(unlisted)} folder(s) in it ({'; '.join(unlisted)}); "
+                             "grant this user read access, or point --input at the folders it may read")
     elif tf.io.gfile.exists(pattern):
         root, paths = pattern.rsplit("/", 1)[0] if "/" in pattern else ".", [pattern]
     else:

@@ -45,10 +45,14 @@ def load_direction(path, flag="--model"):
     """The serving signature of one exported direction (EXPORT_DIR/a2b or /b2a), or a UsageError naming `flag`."""
     import tensorflow as tf
 
+    from trainer import files
+
     try:
         return tf.saved_model.load(path).signatures["serving_default"]
     except (OSError, tf.errors.OpError, KeyError) as err:
-        raise UsageError(f"{flag} {path}: not an exported direction of `cyclegan export` ({err})") from None
+        reason = files.unreadable(path)
+        raise UsageError(files.cannot_read(flag, path, reason) if reason else
+                         f"{flag} {path}: not an exported direction of `cyclegan export` ({err})") from None
 
 
 def make_translator(generator):
