@@ -100,6 +100,7 @@ def test_a_killed_worker_makes_its_peer_exit_75_and_the_restarted_pair_resumes(t
     output = "".join(output)
     assert chief.returncode == 75 and time.monotonic() - killed < 60, output
     assert "lost a peer worker during step" in output and "Traceback" not in output
+    assert not re.search(r"^[IWE]\d{4} |^Additional GRPC", output, re.M), output  # TensorFlow's C++ log lines
 
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     with open(tmp_path / "worker1-again.log", "w") as log:

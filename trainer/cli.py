@@ -17,8 +17,8 @@ import json
 import sys
 
 from preprocessing import exit_status
-from preprocessing.jobs import (UsageError, add_config_flags, check_fields, config_from_flags, job_parser,
-                               prepare_libraries)
+from preprocessing.jobs import (UsageError, add_config_flags, check_fields, config_from_flags, cpp_log_filter,
+                               job_parser, prepare_libraries)
 from trainer.config import PRESETS, TrainConfig
 
 
@@ -86,6 +86,11 @@ def main(argv, prog="cyclegan train"):
 
         cache = CompileCache(config.model_dir)  # before TensorFlow starts: that is when XLA reads its flags
     prepare_libraries()  # before check_config, which imports the networks' module
+    with cpp_log_filter():
+        return run_training(args, config, cache, prog)
+
+
+def run_training(args, config, cache, prog):
     check_config(config)
     if not args.dry_run and not (config.data and config.model_dir):
         raise UsageError("--data and --model_dir are required to train (or pass --dry_run)")
