@@ -86,6 +86,11 @@ def main(argv, prog="cyclegan submit"):
         if config.kind == "train" and config.backend == "jobset" and config.nodes == 1:
             print(f"{prog}: --backend jobset is for several nodes; one node needs no worker group, so this renders "
                   "a batch/v1 Job", file=sys.stderr)
+        if config.network_profile != "none":
+            print(f"{prog}: --network_profile {config.network_profile}: the pods mount host paths (GKE's NCCL plugin)"
+                  + (" and run GKE's tcpxo-daemon sidecar as root with NET_ADMIN" if config.network_profile == "tcpxo"
+                     else "") + f", which Pod Security's restricted and baseline profiles refuse: namespace "
+                  f"{config.namespace} needs the label pod-security.kubernetes.io/enforce=privileged", file=sys.stderr)
         if dry_run:
             import yaml
 

@@ -57,6 +57,10 @@ class SubmitConfig:
     topology: str = config_field("", "train, with --queue: the node label of the topology level (e.g. "
                                  "cloud.google.com/gce-topology-block) that all workers must share, through Kueue's "
                                  "topology-aware scheduling")
+    network_profile: str = config_field("none", "train, several nodes of 8 GPUs: attach the pods to GKE's GPU NICs "
+                                        "so NCCL uses them: tcpxo (A3 Mega, GPUDirect-TCPXO) or rdma (A3 Ultra, "
+                                        "GPUDirect RDMA); leaves the restricted Pod Security profile",
+                                        choices=("none", "tcpxo", "rdma"))
     backend: str = config_field("job", "train, several nodes: an Indexed Job with a headless Service, or a JobSet "
                                 "(restarts the whole worker group when one fails)", choices=("job", "jobset"))
     kubernetes_version: str = config_field("1.33", "the cluster's minor version: from 1.33 a multi-node Job also "
@@ -136,6 +140,8 @@ def check(config):
         raise UsageError(f"--grace_period {config.grace_period}: below {SHORTEST_GRACE} s, the trainer cannot finish "
                          "its step and save a reference-size checkpoint before SIGKILL (benchmarks/RESULTS.md, "
                          "\"Checkpoint save\")")
+    if config.network_profile != "none":
+        check_network_profile(config)
     if minor(config.kubernetes_version) < OLDEST_KUBERNETES:
         raise UsageError(f"--kubernetes_version {config.kubernetes_version}: the Jobs need podFailurePolicy, GA "
                          f"from {'.'.join(map(str, OLDEST_KUBERNETES))}; upgrade the cluster")
@@ -148,6 +154,20 @@ def check(config):
                                              ("--temp_location", config.temp_location)) if not value]
     if missing:
         raise UsageError(f"submit {config.kind} needs {', '.join(missing)}")
+
+
+def check_network_profile(config):
+    from k8s.fast_network import GPUS, PROFILES
+
+    flag = f"--network_profile {config.network_profile}"
+    wanted = PROFILES[config.network_profile]["accelerator"]
+    if config.kind != "train" or config.nodes < 2:
+        raise UsageError(f"{flag} is for training on several nodes (--nodes 2 or more): one node's GPUs talk over "
+                         "NVLink, not the network")
+    if config.gpus != GPUS:
+        raise UsageError(f"{flag} needs --gpus {GPUS}: a node's GPU NICs pair with all of its GPUs")
+    if config.accelerator != wanted:
+        raise UsageError(f"{flag} runs on {wanted} nodes: pass --accelerator {wanted} (got {config.accelerator})")
 
 
 def grace_period(config):

@@ -16,6 +16,7 @@ Standards' "restricted" profile and reaches GCS through Workload Identity, never
 import datetime
 import json
 
+from k8s import fast_network
 from k8s.config import DEFAULT_CPU, DEFAULT_MEMORY, UID, grace_period, minor
 from preprocessing import exit_status
 from trainer.model_dir import RUN_ENV
@@ -121,8 +122,9 @@ def failure_policy(container_name):
 
 def job_spec(config, pod, container_name):
     template = {"labels": pod["labels"]}
-    if config.topology:
-        template["annotations"] = {TOPOLOGY_ANNOTATION: config.topology}
+    annotations = {**pod.get("annotations", {}), **({TOPOLOGY_ANNOTATION: config.topology} if config.topology else {})}
+    if annotations:
+        template["annotations"] = annotations
     spec = {"backoffLimit": config.backoff_limit, "ttlSecondsAfterFinished": config.ttl_hours * 3600,
             "podFailurePolicy": failure_policy(container_name), "podReplacementPolicy": "Failed",
             "template": {"metadata": template, "spec": pod["spec"]}}
@@ -173,6 +175,9 @@ def trainer_pod(config, name, extra):
         if config.backend == "job":
             extra_spec["subdomain"] = name
     spec = pod_spec(config, container, shm=True, terminationGracePeriodSeconds=grace_period(config), **extra_spec)
+    if config.network_profile != "none":
+        return {"labels": pod_labels(config, name), "annotations": fast_network.annotations(config.network_profile),
+                "spec": fast_network.attach(config.network_profile, spec)}
     return {"labels": pod_labels(config, name), "spec": spec}
 
 

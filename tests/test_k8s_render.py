@@ -240,6 +240,53 @@ def test_failure_semantics_scheduling_and_shapes_match_the_trainer():
     assert service["spec"]["type"] == "ClusterIP"
 
 
+FAST = {  # --network_profile: GKE's GPU NICs for NCCL, on nodes of 8 GPUs
+    "tcpxo": ["train", *TRAIN, "--gpus", "8", "--nodes", "2", "--network_profile", "tcpxo", "--accelerator",
+              "nvidia-h100-mega-80gb"],
+    "rdma jobset": ["train", *TRAIN, "--gpus", "8", "--nodes", "4", "--network_profile", "rdma", "--accelerator",
+                    "nvidia-h200-141gb", "--backend", "jobset", "--topology", "cloud.google.com/gce-topology-block",
+                    "--queue", "q"],
+}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_fast_network_profiles_attach_gkes_nics_and_leave_only_what_they_must_of_restricted(version):
+    for case, argv in FAST.items():
+        objects = objects_for(argv, version)
+        assert invariant_violations(objects, version) == [], case
+        (spec,) = [spec for obj in objects for spec in job_specs(obj)]
+        job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"}, "spec": spec}
+        kubernetes_validate.validate(job, version, strict=True)
+        template, pod = spec["template"], spec["template"]["spec"]
+        nics = json.loads(template["metadata"]["annotations"]["networking.gke.io/interfaces"])
+        assert len(nics) == 9 and nics[0] == {"interfaceName": "eth0", "network": "default"}, case
+        assert ("kueue.x-k8s.io/podset-required-topology" in template["metadata"]["annotations"]) == ("jobset" in case)
+        trainer = pod["containers"][0]
+        # the trainer's own command and arguments run unchanged, after the plugin's environment script
+        assert trainer["command"][:2] == ["/bin/bash", "-c"] and trainer["command"][3:] == ["cyclegan", "train"]
+        assert trainer["command"][2].endswith(' && exec "$0" "$@"') and trainer["args"][:2] == ["--preset", "reference"]
+        host_paths = sorted(v["name"] for v in pod["volumes"] if "hostPath" in v)
+        shm = [v["emptyDir"]["sizeLimit"] for v in pod["volumes"] if v["name"] == "dshm"]
+        problems = restricted_violations(pod)
+        assert [p for p in problems if p.startswith("trainer")] == [], case  # the trainer itself stays restricted
+        if case == "tcpxo":
+            assert host_paths == ["aperture-devices", "nvidia", "proc-sys", "sys"] and shm == ["1Gi"]
+            (daemon,) = pod["initContainers"]
+            assert daemon["name"] == "tcpxo-daemon" and daemon["restartPolicy"] == "Always"  # a native sidecar
+            assert "devices.gke.io/container.tcpxo-daemon" in template["metadata"]["annotations"]
+            assert sorted(problems) == sorted([*(f"volume {n}: {{'hostPath'}}" for n in host_paths),
+                                               "tcpxo-daemon: runAsNonRoot", "tcpxo-daemon: runAsUser 0",
+                                               "tcpxo-daemon: allowPrivilegeEscalation",
+                                               "tcpxo-daemon: capabilities.drop ALL", "tcpxo-daemon: capabilities.add"])
+        else:
+            assert host_paths == ["gib", "library-dir-host"] and shm == ["250Gi"] and "initContainers" not in pod
+            assert [n["network"] for n in nics[1:]] == [f"rdma-{i}" for i in range(8)]
+            assert sorted(problems) == [f"volume {n}: {{'hostPath'}}" for n in host_paths]
+    done = subprocess.run([os.path.join(BIN, "cyclegan"), "submit", *FAST["tcpxo"], "--dry-run"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "pod-security.kubernetes.io/enforce=privileged" in done.stderr
+
+
 def test_golden_examples_are_what_the_renderer_writes():
     written = sorted(f for f in os.listdir(examples.FOLDER) if f.endswith(".yaml"))
     assert written == sorted(examples.EXAMPLES), "run: python -m k8s.examples"
@@ -259,6 +306,11 @@ def test_bad_flags_get_one_line_errors():
         (["train", *TRAIN, "--memory", "lots"], "--memory lots: not a Kubernetes quantity"),
         (["train", *TRAIN, "--cpu", "4Gi"], "--cpu 4Gi: not a CPU quantity"),
         (["train", *TRAIN, "--nodes", "0"], "--nodes 0: must be at least 1"),
+        (["train", *TRAIN, "--gpus", "8", "--network_profile", "tcpxo"], "is for training on several nodes"),
+        (["train", *TRAIN, "--nodes", "2", "--network_profile", "rdma"], "--network_profile rdma needs --gpus 8"),
+        (["train", *TRAIN, "--nodes", "2", "--gpus", "8", "--network_profile", "tcpxo"],
+         "runs on nvidia-h100-mega-80gb nodes: pass --accelerator nvidia-h100-mega-80gb"),
+        (["train", *TRAIN, "--nodes", "2", "--gpus", "0", "--network_profile", "rdma"], "needs --gpus 8"),
     )
     for argv, message in cases:
         with pytest.raises(UsageError, match=re.escape(message)):
