@@ -205,13 +205,21 @@ def train_objects(config, name, extra):
         return [{"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata(config, name), "spec": spec}]
     spec.update(completionMode="Indexed", completions=config.nodes, parallelism=config.nodes)
     if config.backend == "jobset":
+        # JobSet v0.6.0 is the oldest release with every field below (failurePolicy.rules: jobset PR #537;
+        # network.publishNotReadyAddresses: PR #505; ttlSecondsAfterFinished came in v0.5.0). Its rules match a
+        # child Job's failure reason only, and a podFailurePolicy FailJob gives the reason PodFailurePolicy whatever
+        # the exit code, so a JobSet rule cannot tell exit 2 from exit 75. Hence exit 75 and disruptions stay
+        # Ignore inside the child Job (the pod is replaced in place, uncounted; its peers exit 75 and are replaced
+        # too), the only FailJob is exit 2, and FailJobSet on PodFailurePolicy ends the run on it: nothing loops
+        # but the uncounted replacements, which the trainer's --max_restarts_without_progress bounds.
         spec["backoffLimit"] = 0  # any crash fails the child Job, and the JobSet restarts the whole group
         spec.pop("ttlSecondsAfterFinished")
         return [{"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": metadata(config, name),
                  "spec": {"network": {"enableDNSHostnames": True, "subdomain": name,
                                       "publishNotReadyAddresses": True},
                           "failurePolicy": {"maxRestarts": config.backoff_limit, "rules": [
-                              {"action": "FailJobSet", "onJobFailureReasons": ["PodFailurePolicy"]}]},
+                              {"name": "failOnUsageError", "action": "FailJobSet",
+                               "onJobFailureReasons": ["PodFailurePolicy"]}]},
                           "successPolicy": {"operator": "All", "targetReplicatedJobs": [WORKERS]},
                           "ttlSecondsAfterFinished": config.ttl_hours * 3600,
                           "replicatedJobs": [{"name": WORKERS, "replicas": 1, "template": {

@@ -162,6 +162,52 @@ def test_pods_are_restricted_and_the_api_servers_rules_hold(version):
                                for c in pod["containers"] for env in c.get("env", []))  # Workload Identity only
 
 
+# JobSet v0.6.0's jobset.x-k8s.io/v1alpha2 API as far as a rendered JobSet's fields go: the fields and rules of
+# api/jobset/v1alpha2/jobset_types.go (a rule's name pattern and required fields, the webhook's job failure
+# reasons) less what came after v0.6.0 by the release notes (RestartJob actions, groupName, dependsOn,
+# volumeClaimPolicies, restartStrategy, onJobFailureMessagePatterns). The oldest release with every rendered field.
+RULE_NAME = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+JOB_FAILURE_REASONS = ["BackoffLimitExceeded", "DeadlineExceeded", "FailedIndexes", "MaxFailedIndexesExceeded",
+                       "PodFailurePolicy"]
+JOBSET_V0_6 = {
+    "type": "object", "additionalProperties": False, "required": ["replicatedJobs"],
+    "properties": {
+        "replicatedJobs": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "required": ["name", "template"],
+            "properties": {"name": {"type": "string"}, "replicas": {"type": "integer"},
+                           "template": {"type": "object", "required": ["spec"]}}}},
+        "network": {"type": "object", "additionalProperties": False, "properties": {
+            "enableDNSHostnames": {"type": "boolean"}, "subdomain": {"type": "string"},
+            "publishNotReadyAddresses": {"type": "boolean"}}},
+        "successPolicy": {"type": "object", "additionalProperties": False, "required": ["operator"], "properties": {
+            "operator": {"enum": ["All", "Any"]}, "targetReplicatedJobs": {"type": "array"}}},
+        "failurePolicy": {"type": "object", "additionalProperties": False, "properties": {
+            "maxRestarts": {"type": "integer"},
+            "rules": {"type": "array", "items": {
+                "type": "object", "additionalProperties": False, "required": ["name", "action"], "properties": {
+                    "name": {"type": "string", "pattern": RULE_NAME},
+                    "action": {"enum": ["FailJobSet", "RestartJobSet", "RestartJobSetAndIgnoreMaxRestarts"]},
+                    "onJobFailureReasons": {"type": "array", "uniqueItems": True,
+                                            "items": {"enum": JOB_FAILURE_REASONS}},
+                    "targetReplicatedJobs": {"type": "array", "items": {"type": "string"}}}}}}},
+        "startupPolicy": {"type": "object"}, "suspend": {"type": "boolean"}, "coordinator": {"type": "object"},
+        "managedBy": {"type": "string"}, "ttlSecondsAfterFinished": {"type": "integer", "minimum": 0},
+    },
+}
+
+
+def test_the_jobset_holds_only_what_jobset_v0_6_0_defines():
+    import jsonschema
+
+    for argv in (SPREAD["4 nodes jobset"], FAST["rdma jobset"]):
+        jobset = objects_for(argv)[0]
+        assert jobset["apiVersion"] == "jobset.x-k8s.io/v1alpha2"
+        jsonschema.validate(jobset["spec"], JOBSET_V0_6)  # raises naming the field v0.6.0 does not have
+    bad = {**jobset["spec"], "failurePolicy": {"rules": [{"action": "RestartJob", "name": "r"}]}}
+    with pytest.raises(jsonschema.ValidationError):  # an action that came after v0.6.0
+        jsonschema.validate(bad, JOBSET_V0_6)
+
+
 def test_the_checkers_catch_what_they_check():
     """The two checkers above are only worth something if they fail on a broken object."""
     (job,) = objects_for(SPREAD["1 gpu"])
@@ -215,7 +261,7 @@ def test_failure_semantics_scheduling_and_shapes_match_the_trainer():
     assert "--peer_timeout" in indexed["spec"]["template"]["spec"]["containers"][0]["args"]
     jobset, jobset_budget = objects_for(SPREAD["4 nodes jobset"])
     assert jobset_budget["kind"] == "PodDisruptionBudget"
-    assert jobset["spec"]["failurePolicy"]["rules"] == [{"action": "FailJobSet",
+    assert jobset["spec"]["failurePolicy"]["rules"] == [{"name": "failOnUsageError", "action": "FailJobSet",
                                                          "onJobFailureReasons": ["PodFailurePolicy"]}]
     assert jobset["spec"]["replicatedJobs"][0]["template"]["spec"]["backoffLimit"] == 0
 
