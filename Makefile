@@ -6,13 +6,13 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast install constraints device-wheels clean
+.PHONY: demo test test-fast install images constraints device-wheels clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev,k8s]'
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[train,preprocess,k8s,dev]'
 	touch $@
 
 # synth -> preprocess (Beam) -> train (tiny preset, every local device) -> export -> translate -> evaluate
@@ -25,6 +25,10 @@ test: install
 # The quick loop: everything but the tests marked slow (pytest.ini says what that means).
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# Both container images with podman, on a local Debian base built once per machine (k8s/images.sh says how).
+images:
+	k8s/images.sh
 
 # Re-pin after changing a dependency: resolves setup.py afresh in a scratch venv.
 constraints:

@@ -41,12 +41,30 @@ def main(argv=None, prog="cyclegan"):
     return run_job(args.subcommand, argv[1:], prog=f"{prog} {args.subcommand}")
 
 
+# subcommand -> the setup.py extras it needs, each with the modules that show it is installed: an image holds one
+# role's extra (k8s/Dockerfile: train; k8s/Dockerfile.beam: preprocess)
+EXTRAS = {"demo": ("train", "preprocess"), "preprocess": ("preprocess",), "train": ("train",),
+          "export": ("train",), "evaluate": ("train",), "translate": ("train",), "submit": ("k8s",)}
+EXTRA_MODULES = {"train": ("tensorboard", "tqdm"), "preprocess": ("apache_beam",), "k8s": ("kubernetes", "yaml")}
+
+
+def check_extras(subcommand, prog):
+    import importlib.util
+
+    for extra in EXTRAS.get(subcommand, ()):
+        missing = [name for name in EXTRA_MODULES[extra] if importlib.util.find_spec(name) is None]
+        if missing:
+            raise UsageError(f"{prog} needs the {extra} extra ({', '.join(missing)} missing): pip install "
+                             f"'cyclegan-pipeline[{extra}]' --constraint constraints.txt")
+
+
 def run_job(subcommand, argv, prog):
     """Run one subcommand's `main`; a UsageError becomes a one-line message and exit status 2."""
     prepare_libraries(import_tensorflow=False)  # the jobs that need TensorFlow import it quietly themselves
     module, _, function = SUBCOMMANDS[subcommand][0].partition(":")
-    job = getattr(importlib.import_module(module), function or "main")
     try:
+        check_extras(subcommand, prog)
+        job = getattr(importlib.import_module(module), function or "main")
         return job(argv, prog=prog) or 0
     except UsageError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)

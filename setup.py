@@ -11,21 +11,22 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["preprocessing*", "pipeline*", "trainer*", "k8s*"]),
     py_modules=["cyclegan"],
+    # What every role needs, and what a Dataflow worker installs from --setup_file (its SDK brings Beam).
     install_requires=[
         "tensorflow==2.21.*",
         "keras==3.15.*",
-        "apache-beam[gcp]==2.77.*",
         "tensorflow-datasets>=4.9",
-        "tensorboard==2.21.*",
         "google-cloud-storage>=3",
         "pillow>=10",
         "numpy>=2",
-        "tqdm>=4",
         "psutil>=5",
     ],
+    # One extra per role, so that each image holds what its role runs (k8s/Dockerfile, k8s/Dockerfile.beam).
     extras_require={
+        "train": ["tensorboard==2.21.*", "tqdm>=4"],  # train, export, translate, evaluate, TensorBoard
+        "preprocess": ["apache-beam[gcp]==2.77.*"],  # preprocess, synth's job, the Dataflow launcher
+        "k8s": ["kubernetes", "kubernetes-validate", "pyyaml"],  # submit
         "dev": ["pytest", "pytest-timeout", "gcp-storage-emulator", "scipy", "jax"],  # jax: benchmarks/xla_step_jax.py
-        "k8s": ["kubernetes", "kubernetes-validate", "pyyaml"],
     },
     entry_points={"console_scripts": ["cyclegan = cyclegan:main"]},
 )

@@ -69,12 +69,6 @@ def check_train_flags(extra, preset):
 
 
 def main(argv, prog="cyclegan submit"):
-    import importlib.util
-
-    missing = [name for name in ("kubernetes", "yaml") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise UsageError(f"{prog} needs the k8s extra ({', '.join(missing)} missing): pip install "
-                         "'cyclegan-pipeline[k8s]' --constraint constraints.txt")
     if not argv or argv[0] not in ACTIONS:
         parser = job_parser(prog, __doc__)
         parser.add_argument("action", choices=ACTIONS)

@@ -157,6 +157,17 @@ def tiny_records(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def images():
+    """Both container images, built with podman (tests/containers.py); skips where podman cannot run."""
+    from tests import containers
+
+    reason = containers.missing()
+    if reason:
+        pytest.skip(reason)
+    return containers.build()
+
+
+@pytest.fixture(scope="session")
 def two_cpus():
     """The trainer's strategy over the two logical CPUs, one for the whole session."""
     from trainer.strategy import mirrored

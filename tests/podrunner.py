@@ -6,8 +6,14 @@ Inside the private mount and network namespaces that `unshare` made (nothing lea
 for each pod a network namespace on it with its own address, hostname and /etc/hosts, where the headless
 Service's DNS names (<job>-<index>.<service>) resolve to the other pods. Each pod's container runs verbatim: its
 command and args, its env with the downward-API fields filled in and $(VAR) expanded as the kubelet does, its
-emptyDir volumes mounted where the pod mounts them. Not applied: images (the command runs from this checkout's
-virtualenv, first on PATH), resource limits, and runAsUser (this machine's Python lives in root's home).
+emptyDir volumes mounted where the pod mounts them. Two modes:
+    process     the command runs from this checkout's virtualenv (first on PATH); images, resource limits and
+                runAsUser are not applied (this machine's Python lives in root's home)
+    container   (SPEC "containers": true) each pod runs its image with podman (k8s/podman/*.conf), in the pod's
+                network namespace: user and group from the securityContext, readOnlyRootFilesystem where set,
+                emptyDirs as volumes (memory-backed ones as tmpfs of their sizeLimit), the memory limit as the
+                container's (past it the kernel kills it: 137, as the kubelet reports an OOM kill), env and args
+                verbatim; SPEC "shared" folders of this machine are mounted at the same paths (the test's data)
 
 The Job controller's part: parallelism, completions and completion indexes, restartPolicy Never (a failed pod is
 replaced by a new one with the same index), the podFailurePolicy's rules in order (FailJob, Ignore, Count),
@@ -95,18 +101,67 @@ def mount_script(pod_spec, container, workdir):
     return lines
 
 
+def quantity(value):
+    """A Kubernetes memory quantity (48Gi, 512Mi, 1e9) as podman's byte count."""
+    units = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "k": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9}
+    number, unit = re.fullmatch(r"([0-9.e+]+)([A-Za-z]*)", value).groups()
+    return str(int(float(number) * units.get(unit, 1)))
+
+
+def podman_run(name, spec, container, pod, env, hosts, workdir, shared):
+    """The `podman run` that starts `container` as the kubelet would (see the module's docstring)."""
+    security = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
+    command = ["podman", "run", "--rm", "--name", name, "--network", f"ns:/run/netns/{pod['netns']}",
+               "--hostname", pod["hostname"], "--user", f"{security['runAsUser']}:{security['runAsGroup']}",
+               "--volume", f"{hosts}:/etc/hosts:ro"]
+    if security.get("readOnlyRootFilesystem"):
+        command.append("--read-only")
+    memory = container.get("resources", {}).get("limits", {}).get("memory")
+    if memory:
+        command += ["--memory", quantity(memory), "--memory-swap", quantity(memory)]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        empty_dir = volumes[mount["name"]]["emptyDir"]
+        if empty_dir.get("medium") == "Memory":
+            size = f",size={quantity(empty_dir['sizeLimit'])}" if "sizeLimit" in empty_dir else ""
+            command += ["--tmpfs", f"{mount['mountPath']}:rw,mode=1777{size}"]
+        else:
+            source = os.path.join(workdir, "volumes", f"{pod['name']}-{mount['name']}")
+            os.makedirs(source, mode=0o777, exist_ok=True)
+            os.chmod(source, 0o777)  # an emptyDir is writable by the pod's user (fsGroup)
+            command += ["--volume", f"{source}:{mount['mountPath']}"]
+    for folder in shared:
+        command += ["--volume", f"{folder}:{folder}"]
+    for key, value in env.items():
+        command += ["--env", f"{key}={value}"]
+    entrypoint = json.dumps(container["command"]) if "command" in container else None
+    return [*command, *(["--entrypoint", entrypoint] if entrypoint else []), container["image"],
+            *container.get("args", [])]
+
+
 class Pod:
-    def __init__(self, spec, pod, attempt, workdir, path):
+    def __init__(self, spec, pod, attempt, workdir, path, shared=None):
         self.pod, self.attempt = pod, attempt
         (container,) = spec["containers"]
         self.container = container["name"]
+        self.name = f"{pod['name']}-attempt{attempt}"
         hosts = os.path.join(workdir, f"hosts-{pod['name']}")
         with open(hosts, "w") as f:
             f.write("127.0.0.1 localhost\n" + "".join(f"{line}\n" for line in pod["hosts"]))
+        self.log = os.path.join(workdir, f"{self.name}.log")
+        if shared is not None:  # container mode
+            env = {key: value for key, value in container_env(container, pod, path).items()
+                   if key not in ("PATH", "HOSTNAME")}  # the image's PATH; --hostname sets the other
+            with open(self.log, "w") as out:
+                self.process = subprocess.Popen(
+                    podman_run(self.name, spec, container, pod, env, hosts, workdir, shared),
+                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.containerized = True
+            return
+        self.containerized = False
         script = " && ".join([f"hostname {pod['hostname']}", f"mount --bind {hosts} /etc/hosts",
                               *mount_script({**spec, "_pod": pod["name"]}, container, workdir),
                               'exec "$@"'])
-        self.log = os.path.join(workdir, f"{pod['name']}-attempt{attempt}.log")
         with open(self.log, "w") as out:
             self.process = subprocess.Popen(
                 ["ip", "netns", "exec", pod["netns"], "unshare", "--uts", "--mount", "--", "sh", "-c", script,
@@ -121,6 +176,9 @@ class Pod:
         return 128 - code if code < 0 else code  # a signal, as the container runtime reports it
 
     def signal(self, signum):
+        if self.containerized:  # to the container's process, as the kubelet's runtime sends it
+            subprocess.run(["podman", "kill", "--signal", str(signum), self.name], capture_output=True)
+            return
         try:
             os.killpg(self.process.pid, signum)
         except ProcessLookupError:
@@ -137,7 +195,7 @@ def matches(rule, container, code, condition=None):
     return condition is not None and any(c["type"] == condition for c in rule.get("onPodConditions", []))
 
 
-def run_job(job, namespace, addresses, subdomain_hosts, workdir, path, kill, deadline):
+def run_job(job, namespace, addresses, subdomain_hosts, workdir, path, kill, deadline, shared=None):
     """The Job controller's loop over one Job; (status, events)."""
     spec = job["spec"]
     pod_spec = spec["template"]["spec"]
@@ -158,7 +216,7 @@ def run_job(job, namespace, addresses, subdomain_hosts, workdir, path, kill, dea
                 "hosts": subdomain_hosts, **({"index": index} if indexed else {})}
 
     attempts = {index: 0 for index in range(completions)}
-    running = {index: Pod(pod_spec, pod_for(index), 0, workdir, path) for index in range(completions)}
+    running = {index: Pod(pod_spec, pod_for(index), 0, workdir, path, shared) for index in range(completions)}
     succeeded, failures, events, killed = set(), 0, [], False
     while True:
         if time.monotonic() > deadline:
@@ -194,7 +252,7 @@ def run_job(job, namespace, addresses, subdomain_hosts, workdir, path, kill, dea
                         other.signal(signal.SIGTERM)
                     return "Failed", events
             attempts[index] += 1
-            running[index] = Pod(pod_spec, pod_for(index), attempts[index], workdir, path)
+            running[index] = Pod(pod_spec, pod_for(index), attempts[index], workdir, path, shared)
         if any(index in succeeded for index in success_indexes) or len(succeeded) == completions:
             for other in running.values():  # the successPolicy ends the Job: the others are terminated
                 other.signal(signal.SIGTERM)
@@ -220,8 +278,9 @@ def main(spec_path, result_path):
         for index, pod in enumerate(pods):  # what the cluster DNS answers for the headless Service
             fqdn = f"{pod}.{subdomain}.{namespace}.svc.cluster.local"
             hosts.append(f"{addresses[pod]} {fqdn} {pod}.{subdomain}.{namespace} {pod}.{subdomain}")
+    shared = spec.get("shared", []) if spec.get("containers") else None
     status, events = run_job(job, namespace, addresses, hosts, workdir, spec["path"], spec.get("kill"),
-                             time.monotonic() + spec.get("timeout", 600))
+                             time.monotonic() + spec.get("timeout", 600), shared)
     with open(result_path, "w") as f:
         json.dump({"status": status, "events": events}, f, indent=2)
 
