@@ -1,11 +1,14 @@
 """A local run that fails for a reason we can name ends in one line, not in Beam's worker tracebacks.
 
 Beam's local runner logs every failed bundle, each attempt, with its traceback (a full disk gave eleven) before the
-job's own exception arrives. Those ERROR records are held while the job runs: shown after all if the failure is not
-one named here, dropped if it is.
+job's own exception arrives, and its worker processes print each one to stderr as well. Those ERROR records and
+the printed tracebacks are held while the job runs: shown after all if the failure is not one named here, dropped
+if it is.
 """
 import contextlib
 import logging
+
+from preprocessing.jobs import stderr_held
 
 NO_SPACE = "No space left on device"
 
@@ -15,7 +18,7 @@ class HeldErrors(logging.Filter):
 
     def __init__(self):
         super().__init__()
-        self.records = []
+        self.records, self.printed = [], None
 
     def filter(self, record):
         if record.levelno >= logging.ERROR:
@@ -24,6 +27,7 @@ class HeldErrors(logging.Filter):
         return True
 
     def replay(self):
+        self.printed.show()
         for record in self.records:
             logging.getLogger(record.name).callHandlers(record)
 
@@ -43,10 +47,34 @@ def beam_errors_held():
     for logger in loggers:
         logger.addFilter(held)
     try:
-        yield held
+        with stderr_held(TracebackLines()) as held.printed:
+            yield held
     finally:
         for logger in loggers:
             logger.removeFilter(held)
+
+
+class TracebackLines:
+    """The lines of Python tracebacks printed to stderr (a worker process's `print(traceback.format_exc())`):
+    from "Traceback (most recent call last):" through the exception's line, with the chaining lines between
+    tracebacks and the blank lines that follow."""
+    CHAINING = (b"During handling of the above exception", b"The above exception was the direct cause")
+
+    def __init__(self):
+        self.inside = self.after = False
+
+    def __call__(self, line):
+        if line.startswith(b"Traceback (most recent call last):"):
+            self.inside = True
+        elif self.inside:
+            self.inside = line.startswith((b" ", b"\t"))  # the first line that is not indented is the exception's
+            self.after = not self.inside
+        elif self.after and (not line.strip() or line.startswith(self.CHAINING)):
+            pass
+        else:
+            self.after = False
+            return False
+        return True
 
 
 def disk_full(err):

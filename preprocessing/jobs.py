@@ -60,51 +60,84 @@ def prepare_libraries(import_tensorflow=True):
             os.close(saved)
 
 
-# TensorFlow's C++ log records (absl's format: severity, month and day, time, thread, file:line]; before absl is
-# set up the time reads 00:00:<seconds since 1970>) and the lines gRPC appends
-# to them. TF_CPP_MIN_LOG_LEVEL does not reach them in TF 2.21.
-CPP_LOG_LINE = re.compile(rb"^[IWE]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.-]+:\d+\] ")
-CPP_LOG_CONTINUATION = re.compile(rb"^(Additional GRPC error information|:\w+:)")
+class HeldStderr:
+    """What `stderr_held` yields: the lines it kept back, in order; `passing` lets every later line through."""
+
+    def __init__(self):
+        self.lines, self.passing = [], False
+
+    def show(self):
+        """Let everything through from here on, the lines kept back first."""
+        self.passing = True
+        sys.stderr.flush()
+        os.write(2, b"".join(self.lines))
+        self.lines.clear()
 
 
 @contextlib.contextmanager
-def cpp_log_filter():
-    """Within it, TensorFlow's and gRPC's C++ log lines below FATAL are dropped from stderr, everything else passes
-    in order: a lost peer worker makes them print a dozen "E0000 ... Aborting RingReduce" lines ahead of the one line
-    that says what happened and what to do. CYCLEGAN_TF_LOGS=1 keeps them. stderr (fd 2, which C++ writes to) goes
-    through a pipe that a thread reads; leaving the block puts the real stderr back and drains the pipe."""
+def stderr_held(hold):
+    """Within it, the stderr lines for which `hold(line)` is true are kept back (in the HeldStderr it yields);
+    every other line passes at once, in order. stderr is file descriptor 2, so this covers TensorFlow's C++ and
+    the child processes that inherit it: it goes through a pipe that a thread reads. Leaving the block puts the
+    real stderr back and drains the pipe."""
     import threading
 
-    if os.environ.get(TF_LOGS_ENV, "") not in ("", "0"):
-        yield
-        return
+    held = HeldStderr()
     sys.stderr.flush()
     read_end, write_end = os.pipe()
     real = os.dup(2)
 
     def forward():
-        dropping, pending = False, b""
+        pending = b""
         with os.fdopen(read_end, "rb", buffering=0) as pipe, os.fdopen(real, "wb", closefd=False) as out:
             for chunk in iter(lambda: pipe.read(65536), b""):
                 *lines, pending = (pending + chunk).split(b"\n")
                 for line in lines:
-                    dropping = bool(CPP_LOG_LINE.match(line) or (dropping and CPP_LOG_CONTINUATION.match(line)))
-                    if not dropping:
+                    if not held.passing and hold(line):
+                        held.lines.append(line + b"\n")
+                    else:
                         out.write(line + b"\n")
                 out.flush()
             out.write(pending)
 
-    thread = threading.Thread(target=forward, name="cpp-log-filter", daemon=True)
+    thread = threading.Thread(target=forward, name="stderr-held", daemon=True)
     thread.start()
     os.dup2(write_end, 2)
     os.close(write_end)
     try:
-        yield
+        yield held
     finally:
         sys.stderr.flush()
         os.dup2(real, 2)  # closes the pipe's last write end: the thread reads to the end and stops
         thread.join(timeout=5)  # a child process still holding the pipe would keep it open
         os.close(real)
+
+
+class CppLogLines:
+    """TensorFlow's C++ log records below FATAL (absl's format: severity, month and day, time, thread,
+    file:line]; before absl is set up the time reads 00:00:<seconds since 1970>) and the lines gRPC appends to
+    them. TF_CPP_MIN_LOG_LEVEL does not reach them in TF 2.21."""
+    RECORD = re.compile(rb"^[IWE]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w.-]+:\d+\] ")
+    CONTINUATION = re.compile(rb"^(Additional GRPC error information|:\w+:)")
+
+    def __init__(self):
+        self.inside = False
+
+    def __call__(self, line):
+        self.inside = bool(self.RECORD.match(line) or (self.inside and self.CONTINUATION.match(line)))
+        return self.inside
+
+
+@contextlib.contextmanager
+def cpp_log_filter():
+    """Within it, TensorFlow's and gRPC's C++ log lines below FATAL are dropped from stderr: a lost peer worker
+    makes them print a dozen "E0000 ... Aborting RingReduce" lines ahead of the one line that says what happened
+    and what to do. CYCLEGAN_TF_LOGS=1 keeps them."""
+    if os.environ.get(TF_LOGS_ENV, "") not in ("", "0"):
+        yield
+        return
+    with stderr_held(CppLogLines()):
+        yield
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -351,8 +351,8 @@ def test_ctrl_c_or_sigterm_ends_the_job_promptly_and_cleanly(tmp_path, signum):
 
 @pytest.mark.slow
 def test_a_full_disk_ends_the_job_with_one_line_and_no_staging_files(messy_root, tmp_path):
-    """The workers' own traceback prints (Beam's SDK worker writes one per failed bundle to its stderr) still
-    show; Beam's logged errors, one per attempt, are held back, and the job's exception is one line."""
+    """Beam's logged errors, one per attempt, are held back, its worker processes print no traceback, and the
+    job's exception is one line."""
     import subprocess
     import sys
 
@@ -362,3 +362,27 @@ def test_a_full_disk_ends_the_job_with_one_line_and_no_staging_files(messy_root,
         assert done.returncode == 1, done.stderr
         assert f"--output {disk}/out: no space left on device while writing the records" in done.stderr
         assert "ERROR:apache_beam" not in done.stderr and not (disk / "out" / "_staging").exists()
+        assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_worker_tracebacks_are_held_and_shown_only_for_a_failure_without_a_name():
+    """A child process's traceback on the inherited stderr is kept back; other lines pass at once; `replay` (a
+    failure we cannot name) shows what was kept."""
+    import subprocess
+    import sys
+
+    script = """
+import os, sys
+from pipeline import failure
+with failure.beam_errors_held() as held:
+    os.system("printf 'Traceback (most recent call last):\\\\n  File w\\\\nOSError: [Errno 28] No space\\\\n\\\\n' >&2")
+    print("worker: 12 images/s", file=sys.stderr, flush=True)
+    if sys.argv[1] == "replay":
+        held.replay()
+"""
+    for mode, shown in (("drop", False), ("replay", True)):
+        done = subprocess.run([sys.executable, "-c", script, mode], cwd=REPO, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "worker: 12 images/s" in done.stderr
+        assert ("Traceback (most recent call last):\n  File w\nOSError: [Errno 28] No space" in done.stderr) == shown
