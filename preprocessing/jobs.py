@@ -87,9 +87,9 @@ def stderr_held(hold):
     read_end, write_end = os.pipe()
     real = os.dup(2)
 
-    def forward():
+    def forward():  # owns `real` and closes it at the pipe's end
         pending = b""
-        with os.fdopen(read_end, "rb", buffering=0) as pipe, os.fdopen(real, "wb", closefd=False) as out:
+        with os.fdopen(read_end, "rb", buffering=0) as pipe, os.fdopen(real, "wb") as out:
             for chunk in iter(lambda: pipe.read(65536), b""):
                 *lines, pending = (pending + chunk).split(b"\n")
                 for line in lines:
@@ -108,9 +108,10 @@ def stderr_held(hold):
         yield held
     finally:
         sys.stderr.flush()
-        os.dup2(real, 2)  # closes the pipe's last write end: the thread reads to the end and stops
-        thread.join(timeout=5)  # a child process still holding the pipe would keep it open
-        os.close(real)
+        os.dup2(real, 2)  # closes our write end of the pipe: the thread reads to the end and stops
+        # Child processes still running (Beam's workers as a job is stopped) hold the pipe open: the thread then
+        # goes on forwarding what they print until they exit, without holding this one up.
+        thread.join(timeout=1)
 
 
 class CppLogLines:
