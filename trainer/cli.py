@@ -54,6 +54,7 @@ def check_data(path):
     wrong = size_error(path, manifest)
     if wrong:
         raise UsageError(str(wrong))
+    for name in ("trainA", "trainB"):
         entry = manifest.splits[name]
         first = f"{path.rstrip('/')}/{entry.shards[0].path}"
         try:
