@@ -4,11 +4,11 @@
 # cannot pull the published bases. Prints each image's size.
 #
 #   k8s/images.sh [TAG]      # TAG defaults to dev: localhost/cyclegan-trainer:TAG, localhost/cyclegan-beam:TAG
+#   k8s/images.sh --check    # exit 2, naming what to install, where this machine lacks a tool the build needs
 #
 # Podman's settings are k8s/podman/*.conf (fuse-overlayfs storage, cgroupfs, runc), which work inside a container.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TAG="${1:-dev}"
 BASE=localhost/cyclegan-base:py311
 export CONTAINERS_STORAGE_CONF="$PWD/k8s/podman/storage.conf" CONTAINERS_CONF="$PWD/k8s/podman/containers.conf"
 
@@ -18,6 +18,8 @@ for tool in podman runc fuse-overlayfs debootstrap; do
     exit 2
   fi
 done
+[ "${1:-}" = --check ] && exit 0
+TAG="${1:-dev}"
 
 if ! podman image exists "$BASE"; then
   # The mirror apt already uses: the machine may reach no other.
@@ -25,7 +27,7 @@ if ! podman image exists "$BASE"; then
   mirror=${mirror:-$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null)}
   rootfs=$(mktemp -d)
   trap 'rm -rf "$rootfs"' EXIT
-  echo "images.sh: making $BASE (Debian bookworm, python3) from ${mirror:=http://deb.debian.org/debian}, once per machine"
+  echo "images.sh: making $BASE (Debian bookworm, python3) from ${mirror:=http://deb.debian.org/debian} (once)"
   debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates bookworm "$rootfs" \
     "$mirror" >/dev/null
   rm -f "$rootfs"/usr/lib/python3.*/EXTERNALLY-MANAGED  # the image's one Python is pip's to manage

@@ -157,14 +157,25 @@ def tiny_records(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def images():
-    """Both container images, built with podman (tests/containers.py); skips where podman cannot run."""
+def built_images():
+    """{role: image name} of both container images, built once with podman (tests/containers.py), or why they
+    cannot be built here (a str)."""
     from tests import containers
 
     reason = containers.missing()
     if reason:
-        pytest.skip(reason)
-    return containers.build()
+        return reason
+    names, output = containers.build()
+    print(output)  # each image's size and build time
+    return names
+
+
+@pytest.fixture(scope="session")
+def images(built_images):
+    """Both container images; skips where podman cannot run."""
+    if isinstance(built_images, str):
+        pytest.skip(built_images)
+    return built_images
 
 
 @pytest.fixture(scope="session")

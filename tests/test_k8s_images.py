@@ -26,22 +26,21 @@ ROLES = {  # image -> (modules it must hold, modules it must not, a command of a
 }
 
 
-def run(role, *command, memory=None):
-    """`command` in the image as a pod runs it: its own user, read-only root, a tmpfs /tmp, no network."""
+def run(image, *command, memory=None):
+    """`command` in `image` as a pod runs it: its own user, read-only root, a tmpfs /tmp, no network."""
     limit = ["--memory", memory, "--memory-swap", memory] if memory else []
     return subprocess.run(["podman", "run", "--rm", "--read-only", "--tmpfs", "/tmp", "--network", "none", *limit,
-                           "--entrypoint", "/usr/bin/env", containers.image(role), *command],
+                           "--entrypoint", "/usr/bin/env", image, *command],
                           capture_output=True, text=True, timeout=600, env=containers.ENV)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_both_images_run_their_role_as_user_10001_read_only_at_the_tested_versions(images):
-    print(images)  # each image's size and build time
     with open(os.path.join(REPO, "constraints.txt")) as f:
         pins = dict(line.strip().lower().replace("_", "-").split("==") for line in f if "==" in line)
     for role, (present, absent, other_role, extra) in ROLES.items():
-        probe = run(role, "python3", "-c", PROBE, *present, *absent)
+        probe = run(images[role], "python3", "-c", PROBE, *present, *absent)
         assert probe.returncode == 0, probe.stderr
         found = json.loads(probe.stdout)
         assert found["uid"] == UID, role
@@ -51,10 +50,10 @@ def test_both_images_run_their_role_as_user_10001_read_only_at_the_tested_versio
         differ = {name: (version, pins[name]) for name, version in installed.items()
                   if name in pins and version != pins[name]}
         assert differ == {} and installed["tensorflow"] == pins["tensorflow"], f"{role}: installed, pinned {differ}"
-        help_ = run(role, "cyclegan", "--help")
+        help_ = run(images[role], "cyclegan", "--help")
         assert help_.returncode == 0 and "subcommands:" in help_.stdout, help_.stderr
-        other = run(role, "cyclegan", *other_role)
+        other = run(images[role], "cyclegan", *other_role)
         assert other.returncode == 2 and re.search(rf"needs the {extra} extra", other.stderr), other.stderr
     # the memory limit is the container's: past it the kernel kills it, as the kubelet reports an OOM kill
-    hog = run("trainer", "python3", "-c", "b = bytearray(400 << 20); print(len(b))", memory="128m")
+    hog = run(images["trainer"], "python3", "-c", "b = bytearray(400 << 20); print(len(b))", memory="128m")
     assert hog.returncode == 137, (hog.returncode, hog.stdout, hog.stderr)

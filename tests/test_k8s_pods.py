@@ -28,24 +28,19 @@ SMALL_RUN = ["--ngf", "4", "--ndf", "4", "--n_blocks", "1", "--batch_size", "1",
 
 
 @pytest.fixture(scope="session")
-def pods_in():
-    """"container" where podman can run the images (built once), else "process"."""
-    from tests import containers
-
-    if containers.missing():
-        return "process"
-    print(containers.build())
-    return "container"
+def pods_in(built_images):
+    """{role: image name} where podman can run the images (built once): the pods run in containers; {} where it
+    cannot: they run as processes."""
+    return {} if isinstance(built_images, str) else built_images
 
 
-def rendered(kind, *flags, extra=(), role="trainer"):
-    from tests.containers import image
-
-    config, more, _ = parse_submit(kind, ["--image", image(role), *flags])
+def rendered(images, kind, *flags, extra=(), role="trainer"):
+    """The objects `submit` renders, for `images` (process mode runs this checkout, so any image name will do)."""
+    config, more, _ = parse_submit(kind, ["--image", images.get(role, "localhost/unused:process-mode"), *flags])
     return render(config, [*more, *extra])[1]
 
 
-def run_pods(objects, tmp_path, kill=None, timeout=420, mode="process", shared=()):
+def run_pods(objects, tmp_path, kill=None, timeout=420, images=None, shared=()):
     """The Job's pods under tests/podrunner.py; in container mode `shared` folders are mounted into every pod (and
     opened to its user, as a bucket would be)."""
     workdir = tmp_path / "pods"
@@ -55,7 +50,7 @@ def run_pods(objects, tmp_path, kill=None, timeout=420, mode="process", shared=(
     spec, result = tmp_path / "spec.json", tmp_path / "result.json"
     spec.write_text(json.dumps({"objects": objects, "workdir": str(workdir), "kill": kill, "timeout": timeout,
                                 "path": f"{BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                "containers": mode == "container", "shared": [str(f) for f in shared]}))
+                                "containers": bool(images), "shared": [str(f) for f in shared]}))
     from tests.containers import ENV
 
     done = subprocess.run(["unshare", "--mount", "--net", "--fork", "--", sys.executable, "-m", "tests.podrunner",
@@ -67,11 +62,11 @@ def run_pods(objects, tmp_path, kill=None, timeout=420, mode="process", shared=(
     return outcome, logs
 
 
-def written_by(mode):
+def written_by(images):
     """The owner of what the pods write: the pod's user (securityContext) in a container, root otherwise."""
     from k8s.config import UID
 
-    return UID if mode == "container" else 0
+    return UID if images else 0
 
 
 def exits(outcome):
@@ -84,11 +79,11 @@ def test_two_node_job_trains_and_a_killed_worker_brings_the_group_back_from_a_ch
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     model_dir = str(model_dir)
-    objects = rendered("train", "--name", "pair", "--nodes", "2", "--data", tiny_records[0], "--model_dir", model_dir,
-                       "--peer_timeout", "60", *TINY, extra=[*SMALL_RUN, "--steps", "60"])
+    objects = rendered(pods_in, "train", "--name", "pair", "--nodes", "2", "--data", tiny_records[0],
+                       "--model_dir", model_dir, "--peer_timeout", "60", *TINY, extra=[*SMALL_RUN, "--steps", "60"])
     assert [o["kind"] for o in objects] == ["Job", "Service", "PodDisruptionBudget"]
-    outcome, logs = run_pods(objects, tmp_path, kill={"index": 1, "after_log": "step 6/", "signal": 9}, mode=pods_in,
-                             shared=[tiny_records[0], model_dir])
+    outcome, logs = run_pods(objects, tmp_path, kill={"index": 1, "after_log": "step 6/", "signal": 9},
+                             images=pods_in, shared=[tiny_records[0], model_dir])
     assert outcome["status"] == "Complete", (outcome, logs)
     first = exits(outcome)
     # worker 1 killed (137: counted, replaced); worker 0 lost its peer and exited 75 (ignored, replaced)
@@ -107,10 +102,10 @@ def test_one_node_job_resumes_after_sigterm_and_a_usage_error_fails_it_at_once(t
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     model_dir = str(model_dir)
-    objects = rendered("train", "--name", "solo", "--data", tiny_records[0], "--model_dir", model_dir, *TINY,
-                       extra=[*SMALL_RUN, "--steps", "150"])
+    objects = rendered(pods_in, "train", "--name", "solo", "--data", tiny_records[0], "--model_dir", model_dir,
+                       *TINY, extra=[*SMALL_RUN, "--steps", "150"])
     outcome, logs = run_pods(objects, tmp_path, kill={"index": 0, "after_log": "step 6/", "signal": 15},
-                             mode=pods_in, shared=[tiny_records[0], model_dir])
+                             images=pods_in, shared=[tiny_records[0], model_dir])
     assert outcome["status"] == "Complete", (outcome, logs)
     assert exits(outcome) == [(0, 75, "Ignore"), (0, 0, "Succeeded")], logs
     assert "stopped by SIGTERM after step" in logs["solo-0-attempt0.log"]
@@ -118,10 +113,10 @@ def test_one_node_job_resumes_after_sigterm_and_a_usage_error_fails_it_at_once(t
     assert "step 150/150" in logs["solo-0-attempt1.log"]
     assert os.stat(f"{model_dir}/checkpoints/checkpoint").st_uid == written_by(pods_in)
 
-    broken = rendered("train", "--name", "typo", "--data", tiny_records[0], "--model_dir", str(tmp_path / "m2"),
-                      *TINY, extra=["--stepz", "3"])
+    broken = rendered(pods_in, "train", "--name", "typo", "--data", tiny_records[0],
+                      "--model_dir", str(tmp_path / "m2"), *TINY, extra=["--stepz", "3"])
     (tmp_path / "typo").mkdir()
-    outcome, logs = run_pods(broken, tmp_path / "typo", mode=pods_in, shared=[tiny_records[0]])
+    outcome, logs = run_pods(broken, tmp_path / "typo", images=pods_in, shared=[tiny_records[0]])
     assert outcome["status"] == "Failed" and exits(outcome) == [(0, 2, "FailJob")], logs
 
 
@@ -129,10 +124,10 @@ def test_preprocessing_job_runs_and_a_killed_pod_is_replaced_and_finishes(tiny_r
     _, raw = tiny_records
     out = tmp_path / "records"
     out.mkdir()
-    objects = rendered("preprocess", "--name", "records", "--input", raw, "--output", str(out), "--cpu", "2",
+    objects = rendered(pods_in, "preprocess", "--name", "records", "--input", raw, "--output", str(out), "--cpu", "2",
                        "--namespace", "default", role="beam")
     outcome, logs = run_pods(objects, tmp_path, kill={"index": 0, "after_log": "preprocess: found", "signal": 9},
-                             mode=pods_in, shared=[raw, out])
+                             images=pods_in, shared=[raw, out])
     assert outcome["status"] == "Complete", (outcome, logs)
     assert exits(outcome) == [(0, 137, "Count"), (0, 0, "Succeeded")], logs
     manifest = load_manifest(str(out))

@@ -195,9 +195,7 @@ def read_run_record(model_dir, missing):
     """The run record of `model_dir`; a UsageError that says `missing` when there is none."""
     path = model_path(model_dir, RUN_RECORD)
     if not tf.io.gfile.exists(path):
-        reason = files.unreadable(model_dir)
-        raise UsageError(files.cannot_read("--model_dir", model_dir, reason) if reason else
-                         f"{path} does not exist: {missing}")
+        raise UsageError(files.cannot_read("--model_dir", model_dir) or f"{path} does not exist: {missing}")
     with tf.io.gfile.GFile(path) as f:
         return json.load(f)
 

@@ -102,8 +102,9 @@ def resized_shards(data_root, manifest, names=("trainA", "trainB")):
     trip on gs://."""
     from concurrent.futures import ThreadPoolExecutor
 
-    shards = [(f"{data_root.rstrip('/')}/{shard.path}", shard.bytes) for name in names
-              for shard in manifest.splits[name].shards if shard.bytes is not None]
+    shards = [(path, shard.bytes) for name in names
+              for path, shard in zip(shard_paths(data_root, manifest, name), manifest.splits[name].shards)
+              if shard.bytes is not None]
 
     def size(path):
         try:

@@ -23,28 +23,26 @@ def write_whole(target, data):
         raise
 
 
-def unreadable(folder):
-    """Why `folder` cannot be read (TensorFlow's message), or None when it can or does not exist. Checked after a
-    file in it was not found, since a file in a folder this user may not list looks missing too."""
+def cannot_read(flag, folder):
+    """The one line for a folder the user gave (with `flag`) that this process may not read, or None when it can
+    or does not exist. Asked after a file in it was not found: a file in a folder this user may not list looks
+    missing too."""
     if "://" not in folder:  # TensorFlow says "not found" for a folder inside one this user may not search
         try:
             os.listdir(folder)
+            return None
         except PermissionError as err:
-            return f"{err.filename}: {err.strerror}"
+            reason = f"{err.filename}: {err.strerror}"
         except OSError:
             return None
-        return None
-    try:
-        tf.io.gfile.listdir(folder)
-    except tf.errors.NotFoundError:
-        return None
-    except tf.errors.OpError as err:
-        return err.message
-    return None
-
-
-def cannot_read(flag, folder, reason):
-    """The one line for a folder the user gave that this process may not read."""
+    else:
+        try:
+            tf.io.gfile.listdir(folder)
+            return None
+        except tf.errors.NotFoundError:
+            return None
+        except tf.errors.OpError as err:
+            reason = err.message
     return f"{flag} {folder}: cannot be read ({reason}); run as a user who may read it, or grant this one access"
 
 

@@ -50,8 +50,7 @@ def load_direction(path, flag="--model"):
     try:
         return tf.saved_model.load(path).signatures["serving_default"]
     except (OSError, tf.errors.OpError, KeyError) as err:
-        reason = files.unreadable(path)
-        raise UsageError(files.cannot_read(flag, path, reason) if reason else
+        raise UsageError(files.cannot_read(flag, path) or
                          f"{flag} {path}: not an exported direction of `cyclegan export` ({err})") from None
 
 
