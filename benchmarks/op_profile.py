@@ -16,6 +16,8 @@ largest batch (below 1: it gets cheaper per pair, as convolutions should; near 1
 Variants (--variants; the first is the one the others are compared with):
   ours          the trainer as it is: oneDNN's CPU kernels, trainer/networks.py's InstanceNorm and crop
   keras layers  the same nets with Keras's GroupNormalization(groups=-1) and Cropping2D in their place
+  xla norm      ours with each instance norm's forward and backward pass compiled by XLA on its own (the rest of
+                the step as it is: whole-step XLA is slower on a CPU), so each is one fused pass over the pixels
   oneDNN off    ours with TF_ENABLE_ONEDNN_OPTS=0, TensorFlow's default on CPUs without AVX-512 VNNI
 Run it alone on the machine: the profile of each variant is one run.
 """
@@ -36,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import results  # noqa: E402
 
 VARIANTS = {"ours": {"TF_ENABLE_ONEDNN_OPTS": "1"}, "keras layers": {"TF_ENABLE_ONEDNN_OPTS": "1"},
+            "xla norm": {"TF_ENABLE_ONEDNN_OPTS": "1"},
             "oneDNN off": {"TF_ENABLE_ONEDNN_OPTS": "0"}}
 CONVOLUTION = "Conv2D"  # every forward, backward and fused convolution kernel's type contains it
 SHOWN = 18
@@ -51,6 +54,38 @@ def use_keras_layers():
     networks.norm = lambda kind: (layers.GroupNormalization(groups=-1, center=False, scale=False, epsilon=1e-5,
                                                             dtype="float32") if kind == "instance" else original(kind))
     networks.DropFirstRowAndColumn = lambda: layers.Cropping2D(((1, 0), (1, 0)))
+
+
+def use_xla_norm():
+    """trainer/networks.py's InstanceNorm with its two passes each compiled by XLA: the "xla norm" variant."""
+    import tensorflow as tf
+
+    from trainer import networks
+
+    @tf.function(jit_compile=True, autograph=False)
+    def forward(x, epsilon):
+        mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
+        inverse = tf.math.rsqrt(variance + epsilon)
+        return (x - mean) * inverse, inverse
+
+    @tf.function(jit_compile=True, autograph=False)
+    def backward(dy, normalized, inverse):
+        mean_dy = tf.reduce_mean(dy, axis=[1, 2], keepdims=True)
+        mean_dy_x = tf.reduce_mean(dy * normalized, axis=[1, 2], keepdims=True)
+        return inverse * (dy - mean_dy - normalized * mean_dy_x)
+
+    class XlaInstanceNorm(networks.InstanceNorm):
+        def call(self, x):
+            @tf.custom_gradient
+            def normalize(x):
+                normalized, inverse = forward(x, self.epsilon)
+                return normalized, lambda dy, variables=None: backward(dy, normalized, inverse)
+
+            return normalize(x)
+
+    original = networks.norm
+    networks.norm = lambda kind: (XlaInstanceNorm(epsilon=1e-5, dtype="float32") if kind == "instance"
+                                  else original(kind))
 
 
 def trace_by_op_type(logdir):
@@ -109,6 +144,8 @@ def child(preset, blocks, variants, batches, steps, repeat):
         for variant in variants:
             if variant == "keras layers":
                 use_keras_layers()
+            if variant == "xla norm":
+                use_xla_norm()
             trainers[variant] = CycleGANTrainer(dataclasses.replace(config, batch_size=batch), strategy,
                                                 steps_per_epoch=1000)
             networks.norm, networks.DropFirstRowAndColumn = ours
@@ -226,7 +263,7 @@ def main(argv=None):
                 summary.append(line)
     print(f"\npairs/s, best of {args.repeat} round(s) of {args.steps} steps, the variants taking turns")
     columns = [("preset", "preset", "{}"), ("blocks", "blocks", "{}"), ("batch", "batch", "{}")]
-    columns += [(variant, variant, "{:.2f}") for variant in variants]
+    columns += [(variant, variant, "{:.3g}") for variant in variants]
     columns += [(f"ours / {variant}", f"ours / {variant}", "{:.2f}") for variant in variants[1:]]
     results.table(summary, columns)
     results.write_json(args.json, "op_profile", rows, pairs_s=summary)

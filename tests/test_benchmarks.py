@@ -128,10 +128,12 @@ def test_save_benchmark_times_the_trainers_save_and_an_upload(tmp_path):
 @pytest.mark.slow
 def test_op_profile_sums_the_steps_ops_by_type_at_each_batch(tmp_path):
     rows, stdout = run_benchmark(tmp_path, "op_profile.py", "--blocks", "0", "--batches", "1", "2", "--steps", "1",
-                                 "--repeat", "1", "--variants", "keras layers")
+                                 "--repeat", "1", "--variants", "keras layers", "xla norm")
     by_op = {(row["variant"], row["op"]): row for row in rows}
     # the convolutions' kernels lead the table; Keras's layers bring their own ops, ours do not have them
     assert any("Conv2DBackpropFilter" in op for _, op in by_op) and all(
         row["ms_b1"] > 0 and row["ms_b2"] > 0 and row["growth"] > 0 for row in rows if row["growth"] is not None)
     assert ("keras layers", "StridedSliceGrad") in by_op and ("ours", "StridedSliceGrad") not in by_op
+    # XLA runs the norm's passes in its own kernels, outside TensorFlow's op table
+    assert ("ours", "SquaredDifference") in by_op and ("xla norm", "SquaredDifference") not in by_op
     assert "not cheaper per pair at a larger batch" in stdout and "ours / keras layers" in stdout

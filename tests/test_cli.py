@@ -72,7 +72,10 @@ def test_train_dry_run_prints_config_counts_and_checks_data(tiny_records):
     assert '"crop_size": 256' in result.stdout and "data: trainA: 12 images in 4 shards" in result.stdout
     assert result.stderr == ""
     tiny = run(os.path.join(BIN, "cyclegan"), "train", "--preset", "tiny", "--ngf", "8", "--dry_run")
-    assert '"ngf": 8' in tiny.stdout and '"crop_size": 64' in tiny.stdout
+    assert '"ngf": 8' in tiny.stdout and '"crop_size": 64' in tiny.stdout and tiny.stderr == ""
+    half = run(os.path.join(BIN, "cyclegan"), "train", "--preset", "tiny", "--precision", "mixed_float16",
+               "--dry_run")  # no GPU here: the user hears that float16 is emulated on a CPU
+    assert half.returncode == 0 and "--precision mixed_float16 on this CPU" in half.stderr, half.stderr
 
 
 @pytest.mark.slow

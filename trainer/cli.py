@@ -35,6 +35,22 @@ def check_config(config):
         raise UsageError("--eval_every needs --eval_data: a dataset root with testA/ and testB/")
 
 
+def slow_on_this_cpu(precision):
+    """Whether a mixed precision runs far slower than float32 on this machine's CPU, as measured: float16 on every
+    CPU; bfloat16 on one without AVX-512 (/proc/cpuinfo), as on the AVX2 CPU measured. On the AVX-512 CPU measured,
+    bfloat16 ran at 0.78 (tiny) to 1.65x (reference) float32's speed."""
+    if precision == "float32":
+        return False
+    if precision == "mixed_float16":
+        return True
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []))
+    except OSError:
+        return False  # not Linux: nothing to go by
+    return bool(flags) and "avx512f" not in flags
+
+
 def check_data(path):
     """The dataset's manifest, each training shard's size against it, and one decoded record per training domain;
     returns the manifest."""
@@ -105,6 +121,10 @@ def run_training(args, config, cache, prog):
         raise UsageError(f"--model_dir {config.model_dir} is a file; give a folder (it is created if missing)")
 
     strategy.prepare_devices(config.cpu_replicas)
+    if not tf.config.list_physical_devices("GPU") and slow_on_this_cpu(config.precision):
+        print(f"{prog}: --precision {config.precision} on this CPU: it has no {config.precision[6:]} arithmetic, and "
+              "the step ran 5 to 11x slower than in float32 on such CPUs (benchmarks/RESULTS.md); use float32 here",
+              file=sys.stderr, flush=True)
     # MultiWorkerMirroredStrategy must exist before any TensorFlow op runs, the data check's included.
     report = lambda line: print(line, flush=True)  # noqa: E731
     try:
