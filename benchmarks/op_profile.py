@@ -16,8 +16,8 @@ largest batch (below 1: it gets cheaper per pair, as convolutions should; near 1
 Variants (--variants; the first is the one the others are compared with):
   ours          the trainer as it is: oneDNN's CPU kernels, trainer/networks.py's InstanceNorm and crop
   keras layers  the same nets with Keras's GroupNormalization(groups=-1) and Cropping2D in their place
-  xla norm      ours with each instance norm's forward and backward pass compiled by XLA on its own (the rest of
-                the step as it is: whole-step XLA is slower on a CPU), so each is one fused pass over the pixels
+  xla norm      ours with each instance norm's call, and with it its gradient, compiled by XLA on its own (the
+                rest of the step as it is: whole-step XLA is slower on a CPU), to fuse the norm's passes over the pixels
   oneDNN off    ours with TF_ENABLE_ONEDNN_OPTS=0, TensorFlow's default on CPUs without AVX-512 VNNI
 Run it alone on the machine: the profile of each variant is one run.
 """
@@ -57,31 +57,18 @@ def use_keras_layers():
 
 
 def use_xla_norm():
-    """trainer/networks.py's InstanceNorm with its two passes each compiled by XLA: the "xla norm" variant."""
+    """trainer/networks.py's InstanceNorm, its call compiled by XLA (its gradient with it): the "xla norm" variant."""
     import tensorflow as tf
 
     from trainer import networks
 
-    @tf.function(jit_compile=True, autograph=False)
-    def forward(x, epsilon):
-        mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
-        inverse = tf.math.rsqrt(variance + epsilon)
-        return (x - mean) * inverse, inverse
-
-    @tf.function(jit_compile=True, autograph=False)
-    def backward(dy, normalized, inverse):
-        mean_dy = tf.reduce_mean(dy, axis=[1, 2], keepdims=True)
-        mean_dy_x = tf.reduce_mean(dy * normalized, axis=[1, 2], keepdims=True)
-        return inverse * (dy - mean_dy - normalized * mean_dy_x)
-
     class XlaInstanceNorm(networks.InstanceNorm):
-        def call(self, x):
-            @tf.custom_gradient
-            def normalize(x):
-                normalized, inverse = forward(x, self.epsilon)
-                return normalized, lambda dy, variables=None: backward(dy, normalized, inverse)
+        def build(self, shape):
+            super().build(shape)
+            self.compiled = tf.function(super().call, jit_compile=True, autograph=False)
 
-            return normalize(x)
+        def call(self, x):
+            return self.compiled(x)
 
     original = networks.norm
     networks.norm = lambda kind: (XlaInstanceNorm(epsilon=1e-5, dtype="float32") if kind == "instance"
