@@ -62,6 +62,13 @@ def check_train_flags(extra, preset):
         raise UsageError(f"after --: {err}") from None
     if unknown:
         raise UsageError(f"after --: {' '.join(unknown)}: not a `cyclegan train` flag (see cyclegan train --help)")
+    if args.dry_run:
+        raise UsageError("after --: --dry_run would end every pod before training and the Job would succeed "
+                         "untrained; run `cyclegan train --dry_run` locally, or `submit train --dry-run` to see the "
+                         "objects")
+    if args.max_restarts_without_progress == 0:
+        raise UsageError("after --: --max_restarts_without_progress 0 turns off the guard that ends a restart loop "
+                         "on a cluster, where pods restart unattended; give a positive limit")
     try:
         check_fields(config_from_flags(PRESETS[preset], args))
     except UsageError as err:

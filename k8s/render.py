@@ -19,7 +19,7 @@ import json
 from k8s import fast_network
 from k8s.config import DEFAULT_CPU, DEFAULT_MEMORY, UID, grace_period, minor
 from preprocessing import exit_status
-from trainer.model_dir import RUN_ENV
+from preprocessing.lease import RUN_ENV
 
 TF_PORT = 2222
 TENSORBOARD_PORT = 6006

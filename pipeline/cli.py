@@ -18,12 +18,13 @@ from pipeline.dataflow_job import DONE, DataflowJob
 from pipeline.config import PreprocessConfig
 from pipeline.sources import discover
 from pipeline.summary import check_written, print_summary
-from preprocessing import exit_status
+from preprocessing import exit_status, lease
 from preprocessing.jobs import UsageError, add_config_flags, check_fields, config_from_flags, job_parser
 from preprocessing.schema import MANIFEST_NAME, REJECTED_NAME, parse_manifest
 
 
 def check(config):
+    """A UsageError for the first flag that cannot work."""
     if not config.output:
         raise UsageError("--output is required: the folder (local or gs://) for the shards and the manifest")
     check_fields(config)
@@ -33,7 +34,6 @@ def check(config):
         problem = path and files.check_literal(path, flag)
         if problem:
             raise UsageError(problem)
-    output_folder.prepare(config.output, config.overwrite)
 
 
 def main(argv, prog="cyclegan preprocess"):
@@ -51,6 +51,23 @@ def main(argv, prog="cyclegan preprocess"):
                   "--job_name; waiting for it instead of starting another", flush=True)
             return wait_for(running, config, prog)
     check(config)
+    holder = lease.Lease(config.output, config.lease_timeout, flag="--output", what="output folder",
+                         clash="two jobs would write each other's shards and delete each other's staging files")
+    try:
+        holder.take(lambda line: print(f"preprocess: {line}", flush=True))
+    except lease.LeaseUnwritable as err:
+        print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
+        return exit_status.FAILED
+    try:
+        return run(config, options, cloud, prog)
+    finally:
+        holder.release()
+
+
+def run(config, options, cloud, prog):
+    """The job, locally or on Dataflow (waited for, or only started), while this process holds the output
+    folder."""
+    replaced = output_folder.prepare(config.output, config.overwrite)
     sources, missing, source_description = discover(config)
     found = sorted({f"{s.split}{s.domain}" for s in sources})
     print(f"preprocess: found {', '.join(found)}" + (f"; missing {', '.join(missing)}" if missing else ""),
@@ -102,6 +119,9 @@ def main(argv, prog="cyclegan preprocess"):
         print(f"preprocess: the job runs on Dataflow; when it ends, "
               f"{FileSystems.join(config.output, MANIFEST_NAME)} says what it wrote")
         return 0
+    if replaced:
+        print(f"preprocess: removed what the previous run wrote (--overwrite): {replaced} files in {config.output}, "
+              "once this run's dataset was whole")
     return summarize(config, time.monotonic() - started)
 
 

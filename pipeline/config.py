@@ -33,6 +33,8 @@ class PreprocessConfig:
     min_test_shards: int = config_field(1, "never fewer shards for a test split, unless there are fewer images",
                                         minimum=1)
     overwrite: bool = config_field(False, "write into an --output that already holds a manifest.json")
+    lease_timeout: int = config_field(120, "an --output folder whose job's heartbeat stopped this many seconds ago "
+                                      "may be taken over by another job", minimum=10)
     wait: bool = config_field(True, "with --runner DataflowRunner, wait for the job to end and print its summary "
                               "(--no-wait: print the job's id and link, and exit)")
 

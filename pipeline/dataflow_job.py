@@ -13,7 +13,7 @@ import time
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from pipeline import staging
-from preprocessing import exit_status
+from preprocessing import exit_status, lease
 
 DONE = "JOB_STATE_DONE"
 # States after which a job does nothing more (Dataflow's JobState names).
@@ -93,5 +93,6 @@ class DataflowJob:
                      "removes them)")
         print(f"{prog}: stopped by {signal.Signals(signum).name}: cancelled Dataflow job {self.name} ({self.id}); "
               f"{files}. Run the same command again to start over", file=sys.stderr, flush=True)
+        lease.release_held()
         sys.stdout.flush()
         os._exit(exit_status.killed_by(signum))

@@ -214,23 +214,28 @@ def build(pipeline, sources, config, source_description):
                | "Plan" >> beam.ParDo(PlanShards(config)).with_outputs(PlanShards.FINGERPRINTS, main="plan"))
     written = (prepared.records | "To shard" >> beam.Map(to_shard, beam.pvalue.AsDict(planned.plan))
                | "Group shard" >> beam.GroupByKey()
-               | "Write shards" >> beam.ParDo(WriteShards(config.output)).with_outputs(OUTCOMES, main="shards"))
+               | "Write shards" >> beam.ParDo(WriteShards(staging.incoming_dir(config.output))).with_outputs(
+                   OUTCOMES, main="shards"))
     shards = written.shards
 
     outcomes = (listings + [r[OUTCOMES] for r in raw] + [prepared[OUTCOMES], written[OUTCOMES]]
                 | "Outcomes" >> beam.Flatten())
     # Gathered in one list (a few hundred bytes a report) rather than written by WriteToText, whose finalize step
     # treats the output path as a glob: a folder named with [ or * failed after all the work was done.
-    (outcomes | "Reports" >> beam.Filter(lambda o: o["status"] in (REJECTED, DUPLICATE, SKIPPED))
-     | "Gather reports" >> beam.combiners.ToList()
-     | "Write report" >> beam.Map(manifest.write_reports, config.output))
+    incoming = staging.incoming_dir(config.output)
+    reported = (outcomes | "Reports" >> beam.Filter(lambda o: o["status"] in (REJECTED, DUPLICATE, SKIPPED))
+                | "Gather reports" >> beam.combiners.ToList()
+                | "Write report" >> beam.Map(manifest.write_reports, incoming))
     counts = (outcomes | "Count keys" >> beam.Map(lambda o: ((o["split"], o["domain"], o["status"], o["reason"]), 1))
               | "Count" >> beam.CombinePerKey(sum))
     summary = ((counts | "Tag counts" >> beam.Map(lambda kv: ("count", kv)),
                 shards | "Tag shards" >> beam.Map(lambda s: ("shard", s)),
                 planned[PlanShards.FINGERPRINTS] | "Tag fingerprints" >> beam.Map(lambda f: ("fingerprint", f)))
                | "Summary" >> beam.Flatten() | "Gather" >> beam.combiners.ToList())
-    written_manifest = summary | "Write manifest" >> beam.Map(manifest.write, config, source_description)
-    # Last: the staging files, once every shard and the manifest are written (a run that waits deletes them too,
-    # also when it fails; a Dataflow job that nobody waits for has only this step to do it).
-    written_manifest | "Remove staging" >> beam.Map(lambda _: staging.remove(config.output))
+    written_manifest = summary | "Write manifest" >> beam.Map(manifest.write, config, source_description, incoming)
+    # The new dataset replaces the old one only once it is whole: every shard, the report and the manifest.
+    published = written_manifest | "Publish" >> beam.Map(
+        lambda written, _: staging.publish(written, config.output), beam.pvalue.AsList(reported))
+    # Last: the staging files (a run that waits deletes them too, also when it fails; a Dataflow job that nobody
+    # waits for has only this step to do it).
+    published | "Remove staging" >> beam.Map(lambda _: staging.remove(config.output))

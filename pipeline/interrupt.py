@@ -7,7 +7,7 @@ import signal
 import sys
 
 from pipeline import staging
-from preprocessing import exit_status
+from preprocessing import exit_status, lease
 from preprocessing.jobs import stop_signals_handled_by
 
 
@@ -43,5 +43,6 @@ def stop_now(signum, output, prog):
         removed = f"could not remove {staging.staging_dir(output)} ({err}); a rerun removes it"
     print(f"{prog}: stopped by {signal.Signals(signum).name}: the job's workers are ended and nothing was "
           f"finished; {removed}. Run the same command again to start over", file=sys.stderr, flush=True)
+    lease.release_held()
     sys.stdout.flush()
     os._exit(exit_status.killed_by(signum))

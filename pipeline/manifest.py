@@ -50,9 +50,10 @@ def build(summary, config, source):
     }
 
 
-def write(summary, config, source):
+def write(summary, config, source, folder):
+    """The manifest of the job's outputs, written into `folder` (the incoming dataset, see staging.publish)."""
     manifest = build(summary, config, source)
-    write_whole(FileSystems.join(config.output, MANIFEST_NAME), json.dumps(manifest, indent=2, sort_keys=True)
+    write_whole(FileSystems.join(folder, MANIFEST_NAME), json.dumps(manifest, indent=2, sort_keys=True)
                 .encode(), "application/json")
     return manifest
 

@@ -14,17 +14,29 @@ OUR_FILES = frozenset(name + suffix for name in (MANIFEST_NAME, REJECTED_NAME) f
 
 def prepare(output, overwrite):
     """A UsageError if `output` takes no file or holds a finished dataset (without `overwrite`); otherwise remove
-    every file a run there wrote or left, and say so."""
+    what an unfinished run there left, and say so. A finished dataset stays, readable, until the new one is whole
+    (staging.publish replaces it); returns how many files of it will be replaced."""
     check_writable(output)
     finished = FileSystems.exists(FileSystems.join(output, MANIFEST_NAME))
     if finished and not overwrite:
         raise UsageError(f"--output {output} already holds a {MANIFEST_NAME}; pass --overwrite to replace it, or "
                          "choose another folder")
-    stale = previous_output(output)
+    stale = left_over(output) if finished else previous_output(output)
     if stale:
         files.delete(stale)
-        print("preprocess: removed what the " + ("previous run wrote (--overwrite)" if finished else
-              "unfinished run stopped in this folder left") + f": {len(stale)} files and folders in {output}")
+        print("preprocess: removed what an unfinished run stopped in this folder left: "
+              f"{len(stale)} files and folders in {output}")
+    if not finished:
+        return 0
+    print(f"preprocess: the dataset in {output} is kept until this run's is whole, then replaced (--overwrite)")
+    return len(previous_output(output))
+
+
+def left_over(output):
+    """What a stopped run left beside a finished dataset: staging files and half-written files."""
+    root = output.rstrip("/") + "/"
+    return [path for path in previous_output(output) if path.startswith(root + staging.STAGING_FOLDER)
+            or path.startswith(root + "beam-temp-") or path.endswith(PARTIAL)]
 
 
 def check_writable(output):
@@ -42,16 +54,18 @@ def check_writable(output):
                          "write to") from None
 
 
-def previous_output(output):
+def previous_output(output, keep_staging=False):
     """Every file a previous run in `output` wrote or left: its shards of whatever count (not only those its
-    manifest lists), manifest, report, staging files and half-written files. Nothing else in the folder."""
+    manifest lists), manifest, report, staging files (unless `keep_staging`) and half-written files. Nothing else
+    in the folder."""
     root = output.rstrip("/") + "/"
     ours = set()
     for match in files.match_under(output):
         relative = match.path[len(root):]
         top = relative.split("/")[0]
         if top == staging.STAGING_FOLDER or top.startswith("beam-temp-"):  # whole folders of temporary files
-            ours.add(root + top if files.is_local(output) else match.path)
+            if not (keep_staging and top == staging.STAGING_FOLDER):
+                ours.add(root + top if files.is_local(output) else match.path)
         elif SHARD_NAME.match(relative) or relative in OUR_FILES:
             ours.add(match.path)
     return sorted(ours)

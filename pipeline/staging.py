@@ -8,6 +8,7 @@ bundle of the prepare step appends its records to one staging file, and what tra
 about 150 bytes an image. The shard writers read the bytes back, a window of records at a time.
 """
 import concurrent.futures
+import os
 import uuid
 
 from apache_beam.io.filesystems import FileSystems
@@ -15,12 +16,39 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import files
 
 STAGING_FOLDER = "_staging"
+INCOMING_FOLDER = "dataset"  # _staging/dataset/: the new shards, report and manifest, until the job publishes them
 READ_WINDOW = 64  # records read ahead in parallel by a shard writer: remote reads overlap their latency
 READ_THREADS = 8
 
 
 def staging_dir(output):
     return FileSystems.join(output, STAGING_FOLDER)
+
+
+def incoming_dir(output):
+    """Where the job writes the dataset it makes: an earlier dataset in `output` stays whole and readable until
+    this one is (see publish)."""
+    return FileSystems.join(staging_dir(output), INCOMING_FOLDER)
+
+
+def publish(manifest, output):
+    """Replace the dataset in `output` with the whole one in incoming_dir: the old manifest goes first (from then
+    on the folder holds no dataset a reader would take as whole), then the old shards and report, then the new
+    ones move in, the manifest last. Returns `manifest`."""
+    from pipeline.output_folder import previous_output
+    from preprocessing.schema import MANIFEST_NAME, REJECTED_NAME
+
+    incoming = incoming_dir(output)
+    files.delete([FileSystems.join(output, MANIFEST_NAME)])
+    files.delete(previous_output(output, keep_staging=True))
+    names = [shard["path"] for entry in manifest["splits"].values() for shard in entry["shards"]] + [REJECTED_NAME]
+    targets = [FileSystems.join(output, name) for name in names]
+    if files.is_local(output):
+        for target in targets:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+    FileSystems.rename([FileSystems.join(incoming, name) for name in names], targets)
+    FileSystems.rename([FileSystems.join(incoming, MANIFEST_NAME)], [FileSystems.join(output, MANIFEST_NAME)])
+    return manifest
 
 
 class StagingFile:

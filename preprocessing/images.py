@@ -17,6 +17,8 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", 
 EMPTY, NOT_AN_IMAGE, CORRUPT, TOO_SMALL, TOO_LARGE = "empty", "not_an_image", "corrupt", "too_small", "too_large"
 HIDDEN, NOT_IMAGE_EXTENSION = "hidden", "not_image_extension"
 NOT_REGULAR_FILE = "not_a_regular_file"  # a FIFO, socket or device named like an image: opening it could block
+CANNOT_ENCODE = "cannot_encode"  # decoded, but the stored format's encoder refused it
+JPEG_MAX_SIDE = 65_500  # libjpeg's limit on either side, as Pillow enforces it when encoding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,5 +134,11 @@ def prepare_image(data: bytes, options: ImageOptions) -> StoredImage:
     if min(img.size) < options.min_side:
         raise Rejected(TOO_SMALL, f"{img.size[0]}x{img.size[1]} is below the --min_side of {options.min_side} px")
     img = resize_shorter_side(img, options.max_size)
-    return StoredImage(encode(img, options.image_format, options.jpeg_quality), options.image_format,
-                       height=img.size[1], width=img.size[0])
+    if options.image_format == "jpeg" and max(img.size) > JPEG_MAX_SIDE:
+        raise Rejected(TOO_LARGE, f"{img.size[0]}x{img.size[1]} after shrinking: JPEG stores at most {JPEG_MAX_SIDE} "
+                                  "px a side; preprocess with --image_format png to keep such images")
+    try:
+        encoded = encode(img, options.image_format, options.jpeg_quality)
+    except (OSError, ValueError) as err:  # an image the encoder refuses must not fail the whole job
+        raise Rejected(CANNOT_ENCODE, f"{img.size[0]}x{img.size[1]} as {options.image_format}: {err}") from None
+    return StoredImage(encoded, options.image_format, height=img.size[1], width=img.size[0])

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import re
 import signal
@@ -157,6 +158,8 @@ def check_fields(config):
     """A UsageError naming the flag of the first field whose value lies outside the bounds its metadata declares."""
     for field in dataclasses.fields(config):
         value, low, high = getattr(config, field.name), field.metadata.get("minimum"), field.metadata.get("maximum")
+        if isinstance(value, float) and not math.isfinite(value):  # nan passes every comparison's "not below"
+            raise UsageError(f"--{field.name} {value}: must be a finite number")
         if low is not None and high is not None and not low <= value <= high:
             raise UsageError(f"--{field.name} {value}: must be between {low} and {high}")
         if low is not None:
@@ -195,10 +198,20 @@ def config_from_flags(base, args):
     return dataclasses.replace(base, **overrides)
 
 
+def finite_float(text):
+    """argparse's `type=float` on every job's parser: nan and inf are refused as the flag's value."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
 def job_parser(prog, description):
     """The argument parser of one subcommand; its module docstring is the help text, kept as written."""
-    return argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.register("type", float, finite_float)
+    return parser
 
 
 class UsageError(Exception):
@@ -208,7 +221,7 @@ class UsageError(Exception):
 def check_at_least(*minimums):
     """UsageError for the first (flag, value, lowest allowed) whose value is below its lowest."""
     for flag, value, low in minimums:
-        if value < low:
+        if not value >= low:  # also nan
             raise UsageError(f"{flag} {value}: " + ("must not be negative" if low == 0 and isinstance(low, float)
                                                     else f"must be at least {low}"))
 

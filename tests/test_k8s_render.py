@@ -425,7 +425,11 @@ def test_flags_after_the_separator_are_checked_as_the_trainer_would():
                            (["--model_dir=gs://elsewhere"], "after --: --model_dir is set by submit itself"),
                            (["--preset", "tiny"], "after --: --preset is set by submit itself"),
                            (["--peer_timeout", "9"], "after --: --peer_timeout is set by submit itself"),
-                           (["--cpu_replicas", "2"], "after --: --cpu_replicas is set by submit itself")):
+                           (["--cpu_replicas", "2"], "after --: --cpu_replicas is set by submit itself"),
+                           (["--dry_run"], "after --: --dry_run would end every pod before training"),
+                           (["--max_restarts_without_progress", "0"],
+                            "after --: --max_restarts_without_progress 0 turns off the guard"),
+                           (["--lr", "nan"], "after --: argument --lr: 'nan' is not a finite number")):
         with pytest.raises(UsageError, match=re.escape(message)):
             parse_submit("train", [*TRAIN, "--", *extra])
     config, extra, _ = parse_submit("train", [*TRAIN, "--", "--batch_size", "4", "--precision", "mixed_bfloat16"])

@@ -182,6 +182,25 @@ def test_prepare_image_converts_modes():
     assert err.value.reason == images.TOO_LARGE
 
 
+def test_an_image_the_stored_format_cannot_hold_is_rejected_and_the_job_goes_on(tmp_path):
+    root, out = tmp_path / "raw", str(tmp_path / "out")
+    for domain in ("trainA", "trainB"):
+        (root / domain).mkdir(parents=True)
+        for i in range(3):
+            gradient(48, 40, seed=i).save(root / domain / f"{i}.png")
+    wide = Image.new("RGB", (70000, 32), (200, 30, 30))  # 2.2 megapixels, but wider than JPEG can store
+    wide.save(root / "trainA" / "panorama.png")
+    run_job("--input", str(root), "--output", out)
+    with open(os.path.join(out, "rejected.jsonl")) as f:
+        (report,) = [json.loads(line) for line in f]
+    assert report["path"].endswith("trainA/panorama.png") and report["reason"] == images.TOO_LARGE
+    assert report["detail"].startswith("70000x32 after shrinking: JPEG stores at most 65500 px a side")
+    assert load_manifest(out).written("trainA") == 3
+    kept = images.prepare_image((root / "trainA" / "panorama.png").read_bytes(),
+                                images.ImageOptions(image_format="png"))
+    assert (kept.width, kept.height) == (70000, 32)
+
+
 def test_example_encoder_matches_tensorflow_byte_for_byte():
     from preprocessing.schema import make_example
 
@@ -347,6 +366,48 @@ def test_ctrl_c_or_sigterm_ends_the_job_promptly_and_cleanly(tmp_path, signum):
     assert f"stopped by {signal.Signals(signum).name}" in stderr and "Traceback" not in stderr
     assert not (out / "_staging").exists() and not (out / "manifest.json").exists()
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.slow
+def test_overwrite_keeps_the_old_dataset_until_the_new_one_is_whole_and_one_job_holds_the_folder(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from pipeline import synth
+
+    raw, small, out = str(tmp_path / "raw"), str(tmp_path / "small"), tmp_path / "out"
+    synth.write(raw, synth.SynthConfig(train=1000, test=2, size=300))  # long enough to be stopped midway
+    synth.write(small, synth.SynthConfig(train=6, test=2, size=64))
+    run_job("--input", small, "--output", str(out))
+
+    def contents():
+        return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    before = contents()
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--input", raw, "--output", str(out), "--overwrite"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "_staging").exists() and time.monotonic() < deadline:  # the workers are preparing images
+        time.sleep(0.1)
+    assert load_manifest(str(out)).written("trainA") == 6  # the old dataset, readable while the new one is made
+    second = subprocess.run([sys.executable, "-m", "pipeline", "--input", small, "--output", str(out),
+                             "--overwrite"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
+    assert (f"--output {out} is in use by another run ({socket.gethostname()} pid {proc.pid}, since "
+            in second.stderr)
+    assert "two jobs would write each other's shards" in second.stderr
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert contents() == before  # stopped before its dataset was whole: the old one is all there, no lease left
+
+    (out / "lease.json").write_bytes(b"")  # a launcher that died while writing its lease locks nobody out
+    run_job("--input", small, "--output", str(out), "--overwrite", "--num_shards", "1")
+    assert all(name.endswith("-of-00001.tfrecord") for name in contents() if name.endswith(".tfrecord"))
+    assert "lease.json" not in contents()
 
 
 @pytest.mark.slow

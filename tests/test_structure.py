@@ -2,6 +2,7 @@
 command module, and every config field's bounds and role are declared once and enforced."""
 import ast
 import dataclasses
+import math
 import os
 
 import pytest
@@ -65,3 +66,8 @@ def test_every_declared_bound_is_checked_with_its_flag(config):
         if high is not None:
             with pytest.raises(UsageError, match=f"^--{field.name} {high + 1}: must be between {low} and {high}"):
                 check_fields(dataclasses.replace(config, **{field.name: high + 1}))
+    for field in dataclasses.fields(config):
+        if isinstance(getattr(config, field.name), float):  # nan and inf pass a bare "not below" comparison
+            for value in (math.nan, math.inf, -math.inf):
+                with pytest.raises(UsageError, match=f"^--{field.name} {value}: must be a finite number"):
+                    check_fields(dataclasses.replace(config, **{field.name: value}))

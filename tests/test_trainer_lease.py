@@ -12,7 +12,7 @@ import pytest
 
 from preprocessing.jobs import UsageError
 from tests.conftest import REPO
-from trainer import lease
+from preprocessing import lease
 
 
 def held_by(path, host="other-host", pid=4242, run="", age_s=5):
@@ -102,3 +102,59 @@ def test_a_second_trainer_on_a_held_model_dir_exits_2_naming_the_holder(tiny_rec
     assert done.returncode == 2, done.stdout + done.stderr
     assert "is in use by another run (other-host pid 4242, run h2z-first" in done.stderr
     assert "Traceback" not in done.stderr and not os.path.exists(f"{model_dir}/checkpoints")
+    assert "parameters" not in done.stdout  # refused before the networks are built
+
+
+def test_an_unreadable_lease_is_taken_over_and_one_replaced_under_its_holder_stops_it(tmp_path, monkeypatch):
+    monkeypatch.delenv(lease.RUN_ENV, raising=False)
+    for name, content in (("empty", b""), ("garbage", b"\x00\xffnot json"), ("other json", b'{"a": 1}')):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "lease.json").write_bytes(content)
+        lines = []
+        taken = lease.Lease(str(folder), timeout_s=60)
+        taken.take(report=lines.append)
+        assert lines[-1].startswith("took over the model directory's lease from an unreadable lease.json ("), lines
+        assert lines[-1].endswith("it cannot be read, so nobody holds it")
+        assert json.loads((folder / "lease.json").read_text())["start"] == taken.mine["start"]
+        taken.release()
+        assert not (folder / "lease.json").exists()
+
+    holder = lease.Lease(str(tmp_path / "held"), timeout_s=10)  # renewed every 2.5 s
+    holder.take()
+    (tmp_path / "held" / "lease.json").write_text("scribbled over")
+    deadline = time.monotonic() + 30
+    while not holder.lost and time.monotonic() < deadline:
+        time.sleep(0.5)
+    with pytest.raises(lease.LeaseLost, match="step 3: .* was taken over by an unreadable lease.json"):
+        holder.check(3)
+    holder.release()
+    assert os.listdir(tmp_path / "held") == ["lease.json"]  # no temporary file is left beside it
+
+
+@pytest.mark.slow
+def test_train_on_a_full_or_read_only_disk_is_one_line_and_leaves_no_lease(tiny_records, tmp_path):
+    from tests.conftest import tmpfs
+
+    command = [sys.executable, "-m", "trainer", "--preset", "tiny", "--steps", "1", "--data", tiny_records[0],
+               "--model_dir"]
+    with tmpfs(tmp_path / "full", "size=64k") as full:
+        with open(full / "filler", "wb") as f:
+            try:
+                f.write(b"x" * (1 << 20))
+            except OSError:
+                pass
+        done = subprocess.run([*command, str(full / "model")], cwd=REPO, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert f"--model_dir {full}/model: no space left to write its lease.json" in done.stderr
+        assert os.listdir(full / "model") == []  # no empty lease.json locks the folder once space is freed
+        os.remove(full / "filler")
+        held_by(str(full / "model"), host="x", age_s=1)
+        assert "is in use by another run" in subprocess.run([*command, str(full / "model")], cwd=REPO,
+                                                            capture_output=True, text=True, timeout=300).stderr
+    with tmpfs(tmp_path / "locked", "ro,size=1m") as locked:
+        done = subprocess.run([*command, str(locked / "model")], cwd=REPO, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert f"--model_dir {locked}/model: cannot write there (" in done.stderr

@@ -252,6 +252,44 @@ def test_translate_never_overwrites_its_inputs_and_skips_its_own_output(trained_
         "a.png", "b.jpg", "translated/a.png", "translated/b.jpg"]
 
 
+def test_translate_replaces_only_its_own_files_and_a_stopped_run_resumes(trained_run, tmp_path):
+    _, export_dir = trained_run
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    for i in range(60):
+        gradient(160, 128, seed=i).save(photos / f"{i:02d}.png")
+    out.mkdir()
+    (out / "05.png").write_bytes(b"the user's own file")
+    command = [os.path.join(BIN, "cyclegan"), "translate", "--model", f"{export_dir}/a2b", "--input", str(photos),
+               "--output", str(out)]
+
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert (f"--output {out} already holds 1 file(s) that this command did not write under the names it would "
+            f"write, e.g. {out}/05.png; pass --overwrite") in refused.stderr
+    assert (out / "05.png").read_bytes() == b"the user's own file"
+
+    proc = subprocess.Popen([*command, "--overwrite"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (out / "00.png").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    match = re.search(r"stopped by SIGTERM after (\d+) of 60 images; those are whole in .*--resume", err)
+    assert proc.returncode == 75 and match, err
+    stopped_after = int(match.group(1))
+    assert 0 < stopped_after < 60
+    assert len([p for p in out.iterdir() if p.suffix == ".png"]) in (stopped_after, stopped_after + 1)  # + the user's
+
+    resumed = subprocess.run([*command, "--resume", "--overwrite"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (f"translated {60 - stopped_after} of {60 - stopped_after} images into {out}" in resumed.stdout
+            and f"{stopped_after} translated by an earlier run were kept (--resume)" in resumed.stdout), resumed.stdout
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".png") == [f"{i:02d}.png" for i in range(60)]
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)  # every file there is its own now
+    assert again.returncode == 0 and "translated 60 of 60 images" in again.stdout, again.stderr
+
+
 @pytest.mark.slow
 def test_resume_and_export_fall_back_to_the_newest_checkpoint_that_loads(tiny_records, tmp_path):
     model_dir = tmp_path / "model"
@@ -328,6 +366,79 @@ def test_an_export_stopped_midway_leaves_the_previous_one_and_the_next_replaces_
     assert not os.path.exists(f"{out}.partial")
     assert json.loads((out / "export.json").read_text())["step"] == json.loads(
         open(f"{earlier}/export.json").read())["step"]
+
+
+@pytest.mark.slow
+def test_export_takes_a_checkpoints_file_name_and_refuses_another_runs_weights_in_one_line(trained_run, tmp_path):
+    import shutil
+
+    model_dir, _ = trained_run
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    record = json.loads((other / "run.json").read_text())
+    record["config"]["ngf"] *= 2
+    (other / "run.json").write_text(json.dumps(record))
+
+    def export(*args):
+        return subprocess.run([os.path.join(BIN, "cyclegan"), "export", "--output", str(tmp_path / "export"), *args],
+                              capture_output=True, text=True, timeout=300)
+
+    done = export("--model_dir", model_dir, "--checkpoint", f"{model_dir}/checkpoints/ckpt-4.index")
+    assert done.returncode == 0, done.stderr
+    assert f"export: from {model_dir}/checkpoints/ckpt-4 (step 4)" in done.stdout
+    for checkpoint, why in ((f"{other}/checkpoints/ckpt-4", "its run trained another config"),
+                            (f"{tmp_path}/loose/ckpt-4", "has no run record beside it")):
+        refused = export("--model_dir", model_dir, "--checkpoint", checkpoint)
+        assert refused.returncode == 2, refused.stderr
+        assert f"--checkpoint {checkpoint} is not in --model_dir {model_dir} and {why}" in refused.stderr
+    mismatched = export("--model_dir", str(other), "--checkpoint", f"{other}/checkpoints/ckpt-4.data-00000-of-00001")
+    assert mismatched.returncode == 2 and "Traceback" not in mismatched.stderr, mismatched.stderr
+    (line,) = mismatched.stderr.splitlines()  # no variable values: one line of at most a few hundred characters
+    assert f"--checkpoint {other}/checkpoints/ckpt-4: cannot restore the networks from it (" in line
+    assert len(line) < 600
+
+
+@pytest.mark.slow
+def test_evaluate_names_a_truth_of_another_size_and_refuses_bad_weights_or_outputs_in_one_line(trained_run, tmp_path):
+    import keras
+
+    from pipeline import synth
+
+    model_dir, export_dir = trained_run
+    root = tmp_path / "data"
+    synth.write(str(root), synth.SynthConfig(train=1, test=3, size=40, seed=2))
+    odd = sorted((root / "testA_truth").iterdir())[0]
+    width, height = Image.open(odd).size
+    Image.open(odd).resize((width + 4, height)).save(odd)
+
+    def evaluate(*args, output=tmp_path / "eval"):
+        return subprocess.run([os.path.join(BIN, "cyclegan"), "evaluate", "--model", export_dir, "--data", str(root),
+                               "--output", str(output), *args], capture_output=True, text=True, timeout=300)
+
+    done = evaluate()
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["ground_truth_images"] == 2
+    assert report["ground_truth_size_mismatches"] == [f"{odd} is {width + 4}x{height}, its test A image "
+                                                      f"{width}x{height}"]
+    assert f"(ground truth: {root}/testA_truth/ holds the truth of 2 of the 3 test A images at their size (1 of " \
+           "another size" in done.stdout
+
+    (tmp_path / "garbage.weights.h5").write_bytes(b"not HDF5 at all" * 100)
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    other.save_weights(str(tmp_path / "other.weights.h5"))
+    for name in ("garbage.weights.h5", "other.weights.h5", "missing.weights.h5"):
+        refused = evaluate("--inception_weights", str(tmp_path / name), output=tmp_path / name.split(".")[0])
+        assert refused.returncode == 2, refused.stderr
+        (line,) = refused.stderr.splitlines()
+        assert line.startswith(f"cyclegan evaluate: error: --inception_weights {tmp_path / name}: "), line
+        assert not (tmp_path / name.split(".")[0] / "a2b").exists()  # refused before any translation
+    with tmpfs(tmp_path / "locked", "ro,size=1m") as locked:
+        for command in (["evaluate", "--model", export_dir, "--data", str(root)], ["export", "--model_dir", model_dir]):
+            refused = subprocess.run([os.path.join(BIN, "cyclegan"), *command, "--output", str(locked / "out")],
+                                     capture_output=True, text=True, timeout=300)
+            assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+            assert f"--output {locked}/out: cannot write there" in refused.stderr
 
 
 @pytest.mark.slow

@@ -163,6 +163,18 @@ def checkpoint_candidates(model_dir):
     return [model_path(folder, prefix) for prefix in sorted(steps, key=steps.get, reverse=True)]
 
 
+def load_failure(err):
+    """Why a checkpoint did not load, in one line: the first line of the error, without the variable values some
+    errors go on to print (thousands of lines for a whole network)."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0].split(" Target variable:")[0][:300]
+
+
+def prefix_of(path):
+    """A checkpoint's prefix from the prefix itself or from the name of one of its files (ckpt-10.index,
+    ckpt-10.data-00000-of-00001), a natural slip when copying a path from a listing."""
+    return re.sub(r"\.(index|data-\d+-of-\d+)$", "", path)
+
+
 def restore_newest(checkpoint, model_dir, report=print):
     """Read the newest of model_dir's checkpoints that loads into `checkpoint` (or into `checkpoint(prefix)`, when
     what to read depends on the checkpoint), reporting each one skipped and why; its prefix, or None when there is
@@ -174,7 +186,7 @@ def restore_newest(checkpoint, model_dir, report=print):
             into.read(prefix).assert_existing_objects_matched().expect_partial()
             return prefix
         except Exception as err:  # a damaged file raises anything from OpError and AssertionError to IndexError
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0].split(" Target variable:")[0][:300]
+            reason = load_failure(err)
             report(f"warning: skipped checkpoint {prefix}: it does not load ({reason})")
             failures.append(f"{prefix.rsplit('/', 1)[-1]}: {reason}")
     if failures:

@@ -140,8 +140,9 @@ def run_training(args, config, cache, prog):
             print(line)
         return 0
 
+    from preprocessing import lease
     from preprocessing.schema import ManifestError
-    from trainer import checkpoints, data, lease, loop, restarts
+    from trainer import checkpoints, data, loop, restarts
 
     try:
         if cache:
@@ -149,7 +150,7 @@ def run_training(args, config, cache, prog):
         loop.train(config, strategy=run_strategy, manifest=manifest, report=report, compile_cache=cache)
     except (ManifestError, data.DataError) as err:
         raise UsageError(str(err)) from None
-    except (checkpoints.SaveError, loop.NonFiniteLoss, lease.LeaseLost) as err:
+    except (checkpoints.SaveError, loop.NonFiniteLoss, lease.LeaseLost, lease.LeaseUnwritable) as err:
         print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
         return exit_status.FAILED
     except restarts.NoProgress as err:

@@ -11,8 +11,9 @@ OUT/report.json beside the translations in OUT/a2b/ and OUT/b2a/:
   fid, kid (fid_b2a, kid_b2a)     G(test A) against test B (F(test B) against test A), from Inception-v3 pool
                                   features; null, with the reason in fid_skipped, without --inception_weights
 """
-from preprocessing.jobs import job_parser, prepare_libraries
+from preprocessing.jobs import check_at_least, job_parser, prepare_libraries
 from trainer.evaluator import Evaluator, table
+from trainer.image_files import check_writable
 from trainer.translator import load_direction, load_run, make_translator
 
 
@@ -27,8 +28,10 @@ def main(argv, prog="cyclegan evaluate"):
                         help="Inception-v3 .weights.h5 (include_top=False) for FID and KID; skipped without")
     parser.add_argument("--limit", type=int, default=0, help="at most this many test images per domain (0: all)")
     args = parser.parse_args(argv)
+    check_at_least(("--limit", args.limit, 0))
     prepare_libraries()
-
+    check_writable(args.output)
+    evaluator = Evaluator(args.data, args.limit, args.inception_weights)  # checks the data and weights first
     if args.model:
         a2b, b2a = (load_direction(f"{args.model.rstrip('/')}/{d}") for d in ("a2b", "b2a"))
         source_text = args.model
@@ -37,7 +40,7 @@ def main(argv, prog="cyclegan evaluate"):
         translators = [make_translator(nets[name]) for name in ("G_AB", "G_BA")]  # kept: methods hold them weakly
         a2b, b2a = (translator.translate for translator in translators)
         source_text = f"{checkpoint} (step {step})"
-    report = Evaluator(args.data, args.limit, args.inception_weights)(a2b, b2a, args.output)
+    report = evaluator(a2b, b2a, args.output)
     print(f"evaluate: {source_text} on {args.data}: {report['test_images_a']} test A, {report['test_images_b']} "
           f"test B images")
     for line in table(report):

@@ -18,6 +18,8 @@ class Evaluator:
         from trainer.image_files import list_inputs, read_image
 
         root = data_root.rstrip("/")
+        # first: a wrong weights file is named before any image is read or translated
+        self.inception = metrics.InceptionFeatures(inception_weights) if inception_weights else None
         self.images, self.names = {}, {}
         for domain in "AB":
             try:
@@ -31,14 +33,20 @@ class Evaluator:
             self.images[domain] = [read_image(path) for path, _ in found]
         truth_paths = {i: f"{root}/{TRUTH_FOLDER}/{name}" for i, name in enumerate(self.names["A"])}
         self.truth = {i: read_image(path) for i, path in truth_paths.items() if tf.io.gfile.exists(path)}
+        # a truth of another size than its test A image cannot be compared pixel by pixel: left out, and named
+        self.mismatched = [f"{root}/{TRUTH_FOLDER}/{self.names['A'][i]} is {truth.shape[1]}x{truth.shape[0]}, "
+                           f"its test A image {self.images['A'][i].shape[1]}x{self.images['A'][i].shape[0]}"
+                           for i, truth in self.truth.items() if truth.shape != self.images["A"][i].shape]
+        self.truth = {i: truth for i, truth in self.truth.items() if truth.shape == self.images["A"][i].shape}
         count, total = len(self.truth), len(truth_paths)
         self.truth_note = None
         if count < total:
             self.truth_note = (f"{root}/{TRUTH_FOLDER}/ holds the truth of {count} of the {total} test A images"
+                               + (f" at their size ({len(self.mismatched)} of another size, e.g. "
+                                  f"{self.mismatched[0]})" if self.mismatched else "")
                                + ("; the ground-truth metrics are computed on those" if count else
                                   ": no ground-truth metrics (they need the true B image of a test A image under "
-                                  "its name)"))
-        self.inception = metrics.InceptionFeatures(inception_weights) if inception_weights else None
+                                  "its name, at its size)"))
         self.real_features = ({d: self.inception(self.images[d]) for d in "AB"} if self.inception else None)
 
     def __call__(self, a2b, b2a, output=None):
@@ -53,6 +61,8 @@ class Evaluator:
         report = {"test_images_a": len(self.images["A"]), "test_images_b": len(self.images["B"])}
         if self.truth_note:
             report["ground_truth_note"] = self.truth_note
+        if self.mismatched:
+            report["ground_truth_size_mismatches"] = self.mismatched
         if self.truth:
             known = sorted(self.truth)
             truth, real, translated = ([images[i] for i in known] for images in (self.truth, self.images["A"],

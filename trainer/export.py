@@ -8,6 +8,7 @@ multiple of 4 (and at least 8) as the generator needs, translates, crops back an
 Loading one needs TensorFlow only: `tf.saved_model.load(EXPORT_DIR + "/a2b").signatures["serving_default"]`.
 """
 from preprocessing.jobs import job_parser, prepare_libraries
+from trainer.image_files import check_writable
 from trainer.translator import export
 
 
@@ -19,5 +20,6 @@ def main(argv, prog="cyclegan export"):
                                              "DIR/checkpoints/ckpt-500")
     args = parser.parse_args(argv)
     prepare_libraries()
+    check_writable(args.output)
     export(args.model_dir, args.output, args.checkpoint)
     return 0

@@ -55,6 +55,7 @@ def move(src, dst):
         tf.io.gfile.rename(src, dst)
     else:
         for folder, _, names in tf.io.gfile.walk(src):
+            folder = folder.rstrip("/")  # gs:// lists subfolders with a trailing slash: no "//" in the names built
             target = dst + folder[len(src):]
             tf.io.gfile.makedirs(target)
             for name in names:

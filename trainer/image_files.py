@@ -6,6 +6,11 @@ way everywhere, with the same checks as the preprocessing job (preprocessing/ima
 import io
 import os
 
+# What every image written here carries, so that `translate` knows its own files from a user's: the EXIF
+# Software tag (PNG, JPEG, WebP, TIFF) or a GIF comment; BMP has room for neither.
+MARK = "cyclegan translate"
+EXIF_SOFTWARE = 0x0131
+
 
 def canonical(path):
     """One spelling per file: local paths resolved (links, `..`), others with single slashes and none at the end."""
@@ -107,8 +112,9 @@ def check_writable(folder, flag="--output"):
 
 
 def write_image(pixels, target):
-    """uint8 HxWx3 -> `target`, in the format its extension names (JPEG at quality 95). Written under a temporary
-    name and renamed, so a full disk or a kill never leaves an empty or truncated image under its real name."""
+    """uint8 HxWx3 -> `target`, in the format its extension names (JPEG at quality 95), with MARK. Written under a
+    temporary name and renamed, so a full disk or a kill never leaves an empty or truncated image under its real
+    name."""
     import tensorflow as tf
     from PIL import Image
 
@@ -117,5 +123,24 @@ def write_image(pixels, target):
     tf.io.gfile.makedirs(target.rsplit("/", 1)[0])
     buffer = io.BytesIO()
     fmt = save_format(target)
-    Image.fromarray(pixels).save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    options = {"quality": 95} if fmt == "JPEG" else {}
+    if fmt == "GIF":
+        options["comment"] = MARK.encode()
+    elif fmt != "BMP":
+        exif = Image.Exif()
+        exif[EXIF_SOFTWARE] = MARK
+        options["exif"] = exif.tobytes()
+    Image.fromarray(pixels).save(buffer, format=fmt, **options)
     write_whole(target, buffer.getvalue())
+
+
+def written_by_translate(path):
+    """Whether the image file at `path` carries write_image's mark (read from its header only)."""
+    import tensorflow as tf
+    from PIL import Image
+
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f, Image.open(f) as img:
+            return img.getexif().get(EXIF_SOFTWARE) == MARK or img.info.get("comment") == MARK.encode()
+    except Exception:  # not an image, unreadable: not ours
+        return False

@@ -7,8 +7,9 @@ import time
 import psutil
 import tensorflow as tf
 
+from preprocessing import lease
 from preprocessing.schema import load_manifest
-from trainer import checkpoints, data, lease, networks, preemption, restarts, strategy as strategies, summaries
+from trainer import checkpoints, data, networks, preemption, restarts, strategy as strategies, summaries
 from trainer.step import CycleGANTrainer, requests
 
 EVAL_SHOWN = ("ground_truth_mae", "identity_mae", "cycle_mae", "fid", "kid")
@@ -19,6 +20,19 @@ def steps_per_epoch(manifest, global_batch):
     """As the reference: an epoch is max(|A|, |B|) images, so the schedule means the same on any number of GPUs."""
     images = max(manifest.written("trainA"), manifest.written("trainB"))
     return max(1, images // global_batch)
+
+
+def schedule_overrun(config, per_epoch, total):
+    """Why the last steps of `total` would change nothing (the learning rate is 0 from the schedule's end on), or
+    None. The schedule is the run's identity, so it is not stretched to the steps asked for: it is said instead."""
+    end = (config.n_epochs + config.n_epochs_decay) * per_epoch
+    if total <= end:
+        return None
+    asked = f"--steps {config.steps}" if config.steps else f"--epochs {config.epochs}"
+    return (f"{asked} runs past the learning-rate schedule, which reaches 0 at step {end} (--n_epochs "
+            f"{config.n_epochs} + --n_epochs_decay {config.n_epochs_decay} epochs of {per_epoch} steps): its last "
+            f"{total - end} steps train at learning rate 0 and change nothing; raise --n_epochs or --n_epochs_decay "
+            "to train longer")
 
 
 def fetch_losses(results):
@@ -69,31 +83,36 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
     are not finite, before anything of that step is saved.
     """
     strategy = strategy or strategies.make(config, report)
-    manifest = manifest or load_manifest(config.data)
-    global_batch = config.batch_size * strategy.num_replicas_in_sync
-    per_epoch = steps_per_epoch(manifest, global_batch)
-    total = config.steps or (config.epochs or config.n_epochs + config.n_epochs_decay) * per_epoch
-    xla = config.xla == "on" or (config.xla == "auto" and bool(tf.config.list_physical_devices("GPU")))
-    trainer = CycleGANTrainer(config, strategy, per_epoch, precision=config.precision, xla=xla)
-    report(f"train: {strategies.describe(strategy)} with {strategy.num_replicas_in_sync} replica(s), "
-           f"global batch {global_batch}, {per_epoch} steps per epoch, {total} steps, {config.precision}, "
-           f"XLA {'on' if xla else 'off'}")
-    for line in networks.parameter_report(trainer.nets):
-        report(line)
-
     chief, workers = strategies.is_chief(strategy), strategies.num_workers(strategy)
-    context = tf.distribute.InputContext(workers, strategies.worker_index(strategy), strategy.num_replicas_in_sync)
-
-    def batches(seed):  # this worker's share of each global batch
-        run = dataclasses.replace(config, seed=seed)
-        return iter(data.train_dataset(config.data, manifest, run, global_batch // workers, input_context=context))
-
-    inputs = batches(config.seed) if workers == 1 else None  # one worker: its position is checkpointed
-    state = checkpoints.RunState(config, trainer, inputs, chief, input_batch=global_batch // workers)
     holder = lease.Lease(config.model_dir, config.lease_timeout) if chief and config.model_dir else None
-    if holder:
+    if holder:  # before anything that takes time: a second run on this directory is refused at once
         holder.take(report)
     try:
+        manifest = manifest or load_manifest(config.data)
+        global_batch = config.batch_size * strategy.num_replicas_in_sync
+        per_epoch = steps_per_epoch(manifest, global_batch)
+        total = config.steps or (config.epochs or config.n_epochs + config.n_epochs_decay) * per_epoch
+        xla = config.xla == "on" or (config.xla == "auto" and bool(tf.config.list_physical_devices("GPU")))
+        trainer = CycleGANTrainer(config, strategy, per_epoch, precision=config.precision, xla=xla)
+        report(f"train: {strategies.describe(strategy)} with {strategy.num_replicas_in_sync} replica(s), "
+               f"global batch {global_batch}, {per_epoch} steps per epoch, {total} steps, {config.precision}, "
+               f"XLA {'on' if xla else 'off'}")
+        for line in networks.parameter_report(trainer.nets):
+            report(line)
+        idle = schedule_overrun(config, per_epoch, total)
+        if idle:
+            report(f"warning: {idle}")
+
+        context = tf.distribute.InputContext(workers, strategies.worker_index(strategy),
+                                             strategy.num_replicas_in_sync)
+
+        def batches(seed):  # this worker's share of each global batch
+            run = dataclasses.replace(config, seed=seed)
+            return iter(data.train_dataset(config.data, manifest, run, global_batch // workers,
+                                           input_context=context))
+
+        inputs = batches(config.seed) if workers == 1 else None  # one worker: its position is checkpointed
+        state = checkpoints.RunState(config, trainer, inputs, chief, input_batch=global_batch // workers)
         first = state.restore_or_start(manifest, report)
         if holder and first < total:
             restarts.record(config.model_dir, first, strategies.worker_index(strategy),

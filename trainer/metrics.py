@@ -4,6 +4,8 @@ FID and KID mean something only with the ImageNet-trained Inception-v3 that defi
 local file (these machines cannot download them); without one, they are not computed, rather than computed from
 other features under the same names.
 """
+import warnings
+
 import numpy as np
 
 INCEPTION_SIZE = 299
@@ -62,10 +64,25 @@ class InceptionFeatures:
 
     def __init__(self, weights_path):
         import keras
+        import tensorflow as tf
 
+        from preprocessing.jobs import UsageError
+
+        flag = f"--inception_weights {weights_path}"
+        if not tf.io.gfile.exists(weights_path):
+            raise UsageError(f"{flag}: no such file")
         self.model = keras.applications.InceptionV3(include_top=False, pooling="avg", weights=None,
                                                     input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3))
-        self.model.load_weights(weights_path)
+        try:
+            with warnings.catch_warnings():
+                # Keras warns, and goes on, about weights it could not place
+                warnings.simplefilter("error", UserWarning)
+                self.model.load_weights(weights_path)
+        except Exception as err:  # not HDF5, another model's weights, a file cut short: all mean the same here
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise UsageError(f"{flag}: not the weights of Keras's InceptionV3(include_top=False, pooling='avg') "
+                             f"({reason}); save them with model.save_weights('inception_v3.weights.h5') on a "
+                             "machine that can download them") from None
 
     def __call__(self, images, batch_size=16):
         """uint8 images of any sizes -> [N, 2048] float64."""

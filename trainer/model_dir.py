@@ -3,7 +3,7 @@
     <model_dir>/checkpoints/   full-state checkpoints (trainer/checkpoints.py)
     <model_dir>/run.json       the config and dataset fingerprint of the run's first start
     <model_dir>/starts.json    every start: when, which worker, the step it resumed from (trainer/restarts.py)
-    <model_dir>/lease.json     who writes here now, and their heartbeat (trainer/lease.py)
+    <model_dir>/lease.json     who writes here now, and their heartbeat (preprocessing/lease.py names it)
     <model_dir>/logs/          TensorBoard summaries (trainer/summaries.py)
     <model_dir>/eval/          evaluation reports, report-STEP.json
     <model_dir>/xla_cache/     XLA's compiled functions (trainer/compile_cache.py)
@@ -13,8 +13,6 @@ Plain strings, no TensorFlow: `cyclegan submit` uses them too.
 CHECKPOINTS = "checkpoints"
 RUN_RECORD = "run.json"
 STARTS = "starts.json"
-LEASE = "lease.json"
-RUN_ENV = "CYCLEGAN_RUN"  # the run a start belongs to (`cyclegan submit` sets the job's name): see trainer/lease.py
 LOGS = "logs"
 EVAL = "eval"
 XLA_CACHE = "xla_cache"

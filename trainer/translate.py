@@ -10,14 +10,21 @@ generators' instance normalisation takes its statistics over the whole image, an
 
 An --output that would overwrite any input image (the input folder itself, or the folder of an input file) is
 refused before anything is translated. An --output folder inside the input folder is left out of the inputs, so
-a second run does not translate the first run's translations.
+a second run does not translate the first run's translations. A file already in --output under a name this run
+would write is replaced only if `translate` wrote it (each image it writes carries "cyclegan translate" as its
+EXIF Software tag, or as a GIF comment; BMP holds neither) or with --overwrite; otherwise the run is refused,
+naming it.
+
+SIGTERM or Ctrl-C ends the run after the image in flight (exit 75 or 130), saying how many were written;
+--resume skips the images a run into DIR already wrote, so a stopped run is finished without redoing them.
 """
+import signal
 import sys
 import time
 
 from preprocessing import exit_status
-from preprocessing.jobs import UsageError, job_parser, prepare_libraries
-from trainer.image_files import canonical, check_writable, list_inputs
+from preprocessing.jobs import UsageError, check_at_least, job_parser, prepare_libraries, stop_signals_handled_by
+from trainer.image_files import canonical, check_writable, list_inputs, walk, written_by_translate
 from trainer.translator import ERRORS_FILE, OutputFull, default_max_megapixels, load_direction, translate_all
 
 
@@ -28,10 +35,15 @@ def main(argv, prog="cyclegan translate"):
     parser.add_argument("--output", required=True, help="folder for the translated images (local or gs://)")
     parser.add_argument("--max_size", type=int, default=0,
                         help="shrink each image so its shorter side is at most this first (0: full size)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace files already in --output that this command did not write")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the images an earlier run into --output already translated")
     parser.add_argument("--max_megapixels", type=float, default=0.0,
                         help="skip, with the reason, an image larger than this (after --max_size) rather than run "
                              "out of memory on it (default: what this machine's available memory holds)")
     args = parser.parse_args(argv)
+    check_at_least(("--max_size", args.max_size, 0), ("--max_megapixels", args.max_megapixels, 0.0))
     prepare_libraries()
     from tqdm import tqdm
 
@@ -44,18 +56,50 @@ def main(argv, prog="cyclegan translate"):
         raise UsageError(f"--output {args.output} would overwrite {len(clashes)} input image(s), e.g. {clashes[0]}; "
                          "choose an output folder that is not the input's folder")
     check_writable(args.output)
+    inputs, done_before = pending(inputs, args.output, args.overwrite, args.resume)
     translate = load_direction(args.model)
     limit = args.max_megapixels or default_max_megapixels()
-    started = time.monotonic()
+    started, stop = time.monotonic(), []
     try:
-        with tqdm(total=len(inputs), unit="img", desc="translate") as progress:
-            failures = translate_all(translate, inputs, args.output, args.max_size, progress, limit)
+        with stop_signals_handled_by(lambda signum, frame: stop.append(signum)), \
+                tqdm(total=len(inputs), unit="img", desc="translate") as progress:
+            failures, written = translate_all(translate, inputs, args.output, args.max_size, progress, limit,
+                                              stopping=lambda: bool(stop))
     except OutputFull as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return exit_status.FAILED
+    if stop:
+        print(f"{prog}: stopped by {signal.Signals(stop[0]).name} after {written} of {len(inputs)} images; those "
+              f"are whole in {args.output}. Run the same command with --resume to translate the rest",
+              file=sys.stderr, flush=True)
+        return exit_status.INTERRUPTED if stop[0] == signal.SIGINT else exit_status.PREEMPTED
     for path, reason in failures:
         print(f"{prog}: skipped {path}: {reason}")
     print(f"translated {len(inputs) - len(failures)} of {len(inputs)} images into {args.output} in "
           f"{time.monotonic() - started:.1f} s" + (f"; {len(failures)} failed, listed in {args.output.rstrip('/')}/"
-                                                   f"{ERRORS_FILE}" if failures else ""))
-    return 0 if len(failures) < len(inputs) else exit_status.FAILED
+                                                   f"{ERRORS_FILE}" if failures else "")
+          + (f"; {done_before} translated by an earlier run were kept (--resume)" if done_before else ""))
+    return 0 if len(failures) < len(inputs) or not inputs else exit_status.FAILED
+
+
+def pending(inputs, output, overwrite, resume):
+    """(the inputs to translate, how many --resume leaves out): a UsageError if a file in `output` that translate
+    did not write would be replaced without --overwrite."""
+    import tensorflow as tf
+
+    root = output.rstrip("/")
+    present = {path[len(root) + 1:] for path in walk(root, [])} if tf.io.gfile.isdir(root) else set()
+    ours, theirs = set(), []
+    for _, relative in inputs:
+        if relative in present and written_by_translate(f"{root}/{relative}"):
+            ours.add(relative)
+        elif relative in present:
+            theirs.append(relative)
+    if theirs and not overwrite:
+        raise UsageError(f"--output {output} already holds {len(theirs)} file(s) that this command did not write "
+                         f"under the names it would write, e.g. {root}/{theirs[0]}; pass --overwrite to replace "
+                         "them, or choose another folder")
+    if not resume:
+        return inputs, 0
+    todo = [(path, relative) for path, relative in inputs if relative not in ours]
+    return todo, len(inputs) - len(todo)

@@ -26,6 +26,9 @@ def load_run(model_dir, checkpoint=None, report=print):
 
     record = checkpoints.read_run_record(model_dir, "is --model_dir a `cyclegan train` model directory?")
     config = TrainConfig(**record["config"])
+    if checkpoint:
+        checkpoint = checkpoints.prefix_of(checkpoint)
+        check_same_run(checkpoint, model_dir, record)
     nets = networks.build(config)
     step = tf.Variable(0, dtype=tf.int64)
     restorable = tf.train.Checkpoint(step=step, **nets)
@@ -33,12 +36,37 @@ def load_run(model_dir, checkpoint=None, report=print):
         try:
             restorable.read(checkpoint).assert_existing_objects_matched().expect_partial()
         except Exception as err:  # a damaged file raises anything from OpError and AssertionError to IndexError
-            raise UsageError(f"--checkpoint {checkpoint}: cannot restore the networks from it: {err}") from None
+            raise UsageError(f"--checkpoint {checkpoint}: cannot restore the networks from it "
+                             f"({checkpoints.load_failure(err)})") from None
     else:
         checkpoint = checkpoints.restore_newest(restorable, model_dir, report)
         if not checkpoint:
             raise UsageError(f"--model_dir {model_dir} holds no checkpoint yet; train first")
     return config, nets, checkpoint, int(step.numpy())
+
+
+def check_same_run(checkpoint, model_dir, record):
+    """A UsageError if `checkpoint` lies outside `model_dir` and the run beside it trained other networks: the
+    export would pair this run's config with another run's weights."""
+    import tensorflow as tf
+
+    from trainer.config import identity_fields
+    from trainer.image_files import inside
+    from trainer.model_dir import RUN_RECORD, model_path
+
+    if inside(checkpoint, model_dir):
+        return
+    other = checkpoint.rsplit("/", 2)[0] if checkpoint.count("/") >= 2 else "."
+    theirs = None
+    if tf.io.gfile.exists(model_path(other, RUN_RECORD)):
+        with tf.io.gfile.GFile(model_path(other, RUN_RECORD)) as f:
+            theirs = json.load(f).get("config", {})
+    differs = theirs is None or any(theirs.get(name) != record["config"].get(name) for name in identity_fields())
+    if differs:
+        raise UsageError(f"--checkpoint {checkpoint} is not in --model_dir {model_dir} and "
+                         + ("has no run record beside it" if theirs is None else "its run trained another config")
+                         + f": this run's config would be paired with other weights. Pass --model_dir {other}, "
+                           "the run it belongs to")
 
 
 def load_direction(path, flag="--model"):
@@ -154,11 +182,13 @@ def default_max_megapixels():
     return 0.8 * psutil.virtual_memory().available / 1e9 / GB_PER_MEGAPIXEL
 
 
-def translate_all(translate, inputs, output, max_size=0, progress=None, max_megapixels=0.0):
-    """Translate every (path, relative) of `inputs` into `output`; returns [(path, reason)] of the failures, which
-    are also listed in output/translate_errors.jsonl (written only then). OutputFull when the disk fills up. An
-    image above `max_megapixels` (after `max_size`) is a failure, not a translation that runs out of memory and
-    takes the whole run with it."""
+def translate_all(translate, inputs, output, max_size=0, progress=None, max_megapixels=0.0,
+                  stopping=lambda: False):
+    """Translate every (path, relative) of `inputs` into `output`; returns ([(path, reason)] of the failures, how
+    many were written). The failures are also listed in output/translate_errors.jsonl (written only then).
+    OutputFull when the disk fills up. An image above `max_megapixels` (after `max_size`) is a failure, not a
+    translation that runs out of memory and takes the whole run with it. When `stopping()` turns true, the run
+    ends after the image in flight."""
     import tensorflow as tf
 
     from preprocessing.images import Rejected
@@ -168,6 +198,8 @@ def translate_all(translate, inputs, output, max_size=0, progress=None, max_mega
 
     failures, written = [], 0
     for path, relative in inputs:
+        if stopping():
+            break
         try:
             pixels = read_image(path, max_size)
             megapixels = pixels.shape[0] * pixels.shape[1] / 1e6
@@ -187,4 +219,4 @@ def translate_all(translate, inputs, output, max_size=0, progress=None, max_mega
     if failures:
         with tf.io.gfile.GFile(f"{output.rstrip('/')}/{ERRORS_FILE}", "w") as f:
             f.write("".join(json.dumps({"path": path, "reason": reason}) + "\n" for path, reason in failures))
-    return failures
+    return failures, written
