@@ -8,7 +8,7 @@ import os
 import sys
 
 from preprocessing import exit_status
-from preprocessing.jobs import TF_LOGS_ENV, UsageError, check_at_least, job_parser, prepare_libraries
+from preprocessing.jobs import TF_LOGS_ENV, JobFailed, UsageError, check_at_least, job_parser, prepare_libraries
 from trainer.model_dir import LOGS, model_path
 
 # subcommand -> (module with `main(argv, prog)`, or "module:function", one-line summary)
@@ -59,7 +59,8 @@ def check_extras(subcommand, prog):
 
 
 def run_job(subcommand, argv, prog):
-    """Run one subcommand's `main`; a UsageError becomes a one-line message and exit status 2."""
+    """Run one subcommand's `main`; a UsageError becomes a one-line message and exit status 2, a JobFailed one
+    with exit status 1."""
     prepare_libraries(import_tensorflow=False)  # the jobs that need TensorFlow import it quietly themselves
     module, _, function = SUBCOMMANDS[subcommand][0].partition(":")
     try:
@@ -69,6 +70,9 @@ def run_job(subcommand, argv, prog):
     except UsageError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return exit_status.USAGE
+    except JobFailed as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return exit_status.FAILED
     except KeyboardInterrupt:
         print(f"\n{prog}: interrupted", file=sys.stderr)
         return exit_status.INTERRUPTED

@@ -4,6 +4,7 @@ Locally it runs on Beam's own runner in multi-processing mode, one worker per co
 through, so `--runner DataflowRunner --project P --region R --temp_location gs://... --setup_file ./setup.py`
 runs the same job on Dataflow.
 """
+import os
 import sys
 import time
 
@@ -19,7 +20,8 @@ from pipeline.config import PreprocessConfig
 from pipeline.sources import discover
 from pipeline.summary import check_written, print_summary
 from preprocessing import exit_status, lease
-from preprocessing.jobs import UsageError, add_config_flags, check_fields, config_from_flags, job_parser
+from preprocessing.jobs import (TF_LOGS_ENV, JobFailed, UsageError, add_config_flags, check_fields, config_from_flags,
+                               job_parser)
 from preprocessing.schema import MANIFEST_NAME, REJECTED_NAME, parse_manifest
 
 
@@ -96,8 +98,7 @@ def run(config, options, cloud, prog):
                       "--job_name; waiting for it instead", flush=True)
             except Exception as err:
                 if not failure.disk_full(err):
-                    held.replay()
-                    raise
+                    raise failed(err, held, config.output) from None
                 print(f"{prog}: error: --output {config.output}: no space left on device while writing the records; "
                       "nothing was finished and its staging files are removed. Free space, or choose "
                       "another --output, and run again", file=sys.stderr, flush=True)
@@ -123,6 +124,26 @@ def run(config, options, cloud, prog):
         print(f"preprocess: removed what the previous run wrote (--overwrite): {replaced} files in {config.output}, "
               "once this run's dataset was whole")
     return summarize(config, time.monotonic() - started)
+
+
+def failed(err, held, output):
+    """A failure without a name as a JobFailed: one line with its cause and step, everything else in a log file
+    beside the output (or all of it here, with CYCLEGAN_TF_LOGS=1)."""
+    if os.environ.get(TF_LOGS_ENV, "") not in ("", "0"):
+        held.replay()
+        return err
+    step, line = failure.cause(err)
+    log = FileSystems.join(output, output_folder.FAILURE_LOG)
+    try:
+        files.write_whole(log, held.text(err).encode(), "text/plain")
+        where = f"the full tracebacks are in {log}"
+    except Exception:  # the output takes no file: the console is the only place left
+        held.replay()
+        where = "the full tracebacks are above"
+    kept = FileSystems.exists(FileSystems.join(output, MANIFEST_NAME))
+    return JobFailed((f"the step '{step}' failed: " if step else "") + f"{line}; its staging files are removed"
+                     + ("; the dataset that was there is untouched" if kept else "")
+                     + f"; {where} ({TF_LOGS_ENV}=1 shows them here)")
 
 
 def wait_for(remote, config, prog):

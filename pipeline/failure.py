@@ -1,12 +1,15 @@
-"""A local run that fails for a reason we can name ends in one line, not in Beam's worker tracebacks.
+"""A local run that fails ends in one line, not in Beam's worker tracebacks.
 
 Beam's local runner logs every failed bundle, each attempt, with its traceback (a full disk gave eleven) before the
 job's own exception arrives, and its worker processes print each one to stderr as well. Those ERROR records and
-the printed tracebacks are held while the job runs: shown after all if the failure is not one named here, dropped
-if it is.
+the printed tracebacks are held while the job runs: dropped if the failure is one named here (a full disk),
+otherwise written, with the job's own traceback, to OUTPUT/preprocess-failure.log, while the console gets the
+cause and the step it happened in (CYCLEGAN_TF_LOGS=1 shows them all there instead).
 """
 import contextlib
 import logging
+import re
+import traceback
 
 from preprocessing.jobs import stderr_held
 
@@ -30,6 +33,24 @@ class HeldErrors(logging.Filter):
         self.printed.show()
         for record in self.records:
             logging.getLogger(record.name).callHandlers(record)
+
+    def text(self, err):
+        """Everything held, then the job's own traceback."""
+        formatter = logging.Formatter("%(levelname)s:%(name)s:%(message)s")
+        return "\n".join([*(formatter.format(record) for record in self.records),
+                          b"".join(self.printed.lines).decode(errors="replace"),
+                          "".join(traceback.format_exception(err))])
+
+
+def cause(err):
+    """(the step that failed or None, the innermost exception's line) from a failed job's exception, whose text
+    holds the worker's traceback."""
+    text = str(err)
+    steps = re.findall(r"\[while running '([^']+)'\]", text)
+    raised = [line.strip() for line in text.splitlines() if re.match(r"^\s*[\w.]+(Error|Exception)\b", line)]
+    line = raised[-1] if raised else f"{type(err).__name__}: {(text.splitlines() or [''])[0]}"
+    line = re.sub(r"( \[while running '[^']+'\])?( with exceptions None)?$", "", line)
+    return (steps[-1] if steps else None), line[:400]
 
 
 @contextlib.contextmanager

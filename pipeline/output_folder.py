@@ -8,8 +8,10 @@ from pipeline import files, staging
 from preprocessing.jobs import PARTIAL, WRITE_PROBE, UsageError
 from preprocessing.schema import MANIFEST_NAME, REJECTED_NAME, SHARD_NAME
 
+FAILURE_LOG = "preprocess-failure.log"  # the tracebacks of a run that failed (pipeline/failure.py)
 # What a run writes at the top of --output, and their half-written forms (pipeline/files.py's write_whole).
-OUR_FILES = frozenset(name + suffix for name in (MANIFEST_NAME, REJECTED_NAME) for suffix in ("", PARTIAL))
+OUR_FILES = frozenset(name + suffix for name in (MANIFEST_NAME, REJECTED_NAME, FAILURE_LOG)
+                      for suffix in ("", PARTIAL))
 
 
 def prepare(output, overwrite):

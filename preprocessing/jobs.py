@@ -218,6 +218,10 @@ class UsageError(Exception):
     """A wrong flag, path or input: printed without a traceback, exit status 2."""
 
 
+class JobFailed(Exception):
+    """A job that ran and failed, said in one line: printed without a traceback, exit status 1."""
+
+
 def check_at_least(*minimums):
     """UsageError for the first (flag, value, lowest allowed) whose value is below its lowest."""
     for flag, value, low in minimums:

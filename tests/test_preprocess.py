@@ -426,6 +426,29 @@ def test_a_full_disk_ends_the_job_with_one_line_and_no_staging_files(messy_root,
         assert "Traceback" not in done.stderr, done.stderr
 
 
+@pytest.mark.slow
+def test_a_failure_without_a_name_is_one_line_with_its_cause_and_step_and_a_log_of_the_rest(tmp_path):
+    import subprocess
+    import sys
+
+    from pipeline import synth
+
+    raw, out = str(tmp_path / "raw"), tmp_path / "out"
+    synth.write(raw, synth.SynthConfig(train=4, test=2, size=48))
+    (out / "train" / "A-00000-of-00001.tfrecord").mkdir(parents=True)  # a folder where a shard goes
+    (out / "train" / "A-00000-of-00001.tfrecord" / "notes").write_text("the user's")
+    done = subprocess.run([sys.executable, "-m", "pipeline", "--input", raw, "--output", str(out), "--num_shards",
+                           "1"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("python -m pipeline: error: the step 'Publish' failed: ") and "IsADirectoryError" in line
+    assert f"the full tracebacks are in {out}/preprocess-failure.log" in line
+    log = (out / "preprocess-failure.log").read_text()
+    assert "Traceback (most recent call last)" in log and "IsADirectoryError" in log
+    assert (out / "train" / "A-00000-of-00001.tfrecord" / "notes").read_text() == "the user's"
+    assert not (out / "_staging").exists()
+
+
 def test_worker_tracebacks_are_held_and_shown_only_for_a_failure_without_a_name():
     """A child process's traceback on the inherited stderr is kept back; other lines pass at once; `replay` (a
     failure we cannot name) shows what was kept."""
