@@ -27,6 +27,7 @@ BROKEN_LINK = ("rejected", "broken_link")
 UNREADABLE = ("rejected", "unreadable")
 NOT_REGULAR = ("skipped", NOT_REGULAR_FILE)
 FOLDER_SEEN = ("skipped", "folder_listed_already")
+LINK_ACROSS_DOMAINS = ("skipped", "link_across_domains")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,16 +38,33 @@ class FolderSource:
     pattern: str = ""  # a Beam glob (`**` crosses folders) from --glob; empty: everything under root
 
 
+def crosses_domains(real, root_real):
+    """Why a linked folder (its real path) must not be read as part of the domain folder `root_real`, or None: it
+    holds that folder (a link to `..` reaches the other domains through it), or it is another split and domain's
+    folder of the same dataset. A link anywhere else (a shared image store) is read as the domain's."""
+    if root_real == real or root_real.startswith(real.rstrip("/") + "/"):
+        return f"a link to {real}, which holds this domain's folder and so the other domains' images"
+    dataset = os.path.dirname(root_real)
+    top = os.path.relpath(real, dataset).split(os.sep)[0] if real.startswith(dataset + "/") else ""
+    if SPLIT_DOMAIN.match(top) and os.path.join(dataset, top) != root_real:
+        return f"a link into {os.path.join(dataset, top)}, another split and domain of this dataset"
+    return None
+
+
 def walk_local(root):
     """(path, None) for each regular file under the local folder `root`, (path, (status, reason, detail)) for
     each entry that is not one. A symlinked folder is followed once: a second way to the same folder (a cycle
-    included) is reported, not listed again."""
-    seen, pending = set(), [root]
+    included) is reported, not listed again, and so is a link that would read other domains' images."""
+    seen, pending, root_real = set(), [root], os.path.realpath(root)
     while pending:
         folder = pending.pop()
         real = os.path.realpath(folder)
         if real in seen:
             yield folder, (*FOLDER_SEEN, f"a link to {real}, whose files are listed already")
+            continue
+        across = folder != root and crosses_domains(real, root_real)
+        if across:
+            yield folder, (*LINK_ACROSS_DOMAINS, across + ": not read as this domain's")
             continue
         seen.add(real)
         try:

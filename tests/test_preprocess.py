@@ -282,6 +282,24 @@ def without_root_file_access():
                 raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
+def test_a_link_that_reaches_other_domains_is_reported_not_read_as_this_one(tmp_path):
+    root, out = tmp_path / "raw", str(tmp_path / "out")
+    for domain, count in (("trainA", 1), ("trainB", 2)):
+        (root / domain).mkdir(parents=True)
+        for i in range(count):
+            gradient(40, 40, seed=10 * len(domain) + i + count).save(root / domain / f"{i}.png")
+    (root / "trainA" / "up").symlink_to("..")  # the dataset root: trainB's images under trainA's name
+    (root / "trainA" / "beside").symlink_to(root / "trainB")
+    run_job("--input", str(root), "--output", out)
+    manifest = load_manifest(out)
+    assert (manifest.splits["trainA"].written, manifest.splits["trainB"].written) == (1, 2)
+    assert manifest.splits["trainA"].skipped == {"link_across_domains": 2}
+    with open(os.path.join(out, "rejected.jsonl")) as f:
+        reports = {os.path.basename(r["path"]): r for r in map(json.loads, f)}
+    assert reports["up"]["reason"] == "link_across_domains" and "holds this domain's folder" in reports["up"]["detail"]
+    assert "another split and domain of this dataset" in reports["beside"]["detail"]
+
+
 @pytest.mark.slow
 def test_overwrite_and_reruns_leave_only_the_new_runs_files(messy_root, tmp_path, capsys):
     root, _ = messy_root
