@@ -4,6 +4,7 @@ Every object `submit` creates carries the label app.kubernetes.io/managed-by=cyc
 """
 import json
 import sys
+import time
 
 from k8s.render import DATAFLOW_ANNOTATION, INDEX_ANNOTATION, MANAGED_BY, QUEUE_LABEL, TENSORBOARD_PORT
 from preprocessing import exit_status
@@ -17,17 +18,41 @@ FOLLOW_SILENCE = 7 * 24 * 3600  # seconds a followed log may stay silent: as lon
 
 
 def api_client(timeout):
-    """The client of the kubeconfig's current context, or of the pod this runs in; a UsageError if neither. Every
-    call it makes gives up after `timeout` seconds without an answer: the client's own default is to wait forever."""
+    """The client of the kubeconfig's current context, or of the pod this runs in; a UsageError if neither.
+
+    Its calls together give up `timeout` seconds after the first one began, retries included: the client's own
+    default is to wait forever, and urllib3 tries an unanswered GET four times. A call that cannot connect is tried
+    again, a second apart, while time is left. A followed log sets its own timeout and is not counted."""
+    import urllib3
     from kubernetes import client, config
 
     class TimedApiClient(client.ApiClient):
         request_timeout = timeout
+        deadline = None
 
         def call_api(self, *args, **kwargs):
-            if kwargs.get("_request_timeout") is None:
-                kwargs["_request_timeout"] = self.request_timeout
-            return super().call_api(*args, **kwargs)
+            if kwargs.get("_request_timeout") is not None:
+                return super().call_api(*args, **kwargs)
+            self.deadline = self.deadline or time.monotonic() + self.request_timeout
+            out_of_time = urllib3.exceptions.TimeoutError(f"no answer within --request_timeout "
+                                                          f"{self.request_timeout} s in all")
+            refused = None
+            while True:
+                left = self.deadline - time.monotonic()
+                if left <= 0:
+                    raise refused or out_of_time
+                try:
+                    return super().call_api(*args, **{**kwargs, "_request_timeout": left})
+                except urllib3.exceptions.MaxRetryError as err:  # what urllib3 raises when it does not retry
+                    # NewConnectionError is a kind of ConnectTimeoutError: asked first
+                    if isinstance(err.reason, (urllib3.exceptions.NewConnectionError,
+                                               urllib3.exceptions.ProtocolError)):
+                        refused = err
+                        time.sleep(min(1.0, max(0.0, self.deadline - time.monotonic())))
+                    elif isinstance(err.reason, urllib3.exceptions.TimeoutError):
+                        raise out_of_time from None
+                    else:
+                        raise
 
     try:
         config.load_kube_config()
@@ -38,7 +63,9 @@ def api_client(timeout):
             raise UsageError(f"no Kubernetes cluster configured ({str(kubeconfig_error).splitlines()[0]}): point "
                              "KUBECONFIG at one (e.g. `gcloud container clusters get-credentials CLUSTER`), or "
                              "pass --dry-run to print the manifests") from None
-    return TimedApiClient()
+    configuration = client.Configuration.get_default_copy()
+    configuration.retries = 0  # retried above, within the deadline
+    return TimedApiClient(configuration)
 
 
 def api_error(err, what, namespace):

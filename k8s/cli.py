@@ -113,7 +113,8 @@ def main(argv, prog="cyclegan submit"):
     parser.add_argument("--namespace", default="default", help="Kubernetes namespace (default: default)")
     default_timeout = submit_config.SubmitConfig.request_timeout
     parser.add_argument("--request_timeout", type=int, default=default_timeout,
-                        help=f"seconds to wait for each answer of the Kubernetes API (default: {default_timeout})")
+                        help=f"seconds the action may wait for the Kubernetes API in all, retries included (default: "
+                             f"{default_timeout})")
     args = parser.parse_args(argv)
     if action == "logs" and any(value is not None and value < (0 if flag == "--worker" else 1)
                                 for flag, value in (("--worker", args.worker), ("--tail", args.tail))):

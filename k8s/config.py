@@ -78,8 +78,8 @@ class SubmitConfig:
     peer_timeout: int = config_field(TrainConfig.peer_timeout, "train, several nodes: seconds before a worker whose "
                                      "peer died exits with 75, so that the whole group restarts from the newest "
                                      "checkpoint", minimum=10)
-    request_timeout: int = config_field(30, "seconds to wait for each answer of the Kubernetes API before giving up",
-                                        minimum=1)
+    request_timeout: int = config_field(30, "seconds the action may wait for the Kubernetes API in all, retries "
+                                        "included, before giving up", minimum=1)
     # preprocess
     input: str = config_field("", "preprocess: the raw dataset root (trainA/ trainB/ testA/ testB/), usually gs://")
     output: str = config_field("", "preprocess: where the records go, usually gs://")

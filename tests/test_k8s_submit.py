@@ -252,6 +252,12 @@ def test_an_api_server_that_never_answers_is_given_up_on(tmp_path):
             done = submit(kubeconfig, *args)
             assert done.returncode == 2 and "cannot reach the Kubernetes API" in done.stderr, done.stderr
             assert "Traceback" not in done.stderr and time.monotonic() - started < 60
+        for action in (["status", "h2z"], ["logs", "h2z"]):  # several calls, each retried by urllib3 on its own
+            started = time.monotonic()
+            done = submit(kubeconfig, *action, "--request_timeout", "12")
+            assert done.returncode == 2 and "no answer within --request_timeout 12 s in all" in done.stderr, \
+                done.stderr
+            assert time.monotonic() - started < 12 + 15  # the whole action; the start of the command besides
         bad = submit(kubeconfig, "list", "--request_timeout", "0")
         assert bad.returncode == 2 and "--request_timeout 0: must be at least 1" in bad.stderr
     finally:
