@@ -79,6 +79,17 @@ def test_train_dry_run_prints_config_counts_and_checks_data(tiny_records):
 
 
 @pytest.mark.slow
+def test_steps_past_the_learning_rate_schedule_are_said_at_start_and_in_the_dry_run(tiny_records):
+    command = [os.path.join(BIN, "cyclegan"), "train", "--preset", "tiny", "--data", tiny_records[0], "--steps",
+               "1000"]
+    dry = run(*command, "--dry_run")
+    assert dry.returncode == 0, dry.stderr
+    # tiny: 12 images per domain, 4 a batch, 10 + 10 epochs of 3 steps
+    assert ("warning: --steps 1000 runs past the learning-rate schedule, which reaches 0 at step 60 (--n_epochs 10 "
+            "+ --n_epochs_decay 10 epochs of 3 steps): its last 940 steps train at learning rate 0") in dry.stdout
+    assert "past the learning-rate schedule" not in run(*command[:-1], "60", "--dry_run").stdout
+
+
 def test_train_flags_and_paths_fail_clearly(tmp_path):
     (tmp_path / "a_file").write_text("")
     for args, message in ((["--crop_size", "30"], "--crop_size 30: the generator needs a multiple of 4"),

@@ -82,6 +82,23 @@ def check_data(path):
     return manifest
 
 
+def schedule_note(config, manifest):
+    """The start's warning about steps past the learning-rate schedule, for the replicas this machine would run
+    (a run elsewhere, with other replicas, has other epochs)."""
+    import tensorflow as tf
+
+    from trainer import loop, strategy
+
+    replicas = 1 if config.strategy == "one_device" else (len(tf.config.list_physical_devices("GPU"))
+                                                          or config.cpu_replicas)
+    global_batch = config.batch_size * replicas * max(1, strategy.tf_config_workers())
+    per_epoch = loop.steps_per_epoch(manifest, global_batch)
+    total = config.steps or (config.epochs or config.n_epochs + config.n_epochs_decay) * per_epoch
+    idle = loop.schedule_overrun(config, per_epoch, total)
+    if idle:
+        print(f"warning: {idle} (global batch {global_batch} here)")
+
+
 def flags(prog="cyclegan train"):
     """The command's parser: --preset, --dry_run and one flag per TrainConfig field (`cyclegan submit` checks the
     flags it passes on with it)."""
@@ -138,6 +155,8 @@ def run_training(args, config, cache, prog):
         print(json.dumps(dataclasses.asdict(config), indent=2))
         for line in networks.parameter_report(networks.build(config)):
             print(line)
+        if manifest:
+            schedule_note(config, manifest)
         return 0
 
     from preprocessing import lease
