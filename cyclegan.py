@@ -1,28 +1,17 @@
-"""The `cyclegan` command: one subcommand per job, each configured by one dataclass.
+"""The `cyclegan` command: one subcommand per job, each configured by one dataclass, and the demo.
 
-Subcommands import their job lazily, so `cyclegan --help` answers without loading TensorFlow.
+Subcommands import their job lazily (preprocessing/commands.py), so `cyclegan --help` answers without loading
+TensorFlow.
 """
 import argparse
-import importlib
 import os
 import sys
 
-from preprocessing import exit_status
-from preprocessing.jobs import TF_LOGS_ENV, JobFailed, UsageError, check_at_least, job_parser, prepare_libraries
+from preprocessing.commands import SUBCOMMANDS, run_job
+from preprocessing.flags import check_at_least, job_parser
+from preprocessing.process import TF_LOGS_ENV
 from trainer.model_dir import LOGS, model_path
 
-# subcommand -> (module with `main(argv, prog)`, or "module:function", one-line summary)
-SUBCOMMANDS = {
-    "demo": ("cyclegan:demo", "the whole system on a synthetic dataset: synth, preprocess, train, export, "
-                              "translate, evaluate"),
-    "synth": ("pipeline.synth", "write a synthetic unpaired dataset (with ground truth) to translate"),
-    "preprocess": ("pipeline.cli", "Beam job: raw image folders or a TFDS dataset -> validated, sharded TFRecords"),
-    "train": ("trainer.cli", "build and train the CycleGAN on preprocessed TFRecords (resumes from checkpoints)"),
-    "export": ("trainer.export", "a trained run's generators -> one SavedModel per direction"),
-    "evaluate": ("trainer.evaluate", "ground-truth error, cycle error, FID and KID of a model on a test set"),
-    "translate": ("trainer.translate", "translate a folder, glob or gs:// prefix of images with an exported model"),
-    "submit": ("k8s.cli", "Kubernetes: submit preprocess, train or tensorboard; list, status, logs, delete"),
-}
 
 def main(argv=None, prog="cyclegan"):
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -39,43 +28,6 @@ def main(argv=None, prog="cyclegan"):
         return 0 if argv else 2
     args = parser.parse_args(argv[:1])
     return run_job(args.subcommand, argv[1:], prog=f"{prog} {args.subcommand}")
-
-
-# subcommand -> the setup.py extras it needs, each with the modules that show it is installed: an image holds one
-# role's extra (k8s/Dockerfile: train; k8s/Dockerfile.beam: preprocess)
-EXTRAS = {"demo": ("train", "preprocess"), "preprocess": ("preprocess",), "train": ("train",),
-          "export": ("train",), "evaluate": ("train",), "translate": ("train",), "submit": ("k8s",)}
-EXTRA_MODULES = {"train": ("tensorboard", "tqdm"), "preprocess": ("apache_beam",), "k8s": ("kubernetes", "yaml")}
-
-
-def check_extras(subcommand, prog):
-    import importlib.util
-
-    for extra in EXTRAS.get(subcommand, ()):
-        missing = [name for name in EXTRA_MODULES[extra] if importlib.util.find_spec(name) is None]
-        if missing:
-            raise UsageError(f"{prog} needs the {extra} extra ({', '.join(missing)} missing): pip install "
-                             f"'cyclegan-pipeline[{extra}]' --constraint constraints.txt")
-
-
-def run_job(subcommand, argv, prog):
-    """Run one subcommand's `main`; a UsageError becomes a one-line message and exit status 2, a JobFailed one
-    with exit status 1."""
-    prepare_libraries(import_tensorflow=False)  # the jobs that need TensorFlow import it quietly themselves
-    module, _, function = SUBCOMMANDS[subcommand][0].partition(":")
-    try:
-        check_extras(subcommand, prog)
-        job = getattr(importlib.import_module(module), function or "main")
-        return job(argv, prog=prog) or 0
-    except UsageError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return exit_status.USAGE
-    except JobFailed as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return exit_status.FAILED
-    except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted", file=sys.stderr)
-        return exit_status.INTERRUPTED
 
 
 def demo(argv, prog="cyclegan demo"):

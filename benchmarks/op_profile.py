@@ -108,7 +108,7 @@ def trace_by_op_type(logdir):
 def child(preset, blocks, variants, batches, steps, repeat):
     """Runs in the measured process, for variants of one oneDNN setting: one JSON line per batch and variant, with
     pairs/s (best of `repeat` rounds, the variants' steps taking turns) and the op table (one profiled run)."""
-    from preprocessing.jobs import prepare_libraries
+    from preprocessing.process import prepare_libraries
 
     prepare_libraries()
     import numpy as np
@@ -221,7 +221,7 @@ def main(argv=None):
     if args.child:
         child(*json.loads(args.child))
         return
-    from preprocessing.jobs import prepare_libraries
+    from preprocessing.process import prepare_libraries
 
     prepare_libraries()
     import flops

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import results  # noqa: E402
-from preprocessing.jobs import prepare_libraries  # noqa: E402
+from preprocessing.process import prepare_libraries  # noqa: E402
 
 NEAR_EMPTY = dict(ngf=2, ndf=2, n_blocks=1, load_size=32, crop_size=32, batch_size=1)
 COLUMNS = [("XLA", "xla", "{}"), ("replicas", "replicas", "{}"), ("step ms", "step_ms", "{:.2f}"),

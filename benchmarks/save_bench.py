@@ -39,7 +39,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
 
-    from preprocessing.jobs import prepare_libraries
+    from preprocessing.process import prepare_libraries
 
     prepare_libraries()
     import dataclasses

@@ -35,7 +35,7 @@ def child(preset, xla, replicas, records, model_dir):
     """Runs in the measured process: prints one JSON line of seconds per phase."""
     import psutil
 
-    from preprocessing.jobs import prepare_libraries
+    from preprocessing.process import prepare_libraries
     from trainer.compile_cache import CompileCache
 
     cache = CompileCache(model_dir)
@@ -103,7 +103,7 @@ def main(argv=None):
     parser.add_argument("--replicas", nargs="+", type=int, default=[1])
     parser.add_argument("--images", type=int, default=8, help="synthetic training images per domain")
     args = parser.parse_args(argv)
-    from preprocessing.jobs import prepare_libraries
+    from preprocessing.process import prepare_libraries
 
     prepare_libraries()
     rows = []

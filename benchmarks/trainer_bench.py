@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import results  # noqa: E402
-from preprocessing.jobs import prepare_libraries  # noqa: E402
+from preprocessing.process import prepare_libraries  # noqa: E402
 
 
 def run_trainer(records, model_dir, log, *flags):

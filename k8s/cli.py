@@ -17,7 +17,7 @@ import sys
 from k8s import api as cluster
 from k8s import config as submit_config
 from k8s.render import render
-from preprocessing.jobs import UsageError, add_config_flags, check_fields, config_from_flags, job_parser
+from preprocessing.flags import UsageError, add_config_flags, check_fields, config_from_flags, job_parser
 
 ACTIONS = ("preprocess", "train", "tensorboard", "list", "status", "logs", "delete")
 

@@ -2,7 +2,7 @@
 import dataclasses
 import re
 
-from preprocessing.jobs import UsageError, check_fields, config_field
+from preprocessing.flags import UsageError, check_fields, config_field
 from trainer.config import PRESETS, TrainConfig
 
 KINDS = ("preprocess", "train", "tensorboard")

@@ -1,6 +1,6 @@
 """`python -m pipeline`: the same job as `cyclegan preprocess`."""
 import sys
 
-from cyclegan import run_job
+from preprocessing.commands import run_job
 
 sys.exit(run_job("preprocess", sys.argv[1:], prog="python -m pipeline"))

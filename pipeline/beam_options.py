@@ -3,7 +3,7 @@ import os
 
 from apache_beam.options import pipeline_options
 
-from preprocessing.jobs import UsageError
+from preprocessing.flags import UsageError
 
 
 def beam_options(beam_args):

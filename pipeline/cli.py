@@ -20,8 +20,8 @@ from pipeline.config import PreprocessConfig
 from pipeline.sources import discover
 from pipeline.summary import check_written, print_summary
 from preprocessing import exit_status, lease
-from preprocessing.jobs import (TF_LOGS_ENV, JobFailed, UsageError, add_config_flags, check_fields, config_from_flags,
-                               job_parser)
+from preprocessing.flags import JobFailed, UsageError, add_config_flags, check_fields, config_from_flags, job_parser
+from preprocessing.process import TF_LOGS_ENV
 from preprocessing.schema import MANIFEST_NAME, REJECTED_NAME, parse_manifest
 
 

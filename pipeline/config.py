@@ -1,7 +1,7 @@
 """PreprocessConfig: everything `cyclegan preprocess` can be told, one flag per field."""
 import dataclasses
 
-from preprocessing.jobs import config_field
+from preprocessing.flags import config_field
 from preprocessing.images import ImageOptions
 
 

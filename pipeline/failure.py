@@ -11,7 +11,7 @@ import logging
 import re
 import traceback
 
-from preprocessing.jobs import stderr_held
+from preprocessing.process import stderr_held
 
 NO_SPACE = "No space left on device"
 

@@ -10,7 +10,7 @@ import shutil
 
 from apache_beam.io.filesystems import FileSystems
 
-from preprocessing.jobs import PARTIAL
+from preprocessing.process import PARTIAL
 
 GLOB_CHARS = re.compile(r"[*?\[]")
 

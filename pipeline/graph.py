@@ -76,7 +76,7 @@ class ReadTfds(beam.DoFn):
     """TfdsSource -> (split, domain, tfds://name/id, encoded image bytes as TFDS stored them)."""
 
     def process(self, source):
-        from preprocessing.jobs import prepare_libraries
+        from preprocessing.process import prepare_libraries
 
         prepare_libraries()  # the only step that loads TensorFlow in a worker
         import tensorflow_datasets as tfds

@@ -8,7 +8,7 @@ import sys
 
 from pipeline import staging
 from preprocessing import exit_status, lease
-from preprocessing.jobs import stop_signals_handled_by
+from preprocessing.process import stop_signals_handled_by
 
 
 class Stopped(Exception):

@@ -5,7 +5,8 @@ import os
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import files, staging
-from preprocessing.jobs import PARTIAL, WRITE_PROBE, UsageError
+from preprocessing.flags import UsageError
+from preprocessing.process import PARTIAL, WRITE_PROBE
 from preprocessing.schema import MANIFEST_NAME, REJECTED_NAME, SHARD_NAME
 
 FAILURE_LOG = "preprocess-failure.log"  # the tracebacks of a run that failed (pipeline/failure.py)

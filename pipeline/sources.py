@@ -14,7 +14,7 @@ import stat
 from apache_beam.io.filesystem import FileSystem
 from apache_beam.io.filesystems import FileSystems
 
-from preprocessing.jobs import UsageError
+from preprocessing.flags import UsageError
 from pipeline.files import GLOB_CHARS, is_local, match_under
 from preprocessing.images import NOT_REGULAR_FILE
 from preprocessing.schema import DOMAINS, SPLITS
@@ -170,7 +170,7 @@ def glob_sources(globs):
 
 
 def tfds_sources(name, data_dir, download):
-    from preprocessing.jobs import prepare_libraries
+    from preprocessing.process import prepare_libraries
 
     prepare_libraries()
     import tensorflow_datasets as tfds

@@ -13,7 +13,7 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-from preprocessing.jobs import job_parser, UsageError, add_config_flags, config_field, config_from_flags
+from preprocessing.flags import UsageError, add_config_flags, config_field, config_from_flags, job_parser
 from preprocessing.schema import TRUTH_FOLDER
 
 

@@ -28,7 +28,8 @@ import socket
 import threading
 import uuid
 
-from preprocessing.jobs import PARTIAL, UsageError
+from preprocessing.flags import UsageError
+from preprocessing.process import PARTIAL
 
 LEASE = "lease.json"
 RUN_ENV = "CYCLEGAN_RUN"  # the run a start belongs to (`cyclegan submit` sets the job's name)

@@ -12,6 +12,7 @@ MANIFEST_NAME = "manifest.json"
 REJECTED_NAME = "rejected.jsonl"
 SPLITS = ("train", "test")
 DOMAINS = ("A", "B")
+TRAIN = tuple(f"{SPLITS[0]}{domain}" for domain in DOMAINS)  # ("trainA", "trainB"): what the trainer reads
 TRUTH_FOLDER = "testA_truth"  # in a raw dataset root, where known: the true B image of each test A image
 
 BYTES_FEATURES = ("image/encoded", "image/format", "image/domain", "image/split", "image/source_path",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from preprocessing.jobs import prepare_libraries
+from preprocessing.process import prepare_libraries
 from tests import gcs_emulator as gcs
 
 prepare_libraries()

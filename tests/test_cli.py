@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from cyclegan import SUBCOMMANDS
+from preprocessing.commands import SUBCOMMANDS
 from tests.conftest import BIN, REPO
 
 

@@ -12,7 +12,7 @@ import yaml
 from k8s import examples
 from k8s.cli import parse_submit
 from k8s.render import render
-from preprocessing.jobs import UsageError
+from preprocessing.flags import UsageError
 from tests.conftest import BIN
 
 VERSIONS = ("1.31", "1.32", "1.33", "1.34", "1.35")

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from preprocessing.jobs import UsageError
+from preprocessing.flags import UsageError
 from pipeline import cli, graph, staging
 from preprocessing import images
 from preprocessing.schema import load_manifest, parse_example

@@ -9,7 +9,8 @@ import pytest
 
 from k8s.config import SubmitConfig
 from pipeline.config import PreprocessConfig
-from preprocessing.jobs import UsageError, check_fields
+from preprocessing.flags import UsageError, check_fields
+from preprocessing.schema import DOMAINS, SPLITS
 from tests.conftest import REPO
 from trainer.config import HOW_TO_RUN, IDENTITY, PRESETS, TrainConfig, identity_fields
 
@@ -42,6 +43,31 @@ def test_library_code_imports_no_command_module():
             reached = imported_modules(os.path.join(REPO, package, name)) & COMMANDS
             offenders += [f"{module} imports {command}" for command in sorted(reached)]
     assert not offenders
+
+
+def library_files():
+    """(module name, path) of every module in the packages, commands and `__main__` included."""
+    for package in PACKAGES:
+        for name in sorted(os.listdir(os.path.join(REPO, package))):
+            if name.endswith(".py"):
+                yield f"{package}.{name[:-3]}", os.path.join(REPO, package, name)
+
+
+def test_no_module_imports_the_top_level_command():
+    """`python -m trainer` and `python -m pipeline` run their job without `cyclegan.py`, which imports them back."""
+    assert [module for module, path in library_files() if "cyclegan" in imported_modules(path)] == []
+
+
+def test_split_and_domain_names_are_spelled_only_in_the_schema():
+    names = {f"{split}{domain}" for split in SPLITS for domain in DOMAINS}
+    spelled = []
+    for module, path in library_files():
+        if module == "preprocessing.schema":
+            continue
+        for node in ast.walk(ast.parse(open(path).read(), path)):
+            if isinstance(node, ast.Constant) and node.value in names:
+                spelled.append(f"{module}:{node.lineno} {node.value!r}")
+    assert spelled == []
 
 
 def test_every_train_field_says_whether_a_resume_must_keep_it():

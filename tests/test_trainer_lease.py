@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from preprocessing.jobs import UsageError
+from preprocessing.flags import UsageError
 from tests.conftest import REPO
 from preprocessing import lease
 

@@ -160,7 +160,7 @@ def test_compiled_functions_are_kept_for_the_next_start_and_a_damaged_one_is_com
 def test_the_collective_is_nccl_between_gpus_and_the_ring_between_cpus():
     import tensorflow as tf
 
-    from preprocessing.jobs import UsageError
+    from preprocessing.flags import UsageError
     from trainer.strategy import communication
 
     impl = tf.distribute.experimental.CommunicationImplementation

@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from preprocessing.jobs import UsageError
+from preprocessing.flags import UsageError
 from tests.conftest import BIN, REPO, free_port, gradient, tmpfs
 from trainer import loop, translator
 from trainer.config import PRESETS

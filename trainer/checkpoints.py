@@ -23,7 +23,7 @@ import tempfile
 
 import tensorflow as tf
 
-from preprocessing.jobs import UsageError
+from preprocessing.flags import UsageError
 from trainer import files, preemption
 from trainer.config import identity_fields
 from trainer.model_dir import CHECKPOINTS, RUN_RECORD, model_path

@@ -17,8 +17,8 @@ import json
 import sys
 
 from preprocessing import exit_status
-from preprocessing.jobs import (UsageError, add_config_flags, check_fields, config_from_flags, cpp_log_filter,
-                               job_parser, prepare_libraries)
+from preprocessing.flags import UsageError, add_config_flags, check_fields, config_from_flags, job_parser
+from preprocessing.process import cpp_log_filter, prepare_libraries
 from trainer.config import PRESETS, TrainConfig
 
 
@@ -56,21 +56,21 @@ def check_data(path):
     returns the manifest."""
     import tensorflow as tf
 
-    from preprocessing.schema import ManifestError, load_manifest, parse_example
+    from preprocessing.schema import TRAIN, ManifestError, load_manifest, parse_example
     from trainer.data import size_error
 
     try:
         manifest = load_manifest(path)
     except ManifestError as err:
         raise UsageError(f"--data: {err}") from None
-    for name in ("trainA", "trainB"):
+    for name in TRAIN:
         if not manifest.written(name):
             raise UsageError(f"--data {path}: the dataset has no {name} images; preprocess a dataset root with "
                              f"{name}/ in it")
     wrong = size_error(path, manifest)
     if wrong:
         raise UsageError(str(wrong))
-    for name in ("trainA", "trainB"):
+    for name in TRAIN:
         entry = manifest.splits[name]
         first = f"{path.rstrip('/')}/{entry.shards[0].path}"
         try:

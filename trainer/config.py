@@ -5,7 +5,7 @@ and the demo. Every field is also a `cyclegan train` flag, applied on top of the
 """
 import dataclasses
 
-from preprocessing.jobs import config_field
+from preprocessing.flags import config_field
 
 IDENTITY, HOW_TO_RUN = "identity", "how_to_run"
 

@@ -10,7 +10,8 @@ import re
 
 import tensorflow as tf
 
-from preprocessing.schema import parse_example
+from preprocessing.schema import TRAIN, parse_example
+from trainer.pixels import to_model_range
 
 SHUFFLE_BUFFER = 256
 MISPLACED = "a record of another split or domain in"
@@ -45,7 +46,7 @@ def augment(image, seed, config, training):
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     else:  # test time, as the reference: straight to the crop size, no flip
         image = resize(image, config.crop_size)
-    return tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
+    return tf.clip_by_value(to_model_range(image), -1.0, 1.0)
 
 
 def image_of(record, name):
@@ -82,7 +83,7 @@ def domain_dataset(paths, name, config, batch_size, seed, input_context=None, tr
     return images.batch(batch_size, drop_remainder=training)
 
 
-def corrupt_shards(data_root, manifest, names=("trainA", "trainB")):
+def corrupt_shards(data_root, manifest, names=TRAIN):
     """[(shard path, TensorFlow's complaint)] of the shards that do not read to the end: checked after a read
     failed, since the error itself ("corrupted record at 12") names no file."""
     bad = []
@@ -96,7 +97,7 @@ def corrupt_shards(data_root, manifest, names=("trainA", "trainB")):
     return bad
 
 
-def resized_shards(data_root, manifest, names=("trainA", "trainB")):
+def resized_shards(data_root, manifest, names=TRAIN):
     """[(shard path, its size now, the size the manifest records)] of the shards that are not the file the job
     wrote: replaced by another shard, cut short, or rewritten. One stat per shard, in parallel: each is a round
     trip on gs://."""
@@ -117,7 +118,7 @@ def resized_shards(data_root, manifest, names=("trainA", "trainB")):
     return [(path, now, promised) for (path, promised), now in zip(shards, found) if now != promised]
 
 
-def size_error(data_root, manifest, names=("trainA", "trainB")):
+def size_error(data_root, manifest, names=TRAIN):
     """The DataError for shards whose size differs from the manifest's, or None when every one matches."""
     wrong = resized_shards(data_root, manifest, names)
     if not wrong:
@@ -129,7 +130,7 @@ def size_error(data_root, manifest, names=("trainA", "trainB")):
                      "`cyclegan preprocess --overwrite`")
 
 
-def misplaced_shards(data_root, manifest, names=("trainA", "trainB")):
+def misplaced_shards(data_root, manifest, names=TRAIN):
     """[(shard path, the split and domain its first record says)] of the shards that hold another split's records."""
     wrong = []
     for name in names:

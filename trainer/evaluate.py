@@ -11,7 +11,8 @@ OUT/report.json beside the translations in OUT/a2b/ and OUT/b2a/:
   fid, kid (fid_b2a, kid_b2a)     G(test A) against test B (F(test B) against test A), from Inception-v3 pool
                                   features; null, with the reason in fid_skipped, without --inception_weights
 """
-from preprocessing.jobs import check_at_least, job_parser, prepare_libraries
+from preprocessing.flags import check_at_least, job_parser
+from preprocessing.process import prepare_libraries
 from trainer.evaluator import Evaluator, table
 from trainer.image_files import check_writable
 from trainer.translator import load_direction, load_run, make_translator

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from preprocessing.jobs import UsageError
+from preprocessing.flags import UsageError
 from preprocessing.schema import TRUTH_FOLDER
 from trainer import metrics
 

@@ -7,7 +7,8 @@ serving signature takes a batch of uint8 RGB images of any size (at least 4x4), 
 multiple of 4 (and at least 8) as the generator needs, translates, crops back and returns uint8 of the input size.
 Loading one needs TensorFlow only: `tf.saved_model.load(EXPORT_DIR + "/a2b").signatures["serving_default"]`.
 """
-from preprocessing.jobs import job_parser, prepare_libraries
+from preprocessing.flags import job_parser
+from preprocessing.process import prepare_libraries
 from trainer.image_files import check_writable
 from trainer.translator import export
 

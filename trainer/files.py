@@ -3,7 +3,7 @@ import os
 
 import tensorflow as tf
 
-from preprocessing.jobs import PARTIAL
+from preprocessing.process import PARTIAL
 
 
 def write_whole(target, data):

@@ -49,7 +49,7 @@ def list_inputs(pattern, exclude=None):
     import tensorflow as tf
 
     from preprocessing.images import skip_reason
-    from preprocessing.jobs import UsageError
+    from preprocessing.flags import UsageError
 
     if any(c in pattern for c in "*?["):
         root = pattern[:min(pattern.index(c) for c in "*?[" if c in pattern)].rsplit("/", 1)[0]
@@ -98,7 +98,8 @@ def check_writable(folder, flag="--output"):
     """A UsageError now, rather than one failure per image later, if `folder` cannot be created or written."""
     import tensorflow as tf
 
-    from preprocessing.jobs import WRITE_PROBE, UsageError
+    from preprocessing.flags import UsageError
+    from preprocessing.process import WRITE_PROBE
 
     probe = f"{folder.rstrip('/')}/{WRITE_PROBE}"
     try:

@@ -8,7 +8,7 @@ import psutil
 import tensorflow as tf
 
 from preprocessing import lease
-from preprocessing.schema import load_manifest
+from preprocessing.schema import TRAIN, load_manifest
 from trainer import checkpoints, data, networks, preemption, restarts, strategy as strategies, summaries
 from trainer.step import CycleGANTrainer, requests
 
@@ -18,7 +18,7 @@ LOSS_ORDER = ("G_AB_gan", "G_BA_gan", "cycle_A", "cycle_B", "identity_A", "ident
 
 def steps_per_epoch(manifest, global_batch):
     """As the reference: an epoch is max(|A|, |B|) images, so the schedule means the same on any number of GPUs."""
-    images = max(manifest.written("trainA"), manifest.written("trainB"))
+    images = max(manifest.written(name) for name in TRAIN)
     return max(1, images // global_batch)
 
 

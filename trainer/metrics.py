@@ -66,7 +66,7 @@ class InceptionFeatures:
         import keras
         import tensorflow as tf
 
-        from preprocessing.jobs import UsageError
+        from preprocessing.flags import UsageError
 
         flag = f"--inception_weights {weights_path}"
         if not tf.io.gfile.exists(weights_path):
@@ -87,10 +87,11 @@ class InceptionFeatures:
     def __call__(self, images, batch_size=16):
         """uint8 images of any sizes -> [N, 2048] float64."""
         import tensorflow as tf
+        from keras.applications import inception_v3
 
         features = []
         for start in range(0, len(images), batch_size):
             batch = [tf.image.resize(tf.constant(image, tf.float32), [INCEPTION_SIZE] * 2, method="bilinear")
                      for image in images[start:start + batch_size]]
-            features.append(self.model(tf.stack(batch) / 127.5 - 1.0, training=False).numpy())
+            features.append(self.model(inception_v3.preprocess_input(tf.stack(batch)), training=False).numpy())
         return np.concatenate(features).astype(np.float64)

@@ -10,7 +10,7 @@ import contextlib
 import signal
 
 from preprocessing.exit_status import INTERRUPTED, PREEMPTED
-from preprocessing.jobs import stop_signals_handled_by
+from preprocessing.process import stop_signals_handled_by
 
 
 class Preempted(Exception):

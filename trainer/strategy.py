@@ -11,7 +11,7 @@ import time
 import tensorflow as tf
 
 from preprocessing import exit_status
-from preprocessing.jobs import UsageError
+from preprocessing.flags import UsageError
 from trainer import preemption
 
 def tf_config_workers():

@@ -14,6 +14,7 @@ from tensorboard.plugins.hparams import api as hparams_api
 
 from trainer import data
 from trainer.model_dir import EVAL, LOGS, model_path
+from trainer.pixels import to_uint8
 
 
 def held_out_grid(nets, real_a, real_b):
@@ -24,7 +25,7 @@ def held_out_grid(nets, real_a, real_b):
             real_b, fake_a, nets["G_AB"](fake_a, training=False)]
     rows = [tf.concat(tf.unstack(tf.cast(row, tf.float32)), axis=1) for row in rows]  # N images side by side
     grid = tf.concat(rows, axis=0)
-    return tf.cast(tf.round((tf.clip_by_value(grid, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)[None]
+    return to_uint8(grid)[None]
 
 
 class Summaries:

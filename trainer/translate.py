@@ -23,7 +23,8 @@ import sys
 import time
 
 from preprocessing import exit_status
-from preprocessing.jobs import UsageError, check_at_least, job_parser, prepare_libraries, stop_signals_handled_by
+from preprocessing.flags import UsageError, check_at_least, job_parser
+from preprocessing.process import prepare_libraries, stop_signals_handled_by
 from trainer.image_files import canonical, check_writable, list_inputs, walk, written_by_translate
 from trainer.translator import ERRORS_FILE, OutputFull, default_max_megapixels, load_direction, translate_all
 

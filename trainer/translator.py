@@ -9,11 +9,11 @@ import dataclasses
 import errno
 import json
 
-from preprocessing.jobs import UsageError
+from preprocessing.flags import UsageError
 
 DIRECTIONS = {"a2b": "G_AB", "b2a": "G_BA"}
 EXPORT_RECORD = "export.json"  # what was exported; written last, so it marks a whole export
-MIN_SIDE = 4  # the translator pads to the generator's multiple of 4 and its minimum of 8
+MIN_SIDE = 4  # the smallest image the translator pads (symmetrically) up to the generator's multiple and minimum
 ERRORS_FILE = "translate_errors.jsonl"
 
 
@@ -85,6 +85,11 @@ def load_direction(path, flag="--model"):
 def make_translator(generator):
     import tensorflow as tf
 
+    from trainer.networks import ImageSizeCheck
+    from trainer.pixels import to_model_range, to_uint8
+
+    FACTOR, MINIMUM = ImageSizeCheck.FACTOR, ImageSizeCheck.MINIMUM
+
     class Translator(tf.Module):
         def __init__(self):
             super().__init__()
@@ -95,14 +100,14 @@ def make_translator(generator):
             size = tf.shape(images)[1:3]
             tf.debugging.assert_greater_equal(size, MIN_SIDE, message=f"images must be at least {MIN_SIDE}x{MIN_SIDE} "
                                                                       "pixels")
-            padded = tf.maximum((size + 3) // 4 * 4, 8)
+            padded = tf.maximum((size + FACTOR - 1) // FACTOR * FACTOR, MINIMUM)
             before = (padded - size) // 2
             after = padded - size - before
-            x = tf.cast(images, tf.float32) / 127.5 - 1.0
+            x = to_model_range(images)
             x = tf.pad(x, [[0, 0], [before[0], after[0]], [before[1], after[1]], [0, 0]], mode="SYMMETRIC")
             y = tf.cast(self.generator(x, training=False), tf.float32)
             y = y[:, before[0]:before[0] + size[0], before[1]:before[1] + size[1], :]
-            return {"images": tf.cast(tf.round((tf.clip_by_value(y, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)}
+            return {"images": to_uint8(y)}
 
     return Translator()
 
@@ -115,7 +120,7 @@ def export(model_dir, output, checkpoint=None, report=print):
     a direction. An earlier export in OUTPUT is replaced entry by entry; other files there are left alone."""
     import tensorflow as tf
 
-    from preprocessing.jobs import PARTIAL
+    from preprocessing.process import PARTIAL
     from trainer.files import move, remove
 
     config, nets, checkpoint, step = load_run(model_dir, checkpoint, report)
