@@ -70,6 +70,17 @@ def test_split_and_domain_names_are_spelled_only_in_the_schema():
     assert spelled == []
 
 
+def test_no_function_of_the_trainer_is_longer_than_a_screen():
+    """60 lines: one function reads on one screen (the loop's periodic actions are a table for that reason)."""
+    long = []
+    for module, path in library_files():
+        if module.startswith("trainer."):
+            for node in ast.walk(ast.parse(open(path).read(), path)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                    long.append(f"{module}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert long == []
+
+
 def test_every_train_field_says_whether_a_resume_must_keep_it():
     roles = {field.name: field.metadata.get("role") for field in dataclasses.fields(TrainConfig)}
     assert {name for name, role in roles.items() if role not in (IDENTITY, HOW_TO_RUN)} == set()

@@ -1,4 +1,5 @@
-"""The training loop: strategy, data, step, progress, weights. One screen, on purpose."""
+"""The training loop: set-up (`start`), one step (`train_step`), and the periodic actions after each step (a table:
+progress, summaries, images, evaluation, checkpoints). `train` reads on one screen."""
 import dataclasses
 import hashlib
 import math
@@ -72,20 +73,79 @@ def format_duration(seconds):
     return f"{hours}:{minutes:02d}:{seconds:02d}"
 
 
+@dataclasses.dataclass
+class Run:
+    """What the loop works with, once `start` has set it up."""
+    config: object
+    strategy: object
+    manifest: object
+    trainer: CycleGANTrainer
+    state: checkpoints.RunState
+    inputs: object  # this worker's batches
+    logs: summaries.Summaries
+    holder: object  # the model directory's lease.Lease (the chief's), or None
+    chief: bool
+    workers: int
+    global_batch: int
+    per_epoch: int
+    total: int  # the last step
+    first: int  # the step this start resumed from
+    saved_at: float = dataclasses.field(default_factory=time.monotonic)
+
+
+@dataclasses.dataclass
+class Tick:
+    """One finished step, as the periodic actions see it."""
+    step: int
+    losses: dict
+    stop: bool  # a replica asked to stop (SIGTERM, Ctrl-C): save and end
+    save: bool  # a replica asked for a save (--checkpoint_minutes)
+
+
 def train(config, strategy=None, manifest=None, report=print, compile_cache=None):
     """Train as `config` says, resuming from config.model_dir's checkpoints; the trainer and per-step losses.
     `compile_cache` (trainer.compile_cache) is published after the first step.
 
-    Raises UsageError when another run holds the model directory (trainer.lease), lease.LeaseLost when another
-    run took it over, restarts.NoProgress when the starts before this one kept resuming from its step,
+    Raises UsageError when another run holds the model directory (preprocessing.lease), lease.LeaseLost when
+    another run took it over, restarts.NoProgress when the starts before this one kept resuming from its step,
     preemption.Preempted after saving when SIGTERM or Ctrl-C arrives (on any worker),
     preemption.PeerLost when another worker stopped answering, and NonFiniteLoss at the first step whose losses
     are not finite, before anything of that step is saved.
     """
-    strategy = strategy or strategies.make(config, report)
+    run = start(config, strategy or strategies.make(config, report), manifest, report)
+    history, window, step = [], Window(), run.first
+    try:
+        with preemption.stop_flag(report) as stop_request:
+            actions = periodic_actions(run, window, report, compile_cache, stop_request)
+            for step in range(run.first + 1, run.total + 1):
+                tick = train_step(run, step, window, stop_request)
+                history.append(tick.losses)
+                for due, action in actions:
+                    if due(tick):
+                        action(tick)
+    except preemption.peer_errors() as err:
+        if run.workers == 1:
+            raise
+        raise preemption.PeerLost(step, err) from None
+    finally:
+        run.logs.close()
+        run.state.close()
+        if run.holder:
+            run.holder.release()
+
+    report(f"weights sha256 {weights_fingerprint(run.trainer.nets)}")
+    if config.model_dir and run.chief:
+        report(f"checkpoint {run.state.manager.latest_checkpoint} holds step {int(run.trainer.step.numpy())}; logs "
+               f"in {run.logs.logdir}")
+    return run.trainer, history
+
+
+def start(config, strategy, manifest, report):
+    """The lease (first: a second run on the directory is refused before anything takes time), the networks, the
+    state restored from the newest checkpoint and this worker's input, positioned where the run stopped."""
     chief, workers = strategies.is_chief(strategy), strategies.num_workers(strategy)
     holder = lease.Lease(config.model_dir, config.lease_timeout) if chief and config.model_dir else None
-    if holder:  # before anything that takes time: a second run on this directory is refused at once
+    if holder:
         holder.take(report)
     try:
         manifest = manifest or load_manifest(config.data)
@@ -102,7 +162,6 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
         idle = schedule_overrun(config, per_epoch, total)
         if idle:
             report(f"warning: {idle}")
-
         context = tf.distribute.InputContext(workers, strategies.worker_index(strategy),
                                              strategy.num_replicas_in_sync)
 
@@ -129,69 +188,69 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
         if holder:
             holder.release()
         raise
-    history, window, step, saved_at = [], Window(), first, time.monotonic()
-    process = psutil.Process()
-    try:
-        with preemption.stop_flag(report) as stop_request:
-            for step in range(first + 1, total + 1):
-                logs.profile(step)
-                began = time.monotonic()
-                try:
-                    batch = next(inputs)
-                except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
-                    raise (data.read_error(config.data, manifest, err) or err) from None
-                real_a, real_b = strategies.distribute(strategy, batch)
-                fed = time.monotonic()
-                save_due = bool(config.checkpoint_minutes) and time.monotonic() - saved_at >= (
-                    60 * config.checkpoint_minutes)
-                results = trainer.train_step(real_a, real_b, requests(stop_request.requested, save_due))
-                stop, save, losses = fetch_losses(results)
-                diverged = non_finite(losses, config.precision)
-                if diverged:
-                    raise NonFiniteLoss(step, diverged, state.manager.latest_checkpoint)
-                history.append(losses)
-                window.add(step == first + 1, losses, fed - began, time.monotonic() - began)
-                if compile_cache and chief and step == first + 1:
-                    compile_cache.publish(report)
-                logged = step % config.log_every == 0 or step == total
-                if logged or step == first + 1:  # the first step's line says the run is up, and how long that took
-                    speed = (f"{window.rate() * global_batch:.1f} pairs/s | ETA {window.eta(total - step)}"
-                             if window.rate() else f"first step done {time.time() - process.create_time():.1f} s "
-                                                   "after the process started")
-                    report(f"step {step}/{total} epoch {(step - 1) // per_epoch + 1} | {speed} | "
-                           + " ".join(f"{name} {losses[name]:.3f}" for name in LOSS_ORDER if name in losses))
-                if logged:
-                    logs.scalars(step, *window.flush(global_batch))
-                if config.image_every and (step % config.image_every == 0 or step == total):
-                    logs.images(step)
-                if config.eval_every and (step % config.eval_every == 0 or step == total):
-                    evaluation = logs.evaluate(step)
-                    if evaluation:
-                        report(f"eval at step {step}: " + ", ".join(
-                            f"{key} {evaluation[key]:.4f}" for key in EVAL_SHOWN if evaluation.get(key) is not None))
-                if stop or save or step == total or (config.checkpoint_every and
-                                                     step % config.checkpoint_every == 0):
-                    if holder:
-                        holder.check(step)
-                    path, saved_at = state.save(), time.monotonic()
-                    if stop:
-                        raise preemption.Preempted(step, path, stop_request.signal_name)
-    except preemption.peer_errors() as err:
-        if workers == 1:
-            raise
-        raise preemption.PeerLost(step, err) from None
-    finally:
-        logs.close()
-        state.close()
-        if holder:
-            holder.release()
+    return Run(config, strategy, manifest, trainer, state, inputs, logs, holder, chief, workers, global_batch,
+               per_epoch, total, first)
 
-    fingerprint = weights_fingerprint(trainer.nets)
-    report(f"weights sha256 {fingerprint}")
-    if config.model_dir and chief:
-        report(f"checkpoint {state.manager.latest_checkpoint} holds step {int(trainer.step.numpy())}; logs in "
-               f"{logs.logdir}")
-    return trainer, history
+
+def train_step(run, step, window, stop_request):
+    """One step on the next batch: its Tick. NonFiniteLoss if its losses are not finite."""
+    config = run.config
+    run.logs.profile(step)
+    began = time.monotonic()
+    try:
+        batch = next(run.inputs)
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+        raise (data.read_error(config.data, run.manifest, err) or err) from None
+    real_a, real_b = strategies.distribute(run.strategy, batch)
+    fed = time.monotonic()
+    save_due = bool(config.checkpoint_minutes) and time.monotonic() - run.saved_at >= 60 * config.checkpoint_minutes
+    results = run.trainer.train_step(real_a, real_b, requests(stop_request.requested, save_due))
+    stop, save, losses = fetch_losses(results)
+    diverged = non_finite(losses, config.precision)
+    if diverged:
+        raise NonFiniteLoss(step, diverged, run.state.manager.latest_checkpoint)
+    window.add(step == run.first + 1, losses, fed - began, time.monotonic() - began)
+    return Tick(step, losses, stop, save)
+
+
+def periodic_actions(run, window, report, compile_cache, stop_request):
+    """[(due, action)] that the loop walks after each step, in order: a new periodic action is one row."""
+    config, total, first = run.config, run.total, run.first
+    started = psutil.Process().create_time()
+
+    def every(n):  # every n steps and at the last one; never when n is 0
+        return lambda tick: bool(n) and (tick.step % n == 0 or tick.step == total)
+
+    def progress(tick):
+        speed = (f"{window.rate() * run.global_batch:.1f} pairs/s | ETA {window.eta(total - tick.step)}"
+                 if window.rate() else f"first step done {time.time() - started:.1f} s after the process started")
+        report(f"step {tick.step}/{total} epoch {(tick.step - 1) // run.per_epoch + 1} | {speed} | "
+               + " ".join(f"{name} {tick.losses[name]:.3f}" for name in LOSS_ORDER if name in tick.losses))
+
+    def evaluate(tick):
+        evaluation = run.logs.evaluate(tick.step)
+        if evaluation:
+            report(f"eval at step {tick.step}: " + ", ".join(
+                f"{key} {evaluation[key]:.4f}" for key in EVAL_SHOWN if evaluation.get(key) is not None))
+
+    def save(tick):
+        if run.holder:
+            run.holder.check(tick.step)
+        path, run.saved_at = run.state.save(), time.monotonic()
+        if tick.stop:
+            raise preemption.Preempted(tick.step, path, stop_request.signal_name)
+
+    first_step = lambda tick: tick.step == first + 1  # noqa: E731
+    return [
+        (lambda tick: bool(compile_cache) and run.chief and first_step(tick),
+         lambda tick: compile_cache.publish(report)),
+        # the first step's line says the run is up, and how long that took
+        (lambda tick: every(config.log_every)(tick) or first_step(tick), progress),
+        (every(config.log_every), lambda tick: run.logs.scalars(tick.step, *window.flush(run.global_batch))),
+        (every(config.image_every), lambda tick: run.logs.images(tick.step)),
+        (every(config.eval_every), evaluate),
+        (lambda tick: tick.stop or tick.save or every(config.checkpoint_every)(tick) or tick.step == total, save),
+    ]
 
 
 class Window:
