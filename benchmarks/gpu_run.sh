@@ -12,5 +12,5 @@ python=${PYTHON:-python3}
 mkdir -p "$out"
 "$python" -m pip install --quiet --no-index --no-deps .device_wheels/*.whl
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/device.txt" || true
-PYTHONUNBUFFERED=1 timeout 270 "$python" benchmarks/xla_step_jax.py --preset reference --batches 1 2 4 8 \
+PYTHONUNBUFFERED=1 timeout 270 "$python" -m benchmarks.xla_step_jax --preset reference --batches 1 2 4 8 \
     --steps 10 --repeat 2 --json "$out/xla_step_jax.json" 2>&1 | tee "$out/xla_step_jax.txt"

@@ -1,7 +1,7 @@
 """The input pipeline alone: pairs per second that trainer/data.py delivers from local TFRecords, per core and with
 every core, at the reference's sizes (stored at 286 px short side, resized to 286, cropped to 256).
 
-    .venv/bin/python benchmarks/input_bench.py [--images 400] [--pairs 600] [--json results.json]
+    .venv/bin/python -m benchmarks.input_bench [--images 400] [--pairs 600] [--json results.json]
 
 It writes --images synthetic photos per domain (larger than 286 px, so the job shrinks them as it would real
 ones), runs the real preprocessing job on them, then pulls --pairs augmented pairs through the trainer's own
@@ -14,11 +14,8 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import results  # noqa: E402
-from preprocessing.process import prepare_libraries  # noqa: E402
+from benchmarks import results
+from preprocessing.process import prepare_libraries
 
 
 def pairs_per_second(records, manifest, config, pairs, threads):

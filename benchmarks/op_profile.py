@@ -1,8 +1,8 @@
 """Per-op profile of the training step: which ops' cost per pair falls as the batch grows, and which does not.
 
-    .venv/bin/python benchmarks/op_profile.py                      # tiny (3 blocks) and 6 blocks, batch 1, 4, 8
-    .venv/bin/python benchmarks/op_profile.py --variants ours "keras layers" "oneDNN off"    # side by side
-    .venv/bin/python benchmarks/op_profile.py --presets reference --blocks 0 --batches 1 2 --steps 2 --repeat 1
+    .venv/bin/python -m benchmarks.op_profile                      # tiny (3 blocks) and 6 blocks, batch 1, 4, 8
+    .venv/bin/python -m benchmarks.op_profile --variants ours "keras layers" "oneDNN off"    # side by side
+    .venv/bin/python -m benchmarks.op_profile --presets reference --blocks 0 --batches 1 2 --steps 2 --repeat 1
 
 It builds the trainer's step (trainer/step.py, one replica, float32, XLA off as on any CPU) on in-memory batches,
 once per variant, and at each per-replica batch:
@@ -32,10 +32,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import results  # noqa: E402
+from benchmarks import results
 
 VARIANTS = {"ours": {"TF_ENABLE_ONEDNN_OPTS": "1"}, "keras layers": {"TF_ENABLE_ONEDNN_OPTS": "1"},
             "xla norm": {"TF_ENABLE_ONEDNN_OPTS": "1"},
@@ -224,7 +221,7 @@ def main(argv=None):
     from preprocessing.process import prepare_libraries
 
     prepare_libraries()
-    import flops
+    from benchmarks import flops
     from trainer import networks
     from trainer.config import PRESETS
 

@@ -1,7 +1,7 @@
 """Per-step host overhead: what a training step spends outside its compiled per-replica functions.
 
-    .venv/bin/python benchmarks/overhead_bench.py                  # 1 and 2 replicas, XLA on
-    .venv/bin/python benchmarks/overhead_bench.py --xla off on --replicas 1
+    .venv/bin/python -m benchmarks.overhead_bench                  # 1 and 2 replicas, XLA on
+    .venv/bin/python -m benchmarks.overhead_bench --xla off on --replicas 1
 
 On a GPU the reference nets' step at batch 1 is a few milliseconds, so the host's share of each step (dispatch,
 the pools' ops, the all-reduce bookkeeping, the optimizers' updates, the loop's fetch of the losses) decides how
@@ -22,15 +22,11 @@ beyond the generator and discriminator functions' own work. Below the table: wha
 the time outside, per XLA setting.
 """
 import dataclasses
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import results  # noqa: E402
-from preprocessing.process import prepare_libraries  # noqa: E402
+from benchmarks import results
+from preprocessing.process import prepare_libraries
 
 NEAR_EMPTY = dict(ngf=2, ndf=2, n_blocks=1, load_size=32, crop_size=32, batch_size=1)
 COLUMNS = [("XLA", "xla", "{}"), ("replicas", "replicas", "{}"), ("step ms", "step_ms", "{:.2f}"),

@@ -1,6 +1,6 @@
 """Images per second of the preprocessing work: a plain loop against the Beam job, side by side in one run.
 
-    python benchmarks/preprocess_bench.py --images 2000
+    python -m benchmarks.preprocess_bench --images 2000
 
 Writes N synthetic JPEGs (photo-sized, so decoding and resizing dominate as they do on real data), then times
 the same per-image work (read, hash, validate, orient, convert, shrink, encode, serialize, write TFRecords):
@@ -26,11 +26,8 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import results  # noqa: E402
-from preprocessing.process import prepare_libraries  # noqa: E402
+from benchmarks import results
+from preprocessing.process import prepare_libraries
 
 prepare_libraries(import_tensorflow=False)
 

@@ -1,8 +1,8 @@
 """Checkpoint save: how long the trainer's full-state save of a preset takes, against the grace period a pod
 gets between SIGTERM and SIGKILL (15 s on a preempted GKE spot node).
 
-    .venv/bin/python benchmarks/save_bench.py                      # reference and tiny
-    .venv/bin/python benchmarks/save_bench.py --presets reference --repeats 3
+    .venv/bin/python -m benchmarks.save_bench                      # reference and tiny
+    .venv/bin/python -m benchmarks.save_bench --presets reference --repeats 3
 
 The save is trainer.checkpoints.RunState.save (every net, both optimizers' state, the pools and the step), into
   local      a folder on this machine's disk
@@ -12,16 +12,12 @@ those bytes over HTTP (TensorFlow's own gs:// client cannot be pointed at an emu
 """
 import os
 import shutil
-import sys
 import tempfile
 import time
 import uuid
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import results  # noqa: E402
-from tests import gcs_emulator  # noqa: E402
+from benchmarks import results
+from tests import gcs_emulator
 
 
 def best_of(repeats, work):

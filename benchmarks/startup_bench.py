@@ -1,7 +1,7 @@
 """Start-up: the time from the command to the first finished training step, split into its parts.
 
-    .venv/bin/python benchmarks/startup_bench.py                   # tiny and reference, XLA off and on
-    .venv/bin/python benchmarks/startup_bench.py --presets tiny --replicas 1 2
+    .venv/bin/python -m benchmarks.startup_bench                   # tiny and reference, XLA off and on
+    .venv/bin/python -m benchmarks.startup_bench --presets tiny --replicas 1 2
 
 A preempted job pays this at every restart. Each configuration starts a fresh Python process that does what
 `cyclegan train` does before its first step, with the trainer's own functions, and times:
@@ -23,10 +23,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import results  # noqa: E402
+from benchmarks import results
 
 PHASES = ("import", "input", "nets", "trace", "first_step")
 

@@ -1,7 +1,7 @@
 """Training-step throughput side by side, FLOPs accounted, against the keras.io way of training the same nets.
 
-    .venv/bin/python benchmarks/step_bench.py                       # tiny and reference, the full matrix
-    .venv/bin/python benchmarks/step_bench.py --presets tiny --precisions float32 --batches 1 --replicas 1
+    .venv/bin/python -m benchmarks.step_bench                       # tiny and reference, the full matrix
+    .venv/bin/python -m benchmarks.step_bench --presets tiny --precisions float32 --batches 1 --replicas 1
 
 For each preset, precision, XLA setting, per-replica batch and replica count (the CPU split into logical devices
 here; the GPUs on a GPU machine), the same global batches are stepped by:
@@ -15,15 +15,11 @@ runs. Printed: pairs/s of each and their ratio, FLOPs per pair (analytic from th
 XLA's optimized HLO of our per-replica functions; see flops.py), and the FLOP/s that ours achieves.
 """
 import dataclasses
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import results  # noqa: E402
-from preprocessing.process import prepare_libraries  # noqa: E402
+from benchmarks import results
+from preprocessing.process import prepare_libraries
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -96,7 +92,7 @@ def run_case(replicas_of, preset, precision, xla, batch, replicas, steps, repeat
     from trainer.step import CycleGANTrainer, requests
     from trainer.strategy import distribute
 
-    import flops
+    from benchmarks import flops
 
     config = dataclasses.replace(PRESETS[preset], batch_size=batch)
     strategy = replicas_of.strategy(replicas)

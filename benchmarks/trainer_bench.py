@@ -1,6 +1,6 @@
 """The whole trainer beside its bare step (end to end), and the trainer's peak host memory.
 
-    .venv/bin/python benchmarks/trainer_bench.py [--steps 600] [--memory_steps 3] [--json results.json]
+    .venv/bin/python -m benchmarks.trainer_bench [--steps 600] [--memory_steps 3] [--json results.json]
 
 End to end: `cyclegan train --preset tiny` in a process of its own, reading the real preprocessing job's
 TFRecords from disk (synthetic images), augmenting, logging, writing summaries and checkpoints at their default
@@ -18,11 +18,8 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import results  # noqa: E402
-from preprocessing.process import prepare_libraries  # noqa: E402
+from benchmarks import results
+from preprocessing.process import prepare_libraries
 
 
 def run_trainer(records, model_dir, log, *flags):
@@ -65,7 +62,7 @@ def main(argv=None):
         parser.error(f"--steps {args.steps}: the end-to-end run needs more than {log_every} steps (it logs every "
                      f"{log_every}; its rate is timed between its first and last progress lines)")
     prepare_libraries()
-    from step_bench import run_case
+    from benchmarks.step_bench import run_case
 
     with results.synthetic_records(args.images) as records:
         work = os.path.dirname(records)

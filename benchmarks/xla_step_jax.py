@@ -1,7 +1,7 @@
 """The CycleGAN's full training step under Keras's JAX backend, compiled by XLA as one program.
 
-    python benchmarks/xla_step_jax.py --preset reference --batches 1 2 4 8          # a GPU
-    python benchmarks/xla_step_jax.py --preset tiny --batches 1 2 --steps 3         # a CPU
+    python -m benchmarks.xla_step_jax --preset reference --batches 1 2 4 8          # a GPU
+    python -m benchmarks.xla_step_jax --preset tiny --batches 1 2 --steps 3         # a CPU
 
 The trainer's networks (trainer/networks.py) and loss terms (trainer/losses.py) run unchanged, called statelessly
 on values that JAX differentiates: both generators' passes with their backward pass (LSGAN, both cycle terms,
@@ -25,14 +25,10 @@ import dataclasses  # noqa: E402
 import glob  # noqa: E402
 import gzip  # noqa: E402
 import json  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # its benchmarks
-
-import results  # noqa: E402
+from benchmarks import results  # noqa: E402
 
 POOL_NOTE = "image pool left out: the discriminators judge this step's fakes; one device, so no all-reduce"
 
@@ -163,7 +159,7 @@ def main(argv=None):
     import keras
     import numpy as np
 
-    import flops
+    from benchmarks import flops
     from trainer.config import PRESETS
 
     device = jax.devices()[0]

@@ -10,9 +10,10 @@ from tests.conftest import REPO
 
 
 def run_benchmark(tmp_path, name, *flags):
-    """benchmarks/NAME with these flags -> (its JSON rows, what it printed); the JSON names this machine."""
+    """benchmarks/NAME with these flags, run as `python -m benchmarks.NAME` -> (its JSON rows, what it printed); the
+    JSON names this machine."""
     out = tmp_path / "results.json"
-    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", name), *flags, "--json", str(out)],
+    done = subprocess.run([sys.executable, "-m", f"benchmarks.{name.removesuffix('.py')}", *flags, "--json", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
@@ -34,11 +35,7 @@ def test_step_benchmark_runs_and_its_flop_counts_agree(tmp_path):
 
 def test_flop_count_of_the_reference_nets_is_the_papers_arithmetic():
     """18 forward generator passes and 16 discriminator ones per pair: about 1.885 TFLOP at 256 px."""
-    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
-    try:
-        import flops
-    finally:
-        sys.path.pop(0)
+    from benchmarks import flops
     from trainer import networks
     from trainer.config import PRESETS
 
@@ -75,7 +72,7 @@ def test_trainer_benchmark_runs(tmp_path):
 
 
 def test_trainer_benchmark_refuses_a_run_too_short_to_time():
-    done = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "trainer_bench.py"), "--steps", "5"],
+    done = subprocess.run([sys.executable, "-m", "benchmarks.trainer_bench", "--steps", "5"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "--steps 5: the end-to-end run needs more than 10 steps" in done.stderr
 
