@@ -10,7 +10,7 @@ import sys
 from preprocessing.commands import SUBCOMMANDS, run_job
 from preprocessing.flags import check_at_least, job_parser
 from preprocessing.process import TF_LOGS_ENV
-from trainer.model_dir import LOGS, model_path
+from trainer.run.model_dir import LOGS, model_path
 
 
 def main(argv=None, prog="cyclegan"):

@@ -1,4 +1,4 @@
-"""The input pipeline alone: pairs per second that trainer/data.py delivers from local TFRecords, per core and with
+"""The input pipeline alone: pairs per second that trainer/run/data.py delivers from local TFRecords, per core and with
 every core, at the reference's sizes (stored at 286 px short side, resized to 286, cropped to 256).
 
     .venv/bin/python -m benchmarks.input_bench [--images 400] [--pairs 600] [--json results.json]
@@ -21,7 +21,7 @@ from preprocessing.process import prepare_libraries
 def pairs_per_second(records, manifest, config, pairs, threads):
     import tensorflow as tf
 
-    from trainer import data
+    from trainer.run import data
 
     dataset = data.train_dataset(records, manifest, config, config.batch_size)
     if threads:

@@ -4,7 +4,7 @@
     .venv/bin/python -m benchmarks.op_profile --variants ours "keras layers" "oneDNN off"    # side by side
     .venv/bin/python -m benchmarks.op_profile --presets reference --blocks 0 --batches 1 2 --steps 2 --repeat 1
 
-It builds the trainer's step (trainer/step.py, one replica, float32, XLA off as on any CPU) on in-memory batches,
+It builds the trainer's step (trainer/model/step.py, one replica, float32, XLA off as on any CPU) on in-memory batches,
 once per variant, and at each per-replica batch:
   1. times --steps steps, best of --repeat rounds, the variants taking turns in one process (pairs/s, side by
      side); oneDNN is chosen before TensorFlow loads, so "oneDNN off" runs in a second process after the first;
@@ -14,7 +14,7 @@ once per variant, and at each per-replica batch:
 The table per variant gives each op type's time per pair at every batch and its growth from the smallest to the
 largest batch (below 1: it gets cheaper per pair, as convolutions should; near 1 or above: it does not).
 Variants (--variants; the first is the one the others are compared with):
-  ours          the trainer as it is: oneDNN's CPU kernels, trainer/networks.py's InstanceNorm and crop
+  ours          the trainer as it is: oneDNN's CPU kernels, trainer/model/networks.py's InstanceNorm and crop
   keras layers  the same nets with Keras's GroupNormalization(groups=-1) and Cropping2D in their place
   xla norm      ours with each instance norm's call, and with it its gradient, compiled by XLA on its own (the
                 rest of the step as it is: whole-step XLA is slower on a CPU), to fuse the norm's passes over the pixels
@@ -42,10 +42,10 @@ SHOWN = 18
 
 
 def use_keras_layers():
-    """Keras's own layers where trainer/networks.py has its own: the baseline of the "keras layers" variant."""
+    """Keras's own layers where trainer/model/networks.py has its own: the baseline of the "keras layers" variant."""
     from keras import layers
 
-    from trainer import networks
+    from trainer.model import networks
 
     original = networks.norm
     networks.norm = lambda kind: (layers.GroupNormalization(groups=-1, center=False, scale=False, epsilon=1e-5,
@@ -54,10 +54,11 @@ def use_keras_layers():
 
 
 def use_xla_norm():
-    """trainer/networks.py's InstanceNorm, its call compiled by XLA (its gradient with it): the "xla norm" variant."""
+    """trainer/model/networks.py's InstanceNorm, its call compiled by XLA (its gradient with it): the "xla norm"
+    variant."""
     import tensorflow as tf
 
-    from trainer import networks
+    from trainer.model import networks
 
     class XlaInstanceNorm(networks.InstanceNorm):
         def build(self, shape):
@@ -111,10 +112,10 @@ def child(preset, blocks, variants, batches, steps, repeat):
     import numpy as np
     import tensorflow as tf
 
-    from trainer import networks
     from trainer.config import PRESETS
-    from trainer.step import CycleGANTrainer, requests
-    from trainer.strategy import distribute, mirrored
+    from trainer.model import networks
+    from trainer.model.step import CycleGANTrainer, requests
+    from trainer.run.strategy import distribute, mirrored
 
     strategy = mirrored([tf.config.list_logical_devices("CPU")[0].name])
     config = PRESETS[preset]
@@ -222,8 +223,8 @@ def main(argv=None):
 
     prepare_libraries()
     from benchmarks import flops
-    from trainer import networks
     from trainer.config import PRESETS
+    from trainer.model import networks
 
     variants = list(dict.fromkeys(["ours", *args.variants]))
     rows, summary = [], []

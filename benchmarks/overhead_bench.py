@@ -17,7 +17,7 @@ Timed, each as the mean of --steps calls, best of --repeat rounds; every round t
   then, cumulatively, the hollow step without the optimizers' updates (all-reduce included), and also without
   the pools' queries; the differences are those parts' costs. The fetch of the losses is timed alone.
 compiled fns = step - hollow. With one replica and XLA on, the trainer compiles its whole step into one program
-(trainer/step.py), so there the pools and the updates are compiled too, and "outside" is what the step spends
+(trainer/model/step.py), so there the pools and the updates are compiled too, and "outside" is what the step spends
 beyond the generator and discriminator functions' own work. Below the table: what each added replica adds to
 the time outside, per XLA setting.
 """
@@ -50,7 +50,7 @@ def hollow(trainer, updates=True, pools=True):
     the host's work, measured in the step itself."""
     import tensorflow as tf
 
-    from trainer.loop import LOSS_ORDER
+    from trainer.run.loop import LOSS_ORDER
 
     def zeros(variables, image):
         # Filled from the input at run time: constant gradients could be folded into the update ops that use
@@ -79,10 +79,10 @@ def build_case(strategy, xla, precision="float32"):
     import numpy as np
     import tensorflow as tf
 
-    from trainer import loop
     from trainer.config import PRESETS
-    from trainer.step import CycleGANTrainer, requests
-    from trainer.strategy import distribute
+    from trainer.model.step import CycleGANTrainer, requests
+    from trainer.run import loop
+    from trainer.run.strategy import distribute
 
     config = dataclasses.replace(PRESETS["tiny"], **NEAR_EMPTY)
     replicas = strategy.num_replicas_in_sync
@@ -92,7 +92,7 @@ def build_case(strategy, xla, precision="float32"):
                                            rng.uniform(-1, 1, shape).astype(np.float32)))
     stop = requests()
 
-    def loop_step(trainer):  # as trainer/loop.py steps: train_step, then the losses to Python
+    def loop_step(trainer):  # as trainer/run/loop.py steps: train_step, then the losses to Python
         return lambda: loop.fetch_losses(trainer.train_step(real_a, real_b, stop))
 
     def trainer():

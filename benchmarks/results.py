@@ -39,12 +39,12 @@ def machine(backend="tensorflow"):
 class Replicas:
     """MirroredStrategies over the first 1, 2, ... local devices: every GPU, or the CPU split into `most` logical
     devices (which must happen before TensorFlow starts its devices), made as the trainer makes them
-    (trainer/strategy.py). One strategy per device set, kept: a second one over the same GPUs breaks collectives."""
+    (trainer/run/strategy.py). One strategy per device set, kept: a second one over the same GPUs breaks collectives."""
 
     def __init__(self, most):
         import tensorflow as tf
 
-        from trainer.strategy import split_cpu
+        from trainer.run.strategy import split_cpu
 
         if not tf.config.list_physical_devices("GPU"):
             split_cpu(most)
@@ -53,7 +53,7 @@ class Replicas:
 
     def strategy(self, replicas):
         """The strategy over `replicas` devices, or None when there are fewer."""
-        from trainer.strategy import mirrored
+        from trainer.run.strategy import mirrored
 
         if replicas > len(self.devices):
             return None

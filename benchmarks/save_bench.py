@@ -4,7 +4,7 @@ gets between SIGTERM and SIGKILL (15 s on a preempted GKE spot node).
     .venv/bin/python -m benchmarks.save_bench                      # reference and tiny
     .venv/bin/python -m benchmarks.save_bench --presets reference --repeats 3
 
-The save is trainer.checkpoints.RunState.save (every net, both optimizers' state, the pools and the step), into
+The save is trainer.run.checkpoints.RunState.save (every net, both optimizers' state, the pools and the step), into
   local      a folder on this machine's disk
   ram        TensorFlow's ram:// filesystem: the serialisation alone, no storage
 and the same checkpoint files uploaded to a GCS emulator on loopback with google-cloud-storage, as an upload of
@@ -42,9 +42,9 @@ def main(argv=None):
 
     from google.cloud import storage
 
-    from trainer import checkpoints, strategy as strategies
     from trainer.config import PRESETS
-    from trainer.step import CycleGANTrainer
+    from trainer.model.step import CycleGANTrainer
+    from trainer.run import checkpoints, strategy as strategies
 
     print(f"machine: {results.machine()}", flush=True)
     emulator = gcs_emulator.start(project="bench")

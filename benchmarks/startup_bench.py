@@ -13,7 +13,7 @@ A preempted job pays this at every restart. Each configuration starts a fresh Py
 and, for scale, one later step. Records: the real preprocessing job's output for synthetic images.
 
 With XLA on, each configuration starts twice on one model directory: "first start" compiles and keeps the
-compiled functions in it (trainer/compile_cache.py, as `cyclegan train` does), "restart" loads them.
+compiled functions in it (trainer/run/compile_cache.py, as `cyclegan train` does), "restart" loads them.
 """
 import dataclasses
 import json
@@ -33,16 +33,16 @@ def child(preset, xla, replicas, records, model_dir):
     import psutil
 
     from preprocessing.process import prepare_libraries
-    from trainer.compile_cache import CompileCache
+    from trainer.run.compile_cache import CompileCache
 
     cache = CompileCache(model_dir)
     prepare_libraries()
     import tensorflow as tf
 
     from preprocessing.schema import load_manifest
-    from trainer import data, loop, strategy as strategies
     from trainer.config import PRESETS
-    from trainer.step import CycleGANTrainer, requests
+    from trainer.model.step import CycleGANTrainer, requests
+    from trainer.run import data, loop, strategy as strategies
 
     seconds, mark = {}, time.time()
     seconds["import"] = mark - psutil.Process().create_time()

@@ -5,7 +5,7 @@
 
 For each preset, precision, XLA setting, per-replica batch and replica count (the CPU split into logical devices
 here; the GPUs on a GPU machine), the same global batches are stepped by:
-  ours     the trainer's own train_step (trainer/step.py: per-replica XLA-compiled losses and gradients, the image
+  ours     the trainer's own train_step (trainer/model/step.py: per-replica XLA-compiled losses and gradients, the image
            pools, the reference's exact loss terms), on in-memory batches;
   keras.io the same networks trained as the keras.io CycleGAN example trains them: one tf.function step, one
            persistent tape, four optimizers, no image pool, compiled whole by XLA on one replica (as fit() would;
@@ -87,10 +87,10 @@ def run_case(replicas_of, preset, precision, xla, batch, replicas, steps, repeat
     import numpy as np
     import tensorflow as tf
 
-    from trainer import networks
     from trainer.config import PRESETS
-    from trainer.step import CycleGANTrainer, requests
-    from trainer.strategy import distribute
+    from trainer.model import networks
+    from trainer.model.step import CycleGANTrainer, requests
+    from trainer.run.strategy import distribute
 
     from benchmarks import flops
 

@@ -3,10 +3,10 @@
     python -m benchmarks.xla_step_jax --preset reference --batches 1 2 4 8          # a GPU
     python -m benchmarks.xla_step_jax --preset tiny --batches 1 2 --steps 3         # a CPU
 
-The trainer's networks (trainer/networks.py) and loss terms (trainer/losses.py) run unchanged, called statelessly
-on values that JAX differentiates: both generators' passes with their backward pass (LSGAN, both cycle terms,
-identity), then both discriminators on real images and on this step's fakes with the 0.5 factor, and Keras's Adam
-on both groups. What the trainer does beyond this is left out, and the output says so: the image pool (the
+The trainer's networks (trainer/model/networks.py) and loss terms (trainer/model/losses.py) run unchanged, called
+statelessly on values that JAX differentiates: both generators' passes with their backward pass (LSGAN, both cycle
+terms, identity), then both discriminators on real images and on this step's fakes with the 0.5 factor, and Keras's
+Adam on both groups. What the trainer does beyond this is left out, and the output says so: the image pool (the
 discriminators judge this step's fakes, not pooled ones) and the all-reduce (one device). TensorFlow is not needed,
 so the figure can be taken on a machine that has JAX only. It is an upper bound for the TensorFlow trainer's step on
 the same device, not the trainer's speed.
@@ -38,7 +38,7 @@ def build_step(config):
     import jax
     import keras
 
-    from trainer import losses, networks
+    from trainer.model import losses, networks
 
     nets = networks.build(config)
     generators = [v for name in ("G_AB", "G_BA") for v in nets[name].trainable_variables]

@@ -9,7 +9,7 @@ import time
 from k8s.render import DATAFLOW_ANNOTATION, INDEX_ANNOTATION, MANAGED_BY, QUEUE_LABEL, TENSORBOARD_PORT
 from preprocessing import exit_status
 from preprocessing.flags import UsageError
-from trainer.model_dir import LOGS, model_path
+from trainer.run.model_dir import LOGS, model_path
 
 JOBSET = ("jobset.x-k8s.io", "v1alpha2", "jobsets")
 OWNERS = ("Job", "JobSet", "Deployment")  # what runs a job; the other objects it needs are owned by it

@@ -15,8 +15,8 @@ from apache_beam.runners.dataflow.internal.apiclient import DataflowJobAlreadyEx
 
 from pipeline import failure, files, graph, interrupt, output_folder, staging
 from pipeline.beam_options import beam_options, is_dataflow
-from pipeline.dataflow_job import DONE, DataflowJob
 from pipeline.config import PreprocessConfig
+from pipeline.dataflow_job import DONE, DataflowJob
 from pipeline.sources import discover
 from pipeline.summary import check_written, print_summary
 from preprocessing import exit_status, lease

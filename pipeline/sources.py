@@ -14,8 +14,8 @@ import stat
 from apache_beam.io.filesystem import FileSystem
 from apache_beam.io.filesystems import FileSystems
 
-from preprocessing.flags import UsageError
 from pipeline.files import GLOB_CHARS, is_local, match_under
+from preprocessing.flags import UsageError
 from preprocessing.images import NOT_REGULAR_FILE
 from preprocessing.schema import DOMAINS, SPLITS
 

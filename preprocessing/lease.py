@@ -3,8 +3,9 @@ preprocess` holds <output>/lease.json for the whole job (its launcher, also for 
 
 Two runs on one model directory (a job submitted twice) would each save over the other's checkpoints and run
 record; two preprocessing jobs on one output folder would write each other's shards and delete each other's
-staging files. The lease is created only if absent (an exclusive create on local disks, a generation precondition on gs://) and
-renewed every `timeout / 4` seconds; a start finds it held and stops with exit 2 naming the holder, unless
+staging files. The lease is created only if absent (an exclusive create on local disks, a generation precondition
+on gs://) and renewed every `timeout / 4` seconds; a start finds it held and stops with exit 2 naming the holder,
+unless
 
   - its heartbeat is older than the timeout (the holder died without letting go), or
   - it was held by an earlier start of the same run: the same CYCLEGAN_RUN (which `cyclegan submit` sets to the

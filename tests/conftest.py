@@ -15,7 +15,7 @@ from tests import gcs_emulator as gcs
 prepare_libraries()
 
 # Two logical CPU devices for the MirroredStrategy tests: possible only before TensorFlow initialises them.
-from trainer.strategy import split_cpu  # noqa: E402
+from trainer.run.strategy import split_cpu  # noqa: E402
 
 split_cpu(2)
 
@@ -181,6 +181,6 @@ def images(built_images):
 @pytest.fixture(scope="session")
 def two_cpus():
     """The trainer's strategy over the two logical CPUs, one for the whole session."""
-    from trainer.strategy import mirrored
+    from trainer.run.strategy import mirrored
 
     return mirrored(["CPU:0", "CPU:1"])

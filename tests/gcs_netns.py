@@ -6,8 +6,9 @@ TensorFlow's GCS filesystem has Google's endpoints built in (no variable points 
 namespaces Google's API host names resolve to loopback (a hosts file bound over /etc/hosts), where one in-memory
 emulator (gcp-storage-emulator) answers twice: on 443 with TLS, under a certificate for those names from a
 throwaway CA that TensorFlow's curl is told to trust, and on 80 without, for the Python clients
-(STORAGE_EMULATOR_HOST) and for the resumable-upload addresses the emulator hands out, which always say http://. Nothing leaves the namespaces. SPEC holds {"bucket": NAME, "commands": [argv, ...]};
-each command runs in turn, and RESULT gets each one's exit status and output and the bucket's object names.
+(STORAGE_EMULATOR_HOST) and for the resumable-upload addresses the emulator hands out, which always say http://.
+Nothing leaves the namespaces. SPEC holds {"bucket": NAME, "commands": [argv, ...]}; each command runs in turn,
+and RESULT gets each one's exit status and output and the bucket's object names.
 """
 import functools
 import http.server

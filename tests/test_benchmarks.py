@@ -36,8 +36,8 @@ def test_step_benchmark_runs_and_its_flop_counts_agree(tmp_path):
 def test_flop_count_of_the_reference_nets_is_the_papers_arithmetic():
     """18 forward generator passes and 16 discriminator ones per pair: about 1.885 TFLOP at 256 px."""
     from benchmarks import flops
-    from trainer import networks
     from trainer.config import PRESETS
+    from trainer.model import networks
 
     counts = flops.analytic_pair_flops(networks.build(PRESETS["reference"]), PRESETS["reference"])
     assert round(counts["F_G"] / 1e9, 1) == 99.1 and round(counts["F_D"] / 1e9, 2) == 6.29

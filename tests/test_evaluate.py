@@ -12,8 +12,8 @@ from PIL import Image
 from pipeline import synth
 from preprocessing.schema import TRUTH_FOLDER
 from tests.conftest import REPO
-from trainer import metrics
-from trainer.evaluator import Evaluator, table
+from trainer.evaluation import metrics
+from trainer.evaluation.evaluator import Evaluator, table
 
 
 def scipy_fid(x, y):

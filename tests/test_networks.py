@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import losses, networks
 from trainer.config import PRESETS
-from trainer.pool import ImagePool
-from trainer.schedule import LinearDecayAfter
+from trainer.model import losses, networks
+from trainer.model.pool import ImagePool
+from trainer.model.schedule import LinearDecayAfter
 
 TINY = PRESETS["tiny"]
 
@@ -39,8 +39,8 @@ def test_the_nets_and_losses_build_under_jax_without_tensorflow():
     script = """if True:
         import json, sys
         import numpy as np
-        from trainer import losses, networks
         from trainer.config import PRESETS
+        from trainer.model import losses, networks
         nets = networks.build(PRESETS["reference"])
         counts = {name: net.count_params() for name, net in nets.items()}
         try:

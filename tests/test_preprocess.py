@@ -11,9 +11,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from preprocessing.flags import UsageError
 from pipeline import cli, graph, staging
 from preprocessing import images
+from preprocessing.flags import UsageError
 from preprocessing.schema import load_manifest, parse_example
 from tests.conftest import REPO, gradient, tmpfs
 

@@ -33,24 +33,42 @@ def imported_modules(path):
     return found
 
 
+def library_files():
+    """(module name, path) of every module in the packages and their sub-packages, commands and `__main__`
+    included."""
+    for package in PACKAGES:
+        for folder, _, names in sorted(os.walk(os.path.join(REPO, package))):
+            prefix = os.path.relpath(folder, REPO).replace(os.sep, ".")
+            for name in sorted(names):
+                if name.endswith(".py"):
+                    yield f"{prefix}.{name[:-3]}", os.path.join(folder, name)
+
+
 def test_library_code_imports_no_command_module():
     offenders = []
-    for package in PACKAGES:
-        for name in sorted(os.listdir(os.path.join(REPO, package))):
-            module = f"{package}.{name[:-3]}"
-            if not name.endswith(".py") or module in COMMANDS or name == "__main__.py":
-                continue
-            reached = imported_modules(os.path.join(REPO, package, name)) & COMMANDS
-            offenders += [f"{module} imports {command}" for command in sorted(reached)]
+    for module, path in library_files():
+        if module in COMMANDS or module.endswith(".__main__"):
+            continue
+        reached = imported_modules(path) & COMMANDS
+        offenders += [f"{module} imports {command}" for command in sorted(reached)]
     assert not offenders
 
 
-def library_files():
-    """(module name, path) of every module in the packages, commands and `__main__` included."""
-    for package in PACKAGES:
-        for name in sorted(os.listdir(os.path.join(REPO, package))):
-            if name.endswith(".py"):
-                yield f"{package}.{name[:-3]}", os.path.join(REPO, package, name)
+# trainer/'s rooms and the arrows between them: the model imports none of the others, serving never the run
+TRAINER_ROOMS = ("model", "run", "serving", "evaluation")
+MAY_NOT_IMPORT = {"model": {"run", "serving", "evaluation"}, "serving": {"run", "evaluation"}, "evaluation": {"run"}}
+
+
+def test_the_trainers_rooms_import_one_way():
+    offenders = []
+    for module, path in library_files():
+        room = module.split(".")[1] if module.startswith("trainer.") else None
+        for other in MAY_NOT_IMPORT.get(room, ()):
+            reached = sorted(name for name in imported_modules(path) if name.startswith(f"trainer.{other}"))
+            offenders += [f"{module} imports {name}" for name in reached]
+    assert offenders == []
+    assert {name for name in os.listdir(os.path.join(REPO, "trainer")) if not name.endswith(".py")} - {
+        "__pycache__"} == set(TRAINER_ROOMS)
 
 
 def test_no_module_imports_the_top_level_command():
@@ -108,3 +126,17 @@ def test_every_declared_bound_is_checked_with_its_flag(config):
             for value in (math.nan, math.inf, -math.inf):
                 with pytest.raises(UsageError, match=f"^--{field.name} {value}: must be a finite number"):
                     check_fields(dataclasses.replace(config, **{field.name: value}))
+
+
+def test_importing_a_command_loads_no_tensorflow():
+    """Each command quiets TensorFlow's start-up (preprocessing.process.prepare_libraries) before importing it: a
+    module that imports it at its top, reached from a command's top, would print its C++ start-up lines first."""
+    import subprocess
+    import sys
+
+    script = ("import importlib, sys\n"
+              f"for name in {sorted(COMMANDS - {'k8s.examples'})!r}:\n"
+              "    importlib.import_module(name)\n"
+              "print('tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "False", done.stderr

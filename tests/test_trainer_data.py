@@ -4,8 +4,8 @@ import pytest
 import tensorflow as tf
 
 from preprocessing.schema import load_manifest
-from trainer import data
 from trainer.config import PRESETS
+from trainer.run import data
 
 TINY = PRESETS["tiny"]
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
+from preprocessing import lease
 from preprocessing.flags import UsageError
 from tests.conftest import REPO
-from preprocessing import lease
 
 
 def held_by(path, host="other-host", pid=4242, run="", age_s=5):

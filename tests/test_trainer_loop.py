@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from tests.conftest import REPO, free_port
-from trainer import loop
 from trainer.config import PRESETS
+from trainer.run import loop
 
 
 @pytest.mark.slow
@@ -119,7 +119,7 @@ def test_compiled_functions_are_kept_for_the_next_start_and_a_damaged_one_is_com
     import re
     import shutil
 
-    from trainer.compile_cache import whole_entry
+    from trainer.run.compile_cache import whole_entry
 
     records, _ = tiny_records
 
@@ -161,7 +161,7 @@ def test_the_collective_is_nccl_between_gpus_and_the_ring_between_cpus():
     import tensorflow as tf
 
     from preprocessing.flags import UsageError
-    from trainer.strategy import communication
+    from trainer.run.strategy import communication
 
     impl = tf.distribute.experimental.CommunicationImplementation
     table = {("auto", True): impl.NCCL, ("auto", False): impl.RING, ("nccl", True): impl.NCCL,
@@ -176,7 +176,7 @@ def test_the_collective_is_nccl_between_gpus_and_the_ring_between_cpus():
 def test_a_restart_loop_is_refused_at_the_budget_and_progress_resets_it():
     import uuid
 
-    from trainer import restarts
+    from trainer.run import restarts
 
     model_dir = f"ram://starts-{uuid.uuid4().hex}"
     restarts.record(model_dir, 0, 0, limit=5)

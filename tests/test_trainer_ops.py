@@ -18,8 +18,8 @@ from PIL import Image
 
 from preprocessing.flags import UsageError
 from tests.conftest import BIN, REPO, free_port, gradient, tmpfs
-from trainer import loop, translator
 from trainer.config import PRESETS
+from trainer.run import loop, trained
 
 SMALL = dataclasses.replace(PRESETS["tiny"], ngf=8, ndf=8, n_blocks=2, batch_size=2, log_every=1, pool_size=3,
                             image_every=0, checkpoint_every=0)
@@ -77,7 +77,7 @@ def test_resume_refuses_another_config_unless_forced(tiny_records, two_cpus, tmp
 def test_a_run_resumes_on_another_number_of_replicas(tiny_records, two_cpus, tmp_path):
     """Spot runs come back on fewer or more GPUs: 2 -> 1 -> 2 replicas. The nets, optimizers, step and pools carry
     over; the saved input position is of another batch size, so the input restarts from the step."""
-    from trainer.strategy import mirrored
+    from trainer.run.strategy import mirrored
 
     one_cpu = mirrored(["CPU:0"])
     config = dataclasses.replace(SMALL, data=tiny_records[0], model_dir=str(tmp_path / "run"))
@@ -141,7 +141,7 @@ def test_whole_flow_on_the_ram_filesystem(tiny_records, two_cpus):
     assert tf.io.gfile.glob(f"{model_dir}/logs/events.out.tfevents.*")
     assert json.loads(tf.io.gfile.GFile(f"{model_dir}/run.json").read())["config"]["ngf"] == 8
 
-    paths = translator.export(model_dir, export_dir, report=lambda line: None)
+    paths = trained.export(model_dir, export_dir, report=lambda line: None)
     translate = tf.saved_model.load(paths["a2b"]).signatures["serving_default"]
     image = np.asarray(gradient(37, 21))[None]
     out = translate(images=tf.constant(image))["images"]
@@ -155,7 +155,7 @@ def trained_run(tiny_records, two_cpus, tmp_path_factory):
     config = dataclasses.replace(SMALL, data=tiny_records[0], model_dir=str(base / "model"), steps=4, log_every=2,
                                  image_every=2, profile_start=2, profile_steps=1)
     run(config, two_cpus)
-    translator.export(config.model_dir, str(base / "export"), report=lambda line: None)
+    trained.export(config.model_dir, str(base / "export"), report=lambda line: None)
     return str(base / "model"), str(base / "export")
 
 

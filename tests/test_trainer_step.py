@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from trainer.config import PRESETS
-from trainer.step import CycleGANTrainer, requests
-from trainer.strategy import distribute, mirrored
+from trainer.model.step import CycleGANTrainer, requests
+from trainer.run.strategy import distribute, mirrored
 
 SMALL = dataclasses.replace(PRESETS["tiny"], ngf=8, ndf=8, n_blocks=2, crop_size=32, load_size=36)
 
@@ -89,7 +89,7 @@ def test_adam_is_the_references_pytorch_adam(two_cpus):
 def test_adam_updates_each_variable_in_one_kernel_and_matches_keras_adam(replicas, two_cpus):
     import keras
 
-    from trainer.step import SummedAdam
+    from trainer.model.step import SummedAdam
 
     # Two replicas update outside XLA; one replica compiles its whole step with XLA, as the trainer does.
     strategy = two_cpus if replicas == 2 else mirrored(["CPU:0"])
@@ -125,7 +125,7 @@ def test_adam_updates_each_variable_in_one_kernel_and_matches_keras_adam(replica
 
 
 def test_each_replica_keeps_a_pool_of_its_own(two_cpus):
-    from trainer.pool import ImagePool
+    from trainer.model.pool import ImagePool
 
     with two_cpus.scope():
         pool = ImagePool(3, [1, 1, 1], seed=1)

@@ -23,7 +23,7 @@ from trainer.config import PRESETS, TrainConfig
 
 
 def check_config(config):
-    from trainer.networks import input_size_problem
+    from trainer.model.networks import input_size_problem
 
     problem = input_size_problem(config.crop_size, config)
     if problem:
@@ -57,7 +57,7 @@ def check_data(path):
     import tensorflow as tf
 
     from preprocessing.schema import TRAIN, ManifestError, load_manifest, parse_example
-    from trainer.data import size_error
+    from trainer.run.data import size_error
 
     try:
         manifest = load_manifest(path)
@@ -87,7 +87,7 @@ def schedule_note(config, manifest):
     (a run elsewhere, with other replicas, has other epochs)."""
     import tensorflow as tf
 
-    from trainer import loop, strategy
+    from trainer.run import loop, strategy
 
     replicas = 1 if config.strategy == "one_device" else (len(tf.config.list_physical_devices("GPU"))
                                                           or config.cpu_replicas)
@@ -116,7 +116,7 @@ def main(argv, prog="cyclegan train"):
     config = config_from_flags(PRESETS[args.preset], args)
     cache = None
     if config.xla_cache and config.model_dir and not args.dry_run:
-        from trainer.compile_cache import CompileCache
+        from trainer.run.compile_cache import CompileCache
 
         cache = CompileCache(config.model_dir)  # before TensorFlow starts: that is when XLA reads its flags
     prepare_libraries()  # before check_config, which imports the networks' module
@@ -132,7 +132,8 @@ def run_training(args, config, cache, prog):
         raise UsageError("give --steps or --epochs, not both")
     import tensorflow as tf
 
-    from trainer import networks, preemption, strategy
+    from trainer.model import networks
+    from trainer.run import preemption, strategy
 
     if config.model_dir and tf.io.gfile.exists(config.model_dir) and not tf.io.gfile.isdir(config.model_dir):
         raise UsageError(f"--model_dir {config.model_dir} is a file; give a folder (it is created if missing)")
@@ -161,7 +162,7 @@ def run_training(args, config, cache, prog):
 
     from preprocessing import lease
     from preprocessing.schema import ManifestError
-    from trainer import checkpoints, data, loop, restarts
+    from trainer.run import checkpoints, data, loop, restarts
 
     try:
         if cache:

@@ -13,9 +13,9 @@ OUT/report.json beside the translations in OUT/a2b/ and OUT/b2a/:
 """
 from preprocessing.flags import check_at_least, job_parser
 from preprocessing.process import prepare_libraries
-from trainer.evaluator import Evaluator, table
-from trainer.image_files import check_writable
-from trainer.translator import load_direction, load_run, make_translator
+from trainer.evaluation.evaluator import Evaluator, table
+from trainer.serving.image_files import check_writable
+from trainer.serving.translator import load_direction, make_translator
 
 
 def main(argv, prog="cyclegan evaluate"):
@@ -37,6 +37,8 @@ def main(argv, prog="cyclegan evaluate"):
         a2b, b2a = (load_direction(f"{args.model.rstrip('/')}/{d}") for d in ("a2b", "b2a"))
         source_text = args.model
     else:
+        from trainer.run.trained import load_run  # imports TensorFlow: after prepare_libraries, which quiets it
+
         _, nets, checkpoint, step = load_run(args.model_dir)
         translators = [make_translator(nets[name]) for name in ("G_AB", "G_BA")]  # kept: methods hold them weakly
         a2b, b2a = (translator.translate for translator in translators)

@@ -9,8 +9,7 @@ Loading one needs TensorFlow only: `tf.saved_model.load(EXPORT_DIR + "/a2b").sig
 """
 from preprocessing.flags import job_parser
 from preprocessing.process import prepare_libraries
-from trainer.image_files import check_writable
-from trainer.translator import export
+from trainer.serving.image_files import check_writable
 
 
 def main(argv, prog="cyclegan export"):
@@ -21,6 +20,8 @@ def main(argv, prog="cyclegan export"):
                                              "DIR/checkpoints/ckpt-500")
     args = parser.parse_args(argv)
     prepare_libraries()
+    from trainer.run.trained import export  # imports TensorFlow: after prepare_libraries, which quiets it
+
     check_writable(args.output)
     export(args.model_dir, args.output, args.checkpoint)
     return 0

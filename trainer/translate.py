@@ -25,8 +25,8 @@ import time
 from preprocessing import exit_status
 from preprocessing.flags import UsageError, check_at_least, job_parser
 from preprocessing.process import prepare_libraries, stop_signals_handled_by
-from trainer.image_files import canonical, check_writable, list_inputs, walk, written_by_translate
-from trainer.translator import ERRORS_FILE, OutputFull, default_max_megapixels, load_direction, translate_all
+from trainer.serving.image_files import canonical, check_writable, list_inputs, walk, written_by_translate
+from trainer.serving.translator import ERRORS_FILE, OutputFull, default_max_megapixels, load_direction, translate_all
 
 
 def main(argv, prog="cyclegan translate"):

@@ -6,14 +6,14 @@
     checkpoints/damaged/      checkpoints newer than the one a start resumed from, which did not load
     run.json                  the config and dataset fingerprint of the run's first start
 
-(folder names: trainer/model_dir.py)
+(folder names: trainer/run/model_dir.py)
 
 Under MultiWorkerMirroredStrategy every worker takes part in a save (the variables' values are gathered with
 collectives), but only the chief writes into the model directory; the others write to a scratch folder and delete
 it. The input iterator is saved only with a single worker: each worker reads its own files, and one checkpoint
 cannot hold every worker's position, so a multi-worker run resumes with its input reseeded by the step, as does a
 run resumed with another batch per worker (another number of replicas or workers). The image pools carry over to
-any number of replicas (trainer/pool.py).
+any number of replicas (trainer/model/pool.py).
 """
 import dataclasses
 import json
@@ -24,9 +24,10 @@ import tempfile
 import tensorflow as tf
 
 from preprocessing.flags import UsageError
-from trainer import files, preemption
+from trainer import files
 from trainer.config import identity_fields
-from trainer.model_dir import CHECKPOINTS, RUN_RECORD, model_path
+from trainer.run import preemption
+from trainer.run.model_dir import CHECKPOINTS, RUN_RECORD, model_path
 
 DAMAGED = "damaged"  # checkpoints/damaged/: the checkpoints a start found it could not load
 CHECKPOINT_FILE = re.compile(r"^(ckpt-(\d+))\.(index|data-\d+-of-\d+)$")

@@ -11,7 +11,7 @@ import re
 import tensorflow as tf
 
 from preprocessing.schema import TRAIN, parse_example
-from trainer.pixels import to_model_range
+from trainer.model.pixels import to_model_range
 
 SHUFFLE_BUFFER = 256
 MISPLACED = "a record of another split or domain in"

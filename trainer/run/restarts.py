@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from preprocessing import exit_status
 from trainer.files import write_whole
-from trainer.model_dir import STARTS, model_path
+from trainer.run.model_dir import STARTS, model_path
 
 KEPT = 1000  # the log keeps the newest starts: enough to read a run's history, bounded for a run that never ends
 

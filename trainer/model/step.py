@@ -15,9 +15,9 @@ gradient of the global mean.
 import keras
 import tensorflow as tf
 
-from trainer import losses, networks
-from trainer.pool import ImagePool
-from trainer.schedule import LinearDecayAfter
+from trainer.model import losses, networks
+from trainer.model.pool import ImagePool
+from trainer.model.schedule import LinearDecayAfter
 
 
 class SummedAdam(keras.optimizers.Adam):

@@ -17,58 +17,6 @@ MIN_SIDE = 4  # the smallest image the translator pads (symmetrically) up to the
 ERRORS_FILE = "translate_errors.jsonl"
 
 
-def load_run(model_dir, checkpoint=None, report=print):
-    """(config, the four nets restored from `checkpoint` or the newest one that loads, its path, its step)."""
-    import tensorflow as tf
-
-    from trainer import checkpoints, networks
-    from trainer.config import TrainConfig
-
-    record = checkpoints.read_run_record(model_dir, "is --model_dir a `cyclegan train` model directory?")
-    config = TrainConfig(**record["config"])
-    if checkpoint:
-        checkpoint = checkpoints.prefix_of(checkpoint)
-        check_same_run(checkpoint, model_dir, record)
-    nets = networks.build(config)
-    step = tf.Variable(0, dtype=tf.int64)
-    restorable = tf.train.Checkpoint(step=step, **nets)
-    if checkpoint:
-        try:
-            restorable.read(checkpoint).assert_existing_objects_matched().expect_partial()
-        except Exception as err:  # a damaged file raises anything from OpError and AssertionError to IndexError
-            raise UsageError(f"--checkpoint {checkpoint}: cannot restore the networks from it "
-                             f"({checkpoints.load_failure(err)})") from None
-    else:
-        checkpoint = checkpoints.restore_newest(restorable, model_dir, report)
-        if not checkpoint:
-            raise UsageError(f"--model_dir {model_dir} holds no checkpoint yet; train first")
-    return config, nets, checkpoint, int(step.numpy())
-
-
-def check_same_run(checkpoint, model_dir, record):
-    """A UsageError if `checkpoint` lies outside `model_dir` and the run beside it trained other networks: the
-    export would pair this run's config with another run's weights."""
-    import tensorflow as tf
-
-    from trainer.config import identity_fields
-    from trainer.image_files import inside
-    from trainer.model_dir import RUN_RECORD, model_path
-
-    if inside(checkpoint, model_dir):
-        return
-    other = checkpoint.rsplit("/", 2)[0] if checkpoint.count("/") >= 2 else "."
-    theirs = None
-    if tf.io.gfile.exists(model_path(other, RUN_RECORD)):
-        with tf.io.gfile.GFile(model_path(other, RUN_RECORD)) as f:
-            theirs = json.load(f).get("config", {})
-    differs = theirs is None or any(theirs.get(name) != record["config"].get(name) for name in identity_fields())
-    if differs:
-        raise UsageError(f"--checkpoint {checkpoint} is not in --model_dir {model_dir} and "
-                         + ("has no run record beside it" if theirs is None else "its run trained another config")
-                         + f": this run's config would be paired with other weights. Pass --model_dir {other}, "
-                           "the run it belongs to")
-
-
 def load_direction(path, flag="--model"):
     """The serving signature of one exported direction (EXPORT_DIR/a2b or /b2a), or a UsageError naming `flag`."""
     import tensorflow as tf
@@ -85,8 +33,8 @@ def load_direction(path, flag="--model"):
 def make_translator(generator):
     import tensorflow as tf
 
-    from trainer.networks import ImageSizeCheck
-    from trainer.pixels import to_model_range, to_uint8
+    from trainer.model.networks import ImageSizeCheck
+    from trainer.model.pixels import to_model_range, to_uint8
 
     FACTOR, MINIMUM = ImageSizeCheck.FACTOR, ImageSizeCheck.MINIMUM
 
@@ -110,42 +58,6 @@ def make_translator(generator):
             return {"images": to_uint8(y)}
 
     return Translator()
-
-
-def export(model_dir, output, checkpoint=None, report=print):
-    """Write output/a2b, output/b2a (SavedModels) and output/export.json; returns the two SavedModel paths.
-
-    Everything is written into OUTPUT.partial first, and moved into OUTPUT once complete, export.json last: a
-    folder with export.json holds a whole export, and a kill or a full disk mid-export never leaves one that lacks
-    a direction. An earlier export in OUTPUT is replaced entry by entry; other files there are left alone."""
-    import tensorflow as tf
-
-    from preprocessing.process import PARTIAL
-    from trainer.files import move, remove
-
-    config, nets, checkpoint, step = load_run(model_dir, checkpoint, report)
-    output = output.rstrip("/")
-    staging = output + PARTIAL
-    remove(staging)  # of an export that was stopped
-    for direction, name in DIRECTIONS.items():
-        translator = make_translator(nets[name])
-        tf.saved_model.save(translator, f"{staging}/{direction}",
-                            signatures={"serving_default": translator.translate.get_concrete_function()})
-        report(f"export: {name} ({direction}) written")
-    with tf.io.gfile.GFile(f"{staging}/{EXPORT_RECORD}", "w") as f:
-        json.dump({"checkpoint": checkpoint, "step": step, "directions": DIRECTIONS,
-                   "config": dataclasses.asdict(config)}, f, indent=2)
-    tf.io.gfile.makedirs(output)
-    remove(f"{output}/{EXPORT_RECORD}")  # the earlier export is incomplete from here until the new record is in
-    for entry in (*DIRECTIONS, EXPORT_RECORD):
-        remove(f"{output}/{entry}")
-        move(f"{staging}/{entry}", f"{output}/{entry}")
-    remove(staging)
-    paths = {direction: f"{output}/{direction}" for direction in DIRECTIONS}
-    for direction, name in DIRECTIONS.items():
-        report(f"export: {name} ({direction}) -> {paths[direction]}")
-    report(f"export: from {checkpoint} (step {step})")
-    return paths
 
 
 def apply(translate, pixels):
@@ -197,7 +109,7 @@ def translate_all(translate, inputs, output, max_size=0, progress=None, max_mega
     import tensorflow as tf
 
     from preprocessing.images import Rejected
-    from trainer.image_files import read_image, write_image
+    from trainer.serving.image_files import read_image, write_image
 
     from preprocessing.images import TOO_LARGE
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from preprocessing import exit_status
 from preprocessing.flags import UsageError
-from trainer import preemption
+from trainer.run import preemption
 
 def tf_config_workers():
     cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})

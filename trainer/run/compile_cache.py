@@ -18,7 +18,7 @@ import platform
 import shutil
 import tempfile
 
-from trainer.model_dir import XLA_CACHE, model_path
+from trainer.run.model_dir import XLA_CACHE, model_path
 
 
 def device_fingerprint():

@@ -48,8 +48,8 @@ def list_inputs(pattern, exclude=None):
     input root, so that a second run does not read the first run's outputs."""
     import tensorflow as tf
 
-    from preprocessing.images import skip_reason
     from preprocessing.flags import UsageError
+    from preprocessing.images import skip_reason
 
     if any(c in pattern for c in "*?["):
         root = pattern[:min(pattern.index(c) for c in "*?[" if c in pattern)].rsplit("/", 1)[0]

@@ -12,9 +12,9 @@ import keras
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
-from trainer import data
-from trainer.model_dir import EVAL, LOGS, model_path
-from trainer.pixels import to_uint8
+from trainer.model.pixels import to_uint8
+from trainer.run import data
+from trainer.run.model_dir import EVAL, LOGS, model_path
 
 
 def held_out_grid(nets, real_a, real_b):
@@ -40,8 +40,8 @@ class Summaries:
         self._profiling = False
         self.evaluator = None
         if chief and config.eval_every:
-            from trainer.evaluator import Evaluator
-            from trainer.translator import make_translator
+            from trainer.evaluation.evaluator import Evaluator
+            from trainer.serving.translator import make_translator
 
             self.evaluator = Evaluator(config.eval_data, config.eval_images, config.inception_weights)
             self.translators = [make_translator(trainer.nets[name]) for name in ("G_AB", "G_BA")]

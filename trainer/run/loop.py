@@ -10,8 +10,9 @@ import tensorflow as tf
 
 from preprocessing import lease
 from preprocessing.schema import TRAIN, load_manifest
-from trainer import checkpoints, data, networks, preemption, restarts, strategy as strategies, summaries
-from trainer.step import CycleGANTrainer, requests
+from trainer.model import networks
+from trainer.model.step import CycleGANTrainer, requests
+from trainer.run import checkpoints, data, preemption, restarts, strategy as strategies, summaries
 
 EVAL_SHOWN = ("ground_truth_mae", "identity_mae", "cycle_mae", "fid", "kid")
 LOSS_ORDER = ("G_AB_gan", "G_BA_gan", "cycle_A", "cycle_B", "identity_A", "identity_B", "D_A", "D_B")
@@ -104,7 +105,7 @@ class Tick:
 
 def train(config, strategy=None, manifest=None, report=print, compile_cache=None):
     """Train as `config` says, resuming from config.model_dir's checkpoints; the trainer and per-step losses.
-    `compile_cache` (trainer.compile_cache) is published after the first step.
+    `compile_cache` (trainer.run.compile_cache) is published after the first step.
 
     Raises UsageError when another run holds the model directory (preprocessing.lease), lease.LeaseLost when
     another run took it over, restarts.NoProgress when the starts before this one kept resuming from its step,
@@ -176,7 +177,7 @@ def start(config, strategy, manifest, report):
         if holder and first < total:
             restarts.record(config.model_dir, first, strategies.worker_index(strategy),
                             config.max_restarts_without_progress)
-        if workers > 1:  # see trainer.checkpoints: the workers' positions are not saved, so the order is reseeded
+        if workers > 1:  # see trainer.run.checkpoints: the workers' positions are not saved, so the order is reseeded
             inputs = batches(config.seed + first)
         elif first and not state.input_restored:  # saved with another batch per worker, or by several workers
             report(f"the input order restarts at step {first}, reseeded from it: the checkpoint's input position "

@@ -6,7 +6,7 @@ import numpy as np
 
 from preprocessing.flags import UsageError
 from preprocessing.schema import TRUTH_FOLDER
-from trainer import metrics
+from trainer.evaluation import metrics
 
 
 class Evaluator:
@@ -15,7 +15,7 @@ class Evaluator:
     def __init__(self, data_root, limit=0, inception_weights=""):
         import tensorflow as tf
 
-        from trainer.image_files import list_inputs, read_image
+        from trainer.serving.image_files import list_inputs, read_image
 
         root = data_root.rstrip("/")
         # first: a wrong weights file is named before any image is read or translated
@@ -53,8 +53,8 @@ class Evaluator:
         """The report (a dict); with `output`, also the translations and report.json there."""
         import tensorflow as tf
 
-        from trainer.image_files import write_image
-        from trainer.translator import apply
+        from trainer.serving.image_files import write_image
+        from trainer.serving.translator import apply
 
         fake = {"B": [apply(a2b, a) for a in self.images["A"]], "A": [apply(b2a, b) for b in self.images["B"]]}
         cycled = {"A": [apply(b2a, f) for f in fake["B"]], "B": [apply(a2b, f) for f in fake["A"]]}

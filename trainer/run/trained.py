@@ -1,0 +1,88 @@
+"""A trained run read back: its networks restored from a model directory's checkpoint (for `export`, `evaluate`,
+and the run record's config with them), and its generators exported as SavedModels."""
+import dataclasses
+import json
+
+import tensorflow as tf
+
+from preprocessing.flags import UsageError
+from preprocessing.process import PARTIAL
+from trainer.config import TrainConfig, identity_fields
+from trainer.files import move, remove
+from trainer.model import networks
+from trainer.run import checkpoints
+from trainer.run.model_dir import RUN_RECORD, model_path
+from trainer.serving.image_files import inside
+from trainer.serving.translator import DIRECTIONS, EXPORT_RECORD, make_translator
+
+
+def load_run(model_dir, checkpoint=None, report=print):
+    """(config, the four nets restored from `checkpoint` or the newest one that loads, its path, its step)."""
+    record = checkpoints.read_run_record(model_dir, "is --model_dir a `cyclegan train` model directory?")
+    config = TrainConfig(**record["config"])
+    if checkpoint:
+        checkpoint = checkpoints.prefix_of(checkpoint)
+        check_same_run(checkpoint, model_dir, record)
+    nets = networks.build(config)
+    step = tf.Variable(0, dtype=tf.int64)
+    restorable = tf.train.Checkpoint(step=step, **nets)
+    if checkpoint:
+        try:
+            restorable.read(checkpoint).assert_existing_objects_matched().expect_partial()
+        except Exception as err:  # a damaged file raises anything from OpError and AssertionError to IndexError
+            raise UsageError(f"--checkpoint {checkpoint}: cannot restore the networks from it "
+                             f"({checkpoints.load_failure(err)})") from None
+    else:
+        checkpoint = checkpoints.restore_newest(restorable, model_dir, report)
+        if not checkpoint:
+            raise UsageError(f"--model_dir {model_dir} holds no checkpoint yet; train first")
+    return config, nets, checkpoint, int(step.numpy())
+
+
+def check_same_run(checkpoint, model_dir, record):
+    """A UsageError if `checkpoint` lies outside `model_dir` and the run beside it trained other networks: the
+    export would pair this run's config with another run's weights."""
+    if inside(checkpoint, model_dir):
+        return
+    other = checkpoint.rsplit("/", 2)[0] if checkpoint.count("/") >= 2 else "."
+    theirs = None
+    if tf.io.gfile.exists(model_path(other, RUN_RECORD)):
+        with tf.io.gfile.GFile(model_path(other, RUN_RECORD)) as f:
+            theirs = json.load(f).get("config", {})
+    differs = theirs is None or any(theirs.get(name) != record["config"].get(name) for name in identity_fields())
+    if differs:
+        raise UsageError(f"--checkpoint {checkpoint} is not in --model_dir {model_dir} and "
+                         + ("has no run record beside it" if theirs is None else "its run trained another config")
+                         + f": this run's config would be paired with other weights. Pass --model_dir {other}, "
+                           "the run it belongs to")
+
+
+def export(model_dir, output, checkpoint=None, report=print):
+    """Write output/a2b, output/b2a (SavedModels) and output/export.json; returns the two SavedModel paths.
+
+    Everything is written into OUTPUT.partial first, and moved into OUTPUT once complete, export.json last: a
+    folder with export.json holds a whole export, and a kill or a full disk mid-export never leaves one that lacks
+    a direction. An earlier export in OUTPUT is replaced entry by entry; other files there are left alone."""
+    config, nets, checkpoint, step = load_run(model_dir, checkpoint, report)
+    output = output.rstrip("/")
+    staging = output + PARTIAL
+    remove(staging)  # of an export that was stopped
+    for direction, name in DIRECTIONS.items():
+        translator = make_translator(nets[name])
+        tf.saved_model.save(translator, f"{staging}/{direction}",
+                            signatures={"serving_default": translator.translate.get_concrete_function()})
+        report(f"export: {name} ({direction}) written")
+    with tf.io.gfile.GFile(f"{staging}/{EXPORT_RECORD}", "w") as f:
+        json.dump({"checkpoint": checkpoint, "step": step, "directions": DIRECTIONS,
+                   "config": dataclasses.asdict(config)}, f, indent=2)
+    tf.io.gfile.makedirs(output)
+    remove(f"{output}/{EXPORT_RECORD}")  # the earlier export is incomplete from here until the new record is in
+    for entry in (*DIRECTIONS, EXPORT_RECORD):
+        remove(f"{output}/{entry}")
+        move(f"{staging}/{entry}", f"{output}/{entry}")
+    remove(staging)
+    paths = {direction: f"{output}/{direction}" for direction in DIRECTIONS}
+    for direction, name in DIRECTIONS.items():
+        report(f"export: {name} ({direction}) -> {paths[direction]}")
+    report(f"export: from {checkpoint} (step {step})")
+    return paths
