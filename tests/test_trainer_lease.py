@@ -59,15 +59,20 @@ def dead_pid():
     return proc.pid
 
 
+def wait_until_lost(holder, seconds=30):
+    """Until the holder's renewal thread found its lease gone (it looks every timeout / 4 seconds)."""
+    deadline = time.monotonic() + seconds
+    while not holder.lost and time.monotonic() < deadline:
+        time.sleep(0.5)
+
+
 def test_a_run_whose_lease_was_taken_over_stops_before_saving(tmp_path, monkeypatch):
     monkeypatch.setenv(lease.RUN_ENV, "h2z")
     old = lease.Lease(str(tmp_path), timeout_s=10)  # renewed every 2.5 s
     old.take()
     new = lease.Lease(str(tmp_path), timeout_s=10)
     new.take(report=lambda line: None)  # the same run's replacement
-    deadline = time.monotonic() + 30
-    while not old.lost and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_until_lost(old)
     with pytest.raises(lease.LeaseLost, match="step 7: .* was taken over by .*this run stops without saving"):
         old.check(7)
     old.release()
@@ -123,9 +128,7 @@ def test_an_unreadable_lease_is_taken_over_and_one_replaced_under_its_holder_sto
     holder = lease.Lease(str(tmp_path / "held"), timeout_s=10)  # renewed every 2.5 s
     holder.take()
     (tmp_path / "held" / "lease.json").write_text("scribbled over")
-    deadline = time.monotonic() + 30
-    while not holder.lost and time.monotonic() < deadline:
-        time.sleep(0.5)
+    wait_until_lost(holder)
     with pytest.raises(lease.LeaseLost, match="step 3: .* was taken over by an unreadable lease.json"):
         holder.check(3)
     holder.release()
