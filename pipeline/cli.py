@@ -96,6 +96,8 @@ def run(config, options, cloud, prog):
                     raise
                 print(f"preprocess: Dataflow job {remote.name} ({remote.id}) started meanwhile under this "
                       "--job_name; waiting for it instead", flush=True)
+            except interrupt.Stopped:  # a stop request, not a failure: handled below
+                raise
             except Exception as err:
                 if not failure.disk_full(err):
                     raise failed(err, held, config.output) from None
