@@ -246,7 +246,9 @@ def preprocess_objects(config, name, extra):
         kind = "preprocess"
         args += [f"--direct_num_workers={whole_cores(config, kind)}"]
     container = {"name": "preprocess", "image": config.image, "command": ["cyclegan", "preprocess"],
-                 "args": args + list(extra), "resources": resources(config, kind)}
+                 "args": args + list(extra), "resources": resources(config, kind),
+                 # the job's name: a replacement pod may take over the output folder's lease from its predecessor's
+                 "env": [{"name": RUN_ENV, "value": name}]}
     pod = {"labels": pod_labels(config, name), "spec": pod_spec(config, container, shm=kind == "preprocess",
                                                             terminationGracePeriodSeconds=60)}
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata(config, name),

@@ -13,6 +13,7 @@ from k8s import examples
 from k8s.cli import parse_submit
 from k8s.render import render
 from preprocessing.flags import UsageError
+from preprocessing.lease import RUN_ENV
 from tests.conftest import BIN
 
 VERSIONS = ("1.31", "1.32", "1.33", "1.34", "1.35")
@@ -160,6 +161,19 @@ def test_pods_are_restricted_and_the_api_servers_rules_hold(version):
                 assert restricted_violations(pod) == [], (case, obj["kind"])
                 assert not any("key" in str(env).lower() and "credentials" in str(env).lower()
                                for c in pod["containers"] for env in c.get("env", []))  # Workload Identity only
+
+
+def test_every_job_pod_names_its_run_so_that_a_replacement_pod_takes_its_lease_over():
+    """train holds the model directory and preprocess its output folder (preprocessing/lease.py): a pod replaced
+    after its node was lost must not be refused by its predecessor's lease, which looks alive for a while."""
+    for case, argv in SPREAD.items():
+        if argv[0] == "tensorboard":
+            continue
+        name, objects = render(*parse_submit(argv[0], argv[1:])[:2])
+        for obj in objects:
+            for pod in pod_specs(obj) if obj["kind"] in ("Job", "JobSet") else []:
+                env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+                assert env[RUN_ENV] == name, case
 
 
 # JobSet v0.6.0's jobset.x-k8s.io/v1alpha2 API as far as a rendered JobSet's fields go: the fields and rules of
