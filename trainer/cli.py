@@ -35,53 +35,6 @@ def check_config(config):
         raise UsageError("--eval_every needs --eval_data: a dataset root with testA/ and testB/")
 
 
-def slow_on_this_cpu(precision):
-    """Whether a mixed precision runs far slower than float32 on this machine's CPU, as measured: float16 on every
-    CPU; bfloat16 on one without AVX-512 (/proc/cpuinfo), as on the AVX2 CPU measured. On the AVX-512 CPU measured,
-    bfloat16 ran at 0.78 (tiny) to 1.65x (reference) float32's speed."""
-    if precision == "float32":
-        return False
-    if precision == "mixed_float16":
-        return True
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = set(next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []))
-    except OSError:
-        return False  # not Linux: nothing to go by
-    return bool(flags) and "avx512f" not in flags
-
-
-def check_data(path):
-    """The dataset's manifest, each training shard's size against it, and one decoded record per training domain;
-    returns the manifest."""
-    import tensorflow as tf
-
-    from preprocessing.schema import TRAIN, ManifestError, load_manifest, parse_example
-    from trainer.run.data import size_error
-
-    try:
-        manifest = load_manifest(path)
-    except ManifestError as err:
-        raise UsageError(f"--data: {err}") from None
-    for name in TRAIN:
-        if not manifest.written(name):
-            raise UsageError(f"--data {path}: the dataset has no {name} images; preprocess a dataset root with "
-                             f"{name}/ in it")
-    wrong = size_error(path, manifest)
-    if wrong:
-        raise UsageError(str(wrong))
-    for name in TRAIN:
-        entry = manifest.splits[name]
-        first = f"{path.rstrip('/')}/{entry.shards[0].path}"
-        try:
-            record = next(iter(tf.data.TFRecordDataset(first).take(1).map(parse_example)))
-        except (tf.errors.OpError, StopIteration) as err:
-            raise UsageError(f"--data: cannot read a record of {first}: {err}") from None
-        print(f"data: {name}: {entry.written} images in {len(entry.shards)} shards; first record "
-              f"{int(record['width'])}x{int(record['height'])} from {record['source_path'].numpy().decode()}")
-    return manifest
-
-
 def schedule_note(config, manifest):
     """The start's warning about steps past the learning-rate schedule, for the replicas this machine would run
     (a run elsewhere, with other replicas, has other epochs)."""
@@ -134,12 +87,13 @@ def run_training(args, config, cache, prog):
 
     from trainer.model import networks
     from trainer.run import preemption, strategy
+    from trainer.run.data_checks import check_data
 
     if config.model_dir and tf.io.gfile.exists(config.model_dir) and not tf.io.gfile.isdir(config.model_dir):
         raise UsageError(f"--model_dir {config.model_dir} is a file; give a folder (it is created if missing)")
 
     strategy.prepare_devices(config.cpu_replicas)
-    if not tf.config.list_physical_devices("GPU") and slow_on_this_cpu(config.precision):
+    if not tf.config.list_physical_devices("GPU") and strategy.slow_on_this_cpu(config.precision):
         print(f"{prog}: --precision {config.precision} on this CPU: it has no {config.precision[6:]} arithmetic, and "
               "the step ran 5 to 11x slower than in float32 on such CPUs (benchmarks/RESULTS.md); use float32 here",
               file=sys.stderr, flush=True)

@@ -12,7 +12,7 @@ from preprocessing import lease
 from preprocessing.schema import TRAIN, load_manifest
 from trainer.model import networks
 from trainer.model.step import CycleGANTrainer, requests
-from trainer.run import checkpoints, data, preemption, restarts, strategy as strategies, summaries
+from trainer.run import checkpoints, data, data_checks, preemption, restarts, strategy as strategies, summaries
 
 EVAL_SHOWN = ("ground_truth_mae", "identity_mae", "cycle_mae", "fid", "kid")
 LOSS_ORDER = ("G_AB_gan", "G_BA_gan", "cycle_A", "cycle_B", "identity_A", "identity_B", "D_A", "D_B")
@@ -201,7 +201,7 @@ def train_step(run, step, window, stop_request):
     try:
         batch = next(run.inputs)
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
-        raise (data.read_error(config.data, run.manifest, err) or err) from None
+        raise (data_checks.read_error(config.data, run.manifest, err) or err) from None
     real_a, real_b = strategies.distribute(run.strategy, batch)
     fed = time.monotonic()
     save_due = bool(config.checkpoint_minutes) and time.monotonic() - run.saved_at >= 60 * config.checkpoint_minutes

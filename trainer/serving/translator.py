@@ -5,7 +5,6 @@ The generator needs sides that are a multiple of 4 (and at least 8): the transla
 translates and crops back, so every image keeps its size. The same `tf.Module` is what `export` saves and what the
 trainer's evaluation calls on the live networks, so both translate alike.
 """
-import dataclasses
 import errno
 import json
 
