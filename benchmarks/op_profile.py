@@ -167,8 +167,9 @@ def measure(preset, blocks, variants, batches, steps, repeat):
         if not group:
             continue
         env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn}
-        done = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(
-            [preset, blocks, group, batches, steps, repeat])], env=env, capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-m", "benchmarks.op_profile", "--child", json.dumps(
+            [preset, blocks, group, batches, steps, repeat])], env=env, capture_output=True, text=True,
+            cwd=results.REPO)
         if done.returncode:
             raise SystemExit(f"{preset} {group} failed:\n{done.stderr[-3000:]}")
         lines += [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]

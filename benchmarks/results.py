@@ -9,6 +9,8 @@ import shutil
 import sys
 import tempfile
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `python -m benchmarks.NAME` runs
+
 
 def parser(description):
     """A benchmark's command line: its docstring as help, no abbreviations, and --json."""

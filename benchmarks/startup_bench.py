@@ -78,8 +78,8 @@ def child(preset, xla, replicas, records, model_dir):
 
 def measure(preset, xla, replicas, records, model_dir, start):
     began = time.time()
-    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", preset, xla, str(replicas),
-                           records, model_dir], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "benchmarks.startup_bench", "--child", preset, xla, str(replicas),
+                           records, model_dir], capture_output=True, text=True, cwd=results.REPO)
     wall = time.time() - began
     if done.returncode != 0:
         raise SystemExit(f"the start-up of {preset} (XLA {xla}, {replicas} replicas) failed:\n{done.stderr[-3000:]}")
