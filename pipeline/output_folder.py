@@ -24,7 +24,8 @@ def prepare(output, overwrite):
     if finished and not overwrite:
         raise UsageError(f"--output {output} already holds a {MANIFEST_NAME}; pass --overwrite to replace it, or "
                          "choose another folder")
-    stale = left_over(output) if finished else previous_output(output)
+    ours = previous_output(output)
+    stale = left_over(output, ours) if finished else ours
     if stale:
         files.delete(stale)
         print("preprocess: removed what an unfinished run stopped in this folder left: "
@@ -32,13 +33,14 @@ def prepare(output, overwrite):
     if not finished:
         return 0
     print(f"preprocess: the dataset in {output} is kept until this run's is whole, then replaced (--overwrite)")
-    return len(previous_output(output))
+    return len(ours) - len(stale)
 
 
-def left_over(output):
-    """What a stopped run left beside a finished dataset: staging files and half-written files."""
+def left_over(output, ours):
+    """Of `ours` (previous_output), what a stopped run left beside a finished dataset: staging files and
+    half-written files."""
     root = output.rstrip("/") + "/"
-    return [path for path in previous_output(output) if path.startswith(root + staging.STAGING_FOLDER)
+    return [path for path in ours if path.startswith(root + staging.STAGING_FOLDER)
             or path.startswith(root + "beam-temp-") or path.endswith(PARTIAL)]
 
 

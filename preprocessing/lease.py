@@ -7,11 +7,10 @@ staging files. The lease is created only if absent (an exclusive create on local
 on gs://) and renewed every `timeout / 4` seconds; a start finds it held and stops with exit 2 naming the holder,
 unless
 
-  - its heartbeat is older than the timeout (the holder died without letting go), or
+  - its heartbeat is older than the timeout (the holder died without letting go),
   - it was held by an earlier start of the same run: the same CYCLEGAN_RUN (which `cyclegan submit` sets to the
     job's name, so a preempted pod's replacement is never locked out by its predecessor), or a process of this
-    host that is gone.
-
+    host that is gone, or
   - it cannot be read (a start that died while writing it; garbage written over it).
 
 Those are taken over, with a line that says so. A lease is written whole or not at all: on a local disk a finished
@@ -34,8 +33,6 @@ from preprocessing.process import PARTIAL
 
 LEASE = "lease.json"
 RUN_ENV = "CYCLEGAN_RUN"  # the run a start belongs to (`cyclegan submit` sets the job's name)
-
-
 HOLDER_KEYS = frozenset({"host", "pid", "start", "since", "heartbeat"})
 
 
@@ -236,7 +233,9 @@ class Lease:
             self._take(report)
         except UsageError:
             raise
-        except Exception as err:  # OSError, TensorFlow's OpError, a bucket's refusal: the folder takes no file
+        except Exception as err:
+            if not isinstance(err, OSError) and type(err).__module__.split(".")[0] not in ("tensorflow", "google"):
+                raise  # not the storage's answer (OSError, TensorFlow's OpError, a bucket's refusal): a bug to see
             reason = (getattr(err, "strerror", None) or str(err).strip().splitlines()[0])[:200]
             if getattr(err, "errno", None) == errno.ENOSPC or "No space left" in reason:
                 raise LeaseUnwritable(f"{self.flag} {self.folder}: no space left to write its {LEASE}; nothing "

@@ -46,8 +46,7 @@ def schedule_note(config, manifest):
                                                           or config.cpu_replicas)
     global_batch = config.batch_size * replicas * max(1, strategy.tf_config_workers())
     per_epoch = loop.steps_per_epoch(manifest, global_batch)
-    total = config.steps or (config.epochs or config.n_epochs + config.n_epochs_decay) * per_epoch
-    idle = loop.schedule_overrun(config, per_epoch, total)
+    idle = loop.schedule_overrun(config, per_epoch, loop.total_steps(config, per_epoch))
     if idle:
         print(f"warning: {idle} (global batch {global_batch} here)")
 

@@ -85,11 +85,12 @@ def main(argv, prog="cyclegan translate"):
 
 def pending(inputs, output, overwrite, resume):
     """(the inputs to translate, how many --resume leaves out): a UsageError if a file in `output` that translate
-    did not write would be replaced without --overwrite."""
-    import tensorflow as tf
-
+    did not write would be replaced without --overwrite. Only when that or --resume asks is any file read (its
+    header: one request each on gs://)."""
+    if overwrite and not resume:
+        return inputs, 0
     root = output.rstrip("/")
-    present = {path[len(root) + 1:] for path in walk(root, [])} if tf.io.gfile.isdir(root) else set()
+    present = {path[len(root) + 1:] for path in walk(root, [])}  # check_writable made the folder
     ours, theirs = set(), []
     for _, relative in inputs:
         if relative in present and written_by_translate(f"{root}/{relative}"):

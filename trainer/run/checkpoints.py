@@ -213,6 +213,14 @@ def read_run_record(model_dir, missing):
         return json.load(f)
 
 
+def identity_changes(recorded, now):
+    """["name old -> new"] of the fields that say what a run trains, where the config dict `now` differs from the
+    `recorded` one of a run record. The other fields (how to run) may change freely; a field gone is a change."""
+    free = set(now) - identity_fields()
+    return [f"{name} {value!r} -> {now.get(name)!r}" for name, value in sorted(recorded.items())
+            if name not in free and now.get(name) != value]
+
+
 def check_run_record(config, manifest, report):
     """A UsageError when this run trains something else than the checkpoints it would resume (unless forced)."""
     if config.force_resume and not tf.io.gfile.exists(model_path(config.model_dir, RUN_RECORD)):
@@ -221,10 +229,7 @@ def check_run_record(config, manifest, report):
         return
     record = read_run_record(config.model_dir, "it should lie beside the checkpoints it describes; restore it, or "
                                                "pass --force_resume to resume without checking the config")
-    now = dataclasses.asdict(config)
-    free = set(now) - identity_fields()  # how to run: a resumed run may change these; a field gone is a change
-    changed = [f"{name} {value!r} -> {now.get(name)!r}" for name, value in sorted(record["config"].items())
-               if name not in free and now.get(name) != value]
+    changed = identity_changes(record["config"], dataclasses.asdict(config))
     if record["dataset_fingerprint"] != manifest.fingerprint:
         changed.append(f"dataset fingerprint {record['dataset_fingerprint'][:12]} -> {manifest.fingerprint[:12]}")
     if not changed:

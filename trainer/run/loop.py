@@ -24,6 +24,11 @@ def steps_per_epoch(manifest, global_batch):
     return max(1, images // global_batch)
 
 
+def total_steps(config, per_epoch):
+    """The step a run ends at: --steps, or --epochs (else the schedule's n_epochs + n_epochs_decay) of epochs."""
+    return config.steps or (config.epochs or config.n_epochs + config.n_epochs_decay) * per_epoch
+
+
 def schedule_overrun(config, per_epoch, total):
     """Why the last steps of `total` would change nothing (the learning rate is 0 from the schedule's end on), or
     None. The schedule is the run's identity, so it is not stretched to the steps asked for: it is said instead."""
@@ -152,7 +157,7 @@ def start(config, strategy, manifest, report):
         manifest = manifest or load_manifest(config.data)
         global_batch = config.batch_size * strategy.num_replicas_in_sync
         per_epoch = steps_per_epoch(manifest, global_batch)
-        total = config.steps or (config.epochs or config.n_epochs + config.n_epochs_decay) * per_epoch
+        total = total_steps(config, per_epoch)
         xla = config.xla == "on" or (config.xla == "auto" and bool(tf.config.list_physical_devices("GPU")))
         trainer = CycleGANTrainer(config, strategy, per_epoch, precision=config.precision, xla=xla)
         report(f"train: {strategies.describe(strategy)} with {strategy.num_replicas_in_sync} replica(s), "

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from preprocessing.flags import UsageError
 from preprocessing.process import PARTIAL
-from trainer.config import TrainConfig, identity_fields
+from trainer.config import TrainConfig
 from trainer.files import move, remove
 from trainer.model import networks
 from trainer.run import checkpoints
@@ -45,16 +45,15 @@ def check_same_run(checkpoint, model_dir, record):
     if inside(checkpoint, model_dir):
         return
     other = checkpoint.rsplit("/", 2)[0] if checkpoint.count("/") >= 2 else "."
-    theirs = None
-    if tf.io.gfile.exists(model_path(other, RUN_RECORD)):
-        with tf.io.gfile.GFile(model_path(other, RUN_RECORD)) as f:
-            theirs = json.load(f).get("config", {})
-    differs = theirs is None or any(theirs.get(name) != record["config"].get(name) for name in identity_fields())
-    if differs:
-        raise UsageError(f"--checkpoint {checkpoint} is not in --model_dir {model_dir} and "
-                         + ("has no run record beside it" if theirs is None else "its run trained another config")
-                         + f": this run's config would be paired with other weights. Pass --model_dir {other}, "
-                           "the run it belongs to")
+    if not tf.io.gfile.exists(model_path(other, RUN_RECORD)):
+        why = "has no run record beside it"
+    else:
+        changes = checkpoints.identity_changes(checkpoints.read_run_record(other, "")["config"], record["config"])
+        if not changes:
+            return
+        why = f"its run trained another config ({'; '.join(changes)})"
+    raise UsageError(f"--checkpoint {checkpoint} is not in --model_dir {model_dir} and {why}: this run's config "
+                     f"would be paired with other weights. Pass --model_dir {other}, the run it belongs to")
 
 
 def export(model_dir, output, checkpoint=None, report=print):

@@ -1,5 +1,5 @@
-"""A trained run's generators as translators: loaded from a model directory or an export, applied to images of
-any size, and saved as SavedModels.
+"""A trained run's generators as translators: made from a generator (for `export`, which saves them, and the
+trainer's evaluation) or loaded from an export, and applied to images of any size.
 
 The generator needs sides that are a multiple of 4 (and at least 8): the translator pads symmetrically to that,
 translates and crops back, so every image keeps its size. The same `tf.Module` is what `export` saves and what the
