@@ -73,9 +73,11 @@ def demo(argv, prog="cyclegan demo"):
             return status
     import json
 
+    from trainer.evaluation.evaluator import Key
+
     with open(f"{out}/eval/report.json") as f:
         report = json.load(f)
-    ratio = report["ground_truth_mae_vs_identity"]
+    ratio = report[Key.GROUND_TRUTH_MAE_VS_IDENTITY]
     print(f"\ndemo: G(test A) is off the true B images by {ratio:.0%} of the identity map's error "
           f"({'learned: at most 30%' if ratio <= 0.3 else 'more than the 30% a full demo reaches; train longer'})")
     print(f"demo: translated test A images in {out}/translated/testA; report in {out}/eval/report.json")

@@ -55,7 +55,7 @@ def main(argv=None):
             work = tempfile.mkdtemp(prefix="cyclegan-save-")
             try:
                 config = PRESETS[preset]
-                trainer = CycleGANTrainer(config, strategies.make(dataclasses.replace(config, strategy="one_device")),
+                trainer = CycleGANTrainer(config, strategies.create(dataclasses.replace(config, strategy="one_device")),
                                           steps_per_epoch=1)
                 row = {"preset": preset}
                 for target, model_dir in (("local", work), ("ram", f"ram://save-{uuid.uuid4().hex}")):

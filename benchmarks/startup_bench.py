@@ -54,13 +54,13 @@ def child(preset, xla, replicas, records, model_dir):
 
     strategies.prepare_devices(replicas)
     config = PRESETS[preset]
-    strategy = strategies.make(dataclasses.replace(config, cpu_replicas=replicas))
+    strategy = strategies.create(dataclasses.replace(config, cpu_replicas=replicas))
     manifest = load_manifest(records)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     batch = next(iter(data.train_dataset(records, manifest, config, global_batch)))
     real_a, real_b = strategies.distribute(strategy, batch)
     stop = requests()
-    cache.load(report=lambda line: None)
+    cache.load(say=lambda line: None)
     phase("input")
     trainer = CycleGANTrainer(config, strategy, loop.steps_per_epoch(manifest, global_batch), xla=xla)
     phase("nets")
@@ -68,7 +68,7 @@ def child(preset, xla, replicas, records, model_dir):
     phase("trace")
     loop.fetch_losses(trainer.train_step(real_a, real_b, stop))
     phase("first_step")
-    cache.publish(report=lambda line: None)
+    cache.publish(say=lambda line: None)
     cache.close()
     mark = time.time()
     loop.fetch_losses(trainer.train_step(real_a, real_b, stop))

@@ -3,13 +3,11 @@
 Every object `submit` creates carries the label app.kubernetes.io/managed-by=cyclegan-submit, and is found by it.
 """
 import json
-import sys
 import time
 
-from k8s.render import DATAFLOW_ANNOTATION, INDEX_ANNOTATION, MANAGED_BY, QUEUE_LABEL, TENSORBOARD_PORT
+from k8s.render import INDEX_ANNOTATION, MANAGED_BY
 from preprocessing import exit_status
 from preprocessing.flags import UsageError
-from trainer.run.model_dir import LOGS, model_path
 
 JOBSET = ("jobset.x-k8s.io", "v1alpha2", "jobsets")
 OWNERS = ("Job", "JobSet", "Deployment")  # what runs a job; the other objects it needs are owned by it
@@ -155,10 +153,11 @@ def owner_reference(obj, answer):
     return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"], "uid": uid}
 
 
-def submit(config, objects, name):
-    """Create the objects in order; on a refusal, delete the ones created so far and raise a UsageError. The job's
-    own object (the first Job, JobSet or Deployment) becomes the owner of the objects after it, so that the
-    garbage collector removes them with it: at the end of its TTL, or on `submit delete`."""
+def submit(config, objects):
+    """Create the objects in order, yielding (kind, name) as each is created; on a refusal, delete the ones
+    created so far and raise a UsageError. The job's own object (the first Job, JobSet or Deployment) becomes the
+    owner of the objects after it, so that the garbage collector removes them with it: at the end of its TTL, or
+    on `submit delete`."""
     api = api_client(config.request_timeout)
     created, owner = [], None
     for obj in objects:
@@ -178,19 +177,10 @@ def submit(config, objects, name):
             raise api_error(err, what, config.namespace) from None
         if obj["kind"] != "ServiceAccount":
             created.append((obj["kind"], obj["metadata"]["name"]))
-        print(f"submit: created {obj['kind']} {config.namespace}/{obj['metadata']['name']}")
-    ns = f"-n {config.namespace}"
-    print(f"submit: follow it with `cyclegan submit status {name} --namespace {config.namespace}` and "
-          f"`cyclegan submit logs {name} --follow --namespace {config.namespace}`")
-    if config.kind == "tensorboard":
-        print(f"submit: open TensorBoard with `kubectl port-forward {ns} svc/{name} {TENSORBOARD_PORT}:"
-              f"{TENSORBOARD_PORT}`, then http://localhost:{TENSORBOARD_PORT}")
-    elif config.kind == "train":
-        print(f"submit: watch training in TensorBoard: `cyclegan submit tensorboard --image {config.image} "
-              f"--logdir {model_path(config.model_dir, LOGS)}`")
+        yield obj["kind"], obj["metadata"]["name"]
 
 
-def owned(api, namespace, name=None):
+def submitted_jobs(api, namespace, name=None):
     """[(kind, object as a dict)] that `submit` made in the namespace (those of `name` only, if given)."""
     from kubernetes.client.exceptions import ApiException
 
@@ -208,7 +198,8 @@ def owned(api, namespace, name=None):
     return found
 
 
-def state(kind, obj):
+def job_state(kind, obj):
+    """One word or a few: Complete, Failed, the pods' counts, or a Deployment's ready replicas."""
     status = obj.get("status") or {}
     if kind == "Deployment":
         return f"{status.get('ready_replicas') or status.get('readyReplicas') or 0}/{obj['spec']['replicas']} ready"
@@ -218,14 +209,6 @@ def state(kind, obj):
             return final
     counts = [f"{status[key]} {key}" for key in ("active", "succeeded", "failed") if status.get(key)]
     return ", ".join(counts) or "pending"
-
-
-def show_list(api, namespace):
-    rows = [(obj["metadata"]["name"], kind, obj["metadata"]["labels"].get("app.kubernetes.io/component", ""),
-             state(kind, obj)) for kind, obj in owned(api, namespace)]
-    print(f"{'NAME':<42}{'KIND':<12}{'JOB':<13}STATE")
-    for row in sorted(rows):
-        print(f"{row[0]:<42}{row[1]:<12}{row[2]:<13}{row[3]}")
 
 
 def pods_of(api, namespace, name):
@@ -288,37 +271,8 @@ def latest_progress(api, namespace, pod):
     return lines[-1] if lines else ""
 
 
-def show_status(api, namespace, name):
-    objects = owned(api, namespace, name)
-    if not objects:
-        raise UsageError(f"no job named {name} in namespace {namespace} (see `cyclegan submit list`)")
-    for kind, obj in objects:
-        print(f"{kind} {namespace}/{name}: {state(kind, obj)}")
-        for condition in (obj.get("status") or {}).get("conditions") or []:
-            print(f"  {condition['type']}={condition['status']}: {condition.get('reason') or ''} "
-                  f"{condition.get('message') or ''}".rstrip())
-        if QUEUE_LABEL in obj["metadata"].get("labels", {}):  # Kueue holds a Job suspended until it admits it
-            admitted = not (obj.get("spec") or {}).get("suspend")
-            print(f"  Kueue: {'admitted' if admitted else 'waiting for admission (the Job is suspended)'} in queue "
-                  f"{obj['metadata']['labels'][QUEUE_LABEL]}")
-    workers = by_worker(pods_of(api, namespace, name))
-    for index, pods in workers.items():
-        newest, earlier = pods[0], pods[1:]
-        waiting = why_waiting(newest)
-        restarts = sum(c.restart_count or 0 for c in newest.status.container_statuses or []) + len(earlier)
-        now = waiting or (how_it_ended(newest) if newest.status.phase in ("Succeeded", "Failed")
-                          else newest.status.phase)
-        print(f"  worker {index}: {now} (pod {newest.metadata.name}, {restarts} restart(s))")
-        for pod in earlier:
-            print(f"    earlier pod {pod.metadata.name}: {how_it_ended(pod)}")
-    if workers and objects[0][1]["metadata"]["labels"].get("app.kubernetes.io/component") == "train":
-        progress = latest_progress(api, namespace, workers[min(workers)][0])
-        if progress:
-            print(f"  latest progress (worker {min(workers)}): {progress}")
-
-
-def show_logs(api, namespace, name, follow=False, worker=None, every_worker=False, tail=None, previous=False):
-    """The log of a worker's newest pod (worker 0, the chief, unless `worker`), or of its pod before that
+def log_lines(api, namespace, name, follow=False, worker=None, every_worker=False, tail=None, previous=False):
+    """The lines of the log of a worker's newest pod (worker 0, the chief, unless `worker`), or of its pod before that
     (`previous`: a Job's pods do not restart in place, they are replaced), or of every worker, each line
     prefixed with it."""
     _, core, _, _ = _apis(api)
@@ -343,14 +297,14 @@ def show_logs(api, namespace, name, follow=False, worker=None, every_worker=Fals
             pending += chunk.decode(errors="replace")
             *lines, pending = pending.split("\n")
             for line in lines:
-                sys.stdout.write(f"{prefix}{line}\n")
-            sys.stdout.flush()
+                yield prefix + line
         if pending:
-            sys.stdout.write(f"{prefix}{pending}\n")
+            yield prefix + pending
 
 
 def remove(api, namespace, name):
-    objects = owned(api, namespace, name)
+    """Delete the job's objects and Services, yielding (kind, object as a dict) as each is deleted."""
+    objects = submitted_jobs(api, namespace, name)
     _, core, _, _ = _apis(api)
     services = core.list_namespaced_service(namespace, label_selector=f"{SELECTOR},app.kubernetes.io/instance="
                                                                       f"{name}").items
@@ -358,12 +312,7 @@ def remove(api, namespace, name):
         raise UsageError(f"no job named {name} in namespace {namespace} (see `cyclegan submit list`)")
     for kind, obj in objects:
         delete(api, kind, obj["metadata"]["name"], namespace)
-        print(f"submit: deleted {kind} {namespace}/{obj['metadata']['name']}")
-        dataflow = (obj["metadata"].get("annotations") or {}).get(DATAFLOW_ANNOTATION)
-        if dataflow and state(kind, obj) not in ("Complete", "Failed"):
-            project, region, job_name = dataflow.split("/")
-            print(f"submit: its launcher cancels Dataflow job {job_name} as it stops; to check: gcloud dataflow "
-                  f"jobs list --project {project} --region {region} --filter name={job_name}")
+        yield kind, obj
     for service in services:
         delete(api, "Service", service.metadata.name, namespace)
-        print(f"submit: deleted Service {namespace}/{service.metadata.name}")
+        yield "Service", {"metadata": {"name": service.metadata.name}}

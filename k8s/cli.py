@@ -16,8 +16,9 @@ import sys
 
 from k8s import api as cluster
 from k8s import config as submit_config
-from k8s.render import render
+from k8s.render import DATAFLOW_ANNOTATION, QUEUE_LABEL, TENSORBOARD_PORT, render
 from preprocessing.flags import UsageError, add_config_flags, check_fields, config_from_flags, job_parser
+from trainer.run.model_dir import LOGS, model_path
 
 ACTIONS = ("preprocess", "train", "tensorboard", "list", "status", "logs", "delete")
 
@@ -33,7 +34,7 @@ def parse_submit(action, argv, prog="cyclegan submit"):
     add_config_flags(parser, submit_config.SubmitConfig, skip=("kind",))
     args = parser.parse_args(argv)
     config = config_from_flags(dataclasses.replace(submit_config.SubmitConfig(), kind=action), args)
-    submit_config.check(config)
+    submit_config.check_config(config)
     if action == "train":
         check_train_flags(extra, config.preset)
     return config, extra, args.dry_run
@@ -97,7 +98,7 @@ def main(argv, prog="cyclegan submit"):
 
             sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
         else:
-            cluster.submit(config, objects, name)
+            print_submitted(config, objects, name)
         return 0
     parser = job_parser(f"{prog} {action}", __doc__)
     if action != "list":
@@ -126,16 +127,79 @@ def main(argv, prog="cyclegan submit"):
             "delete": f"delete {name}"}[action]
     try:
         if action == "list":
-            cluster.show_list(api, args.namespace)
+            print_list(api, args.namespace)
         elif action == "status":
-            cluster.show_status(api, args.namespace, name)
+            print_status(api, args.namespace, name)
         elif action == "logs":
-            cluster.show_logs(api, args.namespace, name, args.follow, args.worker, args.all, args.tail,
-                              args.previous)
+            for line in cluster.log_lines(api, args.namespace, name, args.follow, args.worker, args.all, args.tail,
+                                          args.previous):
+                print(line, flush=True)
         else:
-            cluster.remove(api, args.namespace, name)
+            print_removed(api, args.namespace, name)
     except UsageError:
         raise
     except Exception as err:
         raise cluster.api_error(err, what, args.namespace) from None
     return 0
+
+
+def print_submitted(config, objects, name):
+    for kind, created in cluster.submit(config, objects):
+        print(f"submit: created {kind} {config.namespace}/{created}", flush=True)
+    print(f"submit: follow it with `cyclegan submit status {name} --namespace {config.namespace}` and "
+          f"`cyclegan submit logs {name} --follow --namespace {config.namespace}`")
+    if config.kind == "tensorboard":
+        print(f"submit: open TensorBoard with `kubectl port-forward -n {config.namespace} svc/{name} "
+              f"{TENSORBOARD_PORT}:{TENSORBOARD_PORT}`, then http://localhost:{TENSORBOARD_PORT}")
+    elif config.kind == "train":
+        print(f"submit: watch training in TensorBoard: `cyclegan submit tensorboard --image {config.image} "
+              f"--logdir {model_path(config.model_dir, LOGS)}`")
+
+
+def print_list(api, namespace):
+    rows = [(obj["metadata"]["name"], kind, obj["metadata"]["labels"].get("app.kubernetes.io/component", ""),
+             cluster.job_state(kind, obj)) for kind, obj in cluster.submitted_jobs(api, namespace)]
+    print(f"{'NAME':<42}{'KIND':<12}{'JOB':<13}STATE")
+    for row in sorted(rows):
+        print(f"{row[0]:<42}{row[1]:<12}{row[2]:<13}{row[3]}")
+
+
+def print_status(api, namespace, name):
+    """The job's objects and conditions, each worker's newest pod and what became of its earlier ones, and the
+    chief's latest progress line."""
+    objects = cluster.submitted_jobs(api, namespace, name)
+    if not objects:
+        raise UsageError(f"no job named {name} in namespace {namespace} (see `cyclegan submit list`)")
+    for kind, obj in objects:
+        print(f"{kind} {namespace}/{name}: {cluster.job_state(kind, obj)}")
+        for condition in (obj.get("status") or {}).get("conditions") or []:
+            print(f"  {condition['type']}={condition['status']}: {condition.get('reason') or ''} "
+                  f"{condition.get('message') or ''}".rstrip())
+        if QUEUE_LABEL in obj["metadata"].get("labels", {}):  # Kueue holds a Job suspended until it admits it
+            admitted = not (obj.get("spec") or {}).get("suspend")
+            print(f"  Kueue: {'admitted' if admitted else 'waiting for admission (the Job is suspended)'} in queue "
+                  f"{obj['metadata']['labels'][QUEUE_LABEL]}")
+    workers = cluster.by_worker(cluster.pods_of(api, namespace, name))
+    for index, pods in workers.items():
+        newest, earlier = pods[0], pods[1:]
+        waiting = cluster.why_waiting(newest)
+        restarts = sum(c.restart_count or 0 for c in newest.status.container_statuses or []) + len(earlier)
+        now = waiting or (cluster.how_it_ended(newest) if newest.status.phase in ("Succeeded", "Failed")
+                          else newest.status.phase)
+        print(f"  worker {index}: {now} (pod {newest.metadata.name}, {restarts} restart(s))")
+        for pod in earlier:
+            print(f"    earlier pod {pod.metadata.name}: {cluster.how_it_ended(pod)}")
+    if workers and objects[0][1]["metadata"]["labels"].get("app.kubernetes.io/component") == "train":
+        progress = cluster.latest_progress(api, namespace, workers[min(workers)][0])
+        if progress:
+            print(f"  latest progress (worker {min(workers)}): {progress}")
+
+
+def print_removed(api, namespace, name):
+    for kind, obj in cluster.remove(api, namespace, name):
+        print(f"submit: deleted {kind} {namespace}/{obj['metadata']['name']}", flush=True)
+        dataflow = (obj["metadata"].get("annotations") or {}).get(DATAFLOW_ANNOTATION)
+        if dataflow and cluster.job_state(kind, obj) not in ("Complete", "Failed"):
+            project, region, job_name = dataflow.split("/")
+            print(f"submit: its launcher cancels Dataflow job {job_name} as it stops; to check: gcloud dataflow "
+                  f"jobs list --project {project} --region {region} --filter name={job_name}")

@@ -2,6 +2,7 @@
 import dataclasses
 import re
 
+from preprocessing import exit_status
 from preprocessing.flags import UsageError, check_fields, config_field
 from trainer.config import PRESETS, TrainConfig
 
@@ -22,9 +23,12 @@ OLDEST_KUBERNETES = (1, 31)  # podFailurePolicy, which the Jobs rely on, is GA f
 MAX_GPUS = 16  # more than any node offers: a higher --gpus is a typo, and its pods would never be scheduled
 ON_DEMAND_GRACE, SPOT_GRACE = 120, 15  # GKE: a spot node's shutdown gives ordinary pods its first 15 s
 # The grace period must hold the step in flight and a save. A reference-size checkpoint (every net, both Adam
-# states and the pools: 418 MB) takes 1.5 s to local disk and 4 s to upload to a GCS emulator on loopback
-# (benchmarks/save_bench.py); twice the slower, and a step, round up to 10 s.
+# states and the pools) takes a few seconds to upload (benchmarks/RESULTS.md, "Checkpoint save"); twice that,
+# and a step, round up to 10 s.
 SHORTEST_GRACE = 10
+# Each pod's requests unless --cpu/--memory say otherwise; "dataflow" is the launcher pod of a Dataflow run.
+DEFAULT_CPU = {"train": "8", "preprocess": "4", "tensorboard": "1", "dataflow": "1"}
+DEFAULT_MEMORY = {"train": "48Gi", "preprocess": "16Gi", "tensorboard": "4Gi", "dataflow": "2Gi"}
 UID = 10001  # the images' user (k8s/Dockerfile*): non-root, fixed, as the restricted profile wants
 
 
@@ -41,10 +45,10 @@ class SubmitConfig:
     gcp_service_account: str = config_field("", "also render the service account, annotated for Workload "
                                             "Identity with this Google service account (NAME@PROJECT.iam."
                                             "gserviceaccount.com)")
-    cpu: str = config_field("", "CPU request per pod (default: 8 per node for train, 4 for preprocess, 1 for "
-                            "tensorboard and a Dataflow launcher)")
-    memory: str = config_field("", "memory request and limit per pod (default: 48Gi train, 16Gi preprocess, "
-                               "4Gi tensorboard, 2Gi Dataflow launcher)")
+    cpu: str = config_field("", "CPU request per pod (default: " + ", ".join(
+        f"{value} {kind}" for kind, value in DEFAULT_CPU.items()) + "; train's per node)")
+    memory: str = config_field("", "memory request and limit per pod (default: " + ", ".join(
+        f"{value} {kind}" for kind, value in DEFAULT_MEMORY.items()) + ")")
     # train
     data: str = config_field("", "train: the records (the --output of preprocess), usually gs://")
     model_dir: str = config_field("", "train: the model directory, usually gs:// (checkpoints, logs)")
@@ -65,7 +69,8 @@ class SubmitConfig:
                                 "(restarts the whole worker group when one fails)", choices=("job", "jobset"))
     kubernetes_version: str = config_field("1.33", "the cluster's minor version: from 1.33 a multi-node Job also "
                                            "gets a successPolicy (worker 0 done = Job done)")
-    backoff_limit: int = config_field(6, "restarts for real crashes (exit 75 and node disruptions are not counted)",
+    backoff_limit: int = config_field(6, f"restarts for real crashes (exit {exit_status.PREEMPTED} and node "
+                                     "disruptions are not counted)",
                                      minimum=0)
     grace_period: int = config_field(0, "seconds between SIGTERM and SIGKILL, in which the trainer saves (0: "
                                      f"{ON_DEMAND_GRACE}, or {SPOT_GRACE} with --spot: what GKE gives a pod on a "
@@ -76,8 +81,8 @@ class SubmitConfig:
     ttl_hours: int = config_field(168, "delete the finished job after this many hours", minimum=1)
     deadline_hours: int = config_field(0, "fail the job after this many hours running (0: never)", minimum=0)
     peer_timeout: int = config_field(TrainConfig.peer_timeout, "train, several nodes: seconds before a worker whose "
-                                     "peer died exits with 75, so that the whole group restarts from the newest "
-                                     "checkpoint", minimum=10)
+                                     f"peer died exits with {exit_status.PREEMPTED}, so that the whole group "
+                                     "restarts from the newest checkpoint", minimum=10)
     request_timeout: int = config_field(30, "seconds the action may wait for the Kubernetes API in all, retries "
                                         "included, before giving up", minimum=1)
     # preprocess
@@ -92,18 +97,16 @@ class SubmitConfig:
     logdir: str = config_field("", "tensorboard: the run's logs, e.g. gs://BUCKET/runs/NAME/logs")
 
 
-DEFAULT_CPU = {"train": "8", "preprocess": "4", "tensorboard": "1", "dataflow": "1"}
-DEFAULT_MEMORY = {"train": "48Gi", "preprocess": "16Gi", "tensorboard": "4Gi", "dataflow": "2Gi"}
 
 
-def minor(version):
+def minor_version(version):
     match = re.match(r"^(\d+)\.(\d+)", version)
     if not match:
         raise UsageError(f"--kubernetes_version {version}: expected MAJOR.MINOR, e.g. 1.33")
     return int(match.group(1)), int(match.group(2))
 
 
-def check(config):
+def check_config(config):
     """A UsageError for the first flag that cannot make a valid job."""
     if not config.image:
         raise UsageError("--image is required: the container image the pods run (see k8s/Dockerfile)")
@@ -142,7 +145,7 @@ def check(config):
                          "\"Checkpoint save\")")
     if config.network_profile != "none":
         check_network_profile(config)
-    if minor(config.kubernetes_version) < OLDEST_KUBERNETES:
+    if minor_version(config.kubernetes_version) < OLDEST_KUBERNETES:
         raise UsageError(f"--kubernetes_version {config.kubernetes_version}: the Jobs need podFailurePolicy, GA "
                          f"from {'.'.join(map(str, OLDEST_KUBERNETES))}; upgrade the cluster")
     required = {"train": (("--data", config.data), ("--model_dir", config.model_dir)),

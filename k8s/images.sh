@@ -6,11 +6,14 @@
 #   k8s/images.sh [TAG]      # TAG defaults to dev: localhost/cyclegan-trainer:TAG, localhost/cyclegan-beam:TAG
 #   k8s/images.sh --check    # exit 2, naming what to install, where this machine lacks a tool the build needs
 #
-# Podman's settings are k8s/podman/*.conf (fuse-overlayfs storage, cgroupfs, runc), which work inside a container.
+# Podman's settings are k8s/podman/*.conf (fuse-overlayfs storage, cgroupfs, runc), which work inside a container;
+# k8s/podman/env names the variables that point podman at them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=localhost/cyclegan-base:py311
-export CONTAINERS_STORAGE_CONF="$PWD/k8s/podman/storage.conf" CONTAINERS_CONF="$PWD/k8s/podman/containers.conf"
+while IFS== read -r name path; do
+  [[ -z $name || $name == \#* ]] || export "$name=$PWD/$path"
+done < k8s/podman/env
 
 for tool in podman runc fuse-overlayfs debootstrap; do
   if ! command -v "$tool" >/dev/null; then

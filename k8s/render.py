@@ -17,7 +17,7 @@ import datetime
 import json
 
 from k8s import fast_network
-from k8s.config import DEFAULT_CPU, DEFAULT_MEMORY, UID, grace_period, minor
+from k8s.config import DEFAULT_CPU, DEFAULT_MEMORY, UID, grace_period, minor_version
 from preprocessing import exit_status
 from preprocessing.lease import RUN_ENV
 
@@ -225,7 +225,7 @@ def train_objects(config, name, extra):
                           "replicatedJobs": [{"name": WORKERS, "replicas": 1, "template": {
                               "metadata": {"labels": pod_labels(config, name)}, "spec": spec}}]}},
                 disruption_budget(config, name)]
-    if minor(config.kubernetes_version) >= (1, 33):  # the chief's success is the run's success
+    if minor_version(config.kubernetes_version) >= (1, 33):  # the chief's success is the run's success
         spec["successPolicy"] = {"rules": [{"succeededIndexes": "0"}]}
     return [{"apiVersion": "batch/v1", "kind": "Job", "metadata": metadata(config, name), "spec": spec},
             headless_service(config, name), disruption_budget(config, name)]

@@ -25,7 +25,7 @@ from preprocessing.process import TF_LOGS_ENV
 from preprocessing.schema import MANIFEST_NAME, REJECTED_NAME, parse_manifest
 
 
-def check(config):
+def check_config(config):
     """A UsageError for the first flag that cannot work."""
     if not config.output:
         raise UsageError("--output is required: the folder (local or gs://) for the shards and the manifest")
@@ -52,7 +52,7 @@ def main(argv, prog="cyclegan preprocess"):
             print(f"preprocess: Dataflow job {running.name} ({running.id}) is already running under this "
                   "--job_name; waiting for it instead of starting another", flush=True)
             return wait_for(running, config, prog)
-    check(config)
+    check_config(config)
     holder = lease.Lease(config.output, config.lease_timeout, flag="--output", what="output folder",
                          clash="two jobs would write each other's shards and delete each other's staging files")
     try:

@@ -51,16 +51,16 @@ class DataflowJob:
         except ValueError:  # Beam's "No running job found with name ..."
             return None
 
-    def state(self):
+    def current_state(self):
         return _state(self.client.get_job(self.id))
 
-    def wait(self, report):
+    def wait(self, say):
         """Poll until the job ends, reporting each change of state; its final state."""
         last = None
         while True:
-            state = self.state()
+            state = self.current_state()
             if state != last:
-                report(f"preprocess: Dataflow job {self.name} ({self.id}): {state}")
+                say(f"preprocess: Dataflow job {self.name} ({self.id}): {state}")
                 last = state
             if state in FINAL:
                 return state
@@ -81,7 +81,7 @@ class DataflowJob:
             os._exit(exit_status.killed_by(signum))
         deadline, state = time.monotonic() + CANCEL_WAIT_SECONDS, None
         while time.monotonic() < deadline:
-            state = self.state()
+            state = self.current_state()
             if state in FINAL:
                 break
             time.sleep(1)

@@ -1,12 +1,14 @@
-"""The Beam graph of the preprocessing job.
+"""The Beam graph of the preprocessing job, in five stages:
 
-    sources -> list files -> reshuffle -> read -> prepare (validate, orient, RGB, shrink, encode, serialize)
-            -> the record goes to a staging file; a reference to it goes on (see staging.py)
-            -> plan: sort each split and domain's distinct content hashes, cut them into equal rank ranges
-            -> each reference finds its shard from those boundaries (a side input of n hashes)
-            -> group by shard -> keep one record per hash (the rest are duplicates) -> write the shard file
-    every file also yields exactly one outcome (written, rejected, duplicate, skipped), counted into the manifest
-    and, unless written, reported in rejected.jsonl.
+    Read sources   list files -> reshuffle -> read
+    Prepare        validate, orient, RGB, shrink, encode, serialize; the record goes to a staging file and a
+                   reference to it goes on (see staging.py)
+    Shards         plan: sort each split and domain's distinct content hashes, cut them into equal rank ranges;
+                   each reference finds its shard from those boundaries (a side input of n hashes); group by
+                   shard -> keep one record per hash (the rest are duplicates) -> write the shard file
+    Manifest       every file's one outcome (written, rejected, duplicate, skipped), counted into the manifest
+                   and, unless written, reported in rejected.jsonl
+    Publish        the new dataset replaces the old one, then the staging files go
 
 Equal hashes always share a shard, so the writer can deduplicate, and shards differ in size by at most one
 record. Elements are plain tuples and dicts so that any runner can pickle them.
@@ -187,55 +189,97 @@ class WriteShards(beam.DoFn):
         yield {"split": split, "domain": domain, "path": name, "records": written, "bytes": size}
 
 
+class ReadSources(beam.PTransform):
+    """Every input file as (split, domain, path, bytes), spread over the workers, and the outcome of each file that
+    is not an image to read (skipped, or unreadable)."""
+
+    def __init__(self, sources):
+        super().__init__()
+        self.sources = sources
+
+    def expand(self, pbegin):
+        folder = [s for s in self.sources if isinstance(s, FolderSource)]
+        tfds = [s for s in self.sources if not isinstance(s, FolderSource)]
+        read, outcomes = [], []
+        if folder:
+            listed = (pbegin | "Folders" >> beam.Create(folder)
+                      | "List" >> beam.ParDo(ListFiles()).with_outputs(OUTCOMES, main="files"))
+            outcomes.append(listed[OUTCOMES])
+            read.append(listed.files | "Spread files" >> beam.Reshuffle()
+                        | "Read" >> beam.ParDo(ReadFiles()).with_outputs(OUTCOMES, main="files"))
+        if tfds:
+            slices = pbegin | "TFDS slices" >> beam.Create(tfds) | "Spread slices" >> beam.Reshuffle()
+            read.append(slices | "Read TFDS" >> beam.ParDo(ReadTfds()).with_outputs(OUTCOMES, main="files"))
+        return {"files": [r.files for r in read] | "All files" >> beam.Flatten(),
+                OUTCOMES: outcomes + [r[OUTCOMES] for r in read] | "Read outcomes" >> beam.Flatten()}
+
+
+class PlanAndWriteShards(beam.PTransform):
+    """Staged records -> their shard plan (a side input of each domain's hashes) -> the shard files, deduplicated:
+    each shard's summary, each record's outcome, and each domain's fingerprint."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    def expand(self, records):
+        planned = (records
+                   | "Sizes" >> beam.MapTuple(lambda key, path_and_ref: (key, path_and_ref[1][2]))  # the staged length
+                   | "Distinct" >> beam.CombinePerKey(max)
+                   | "By domain" >> beam.MapTuple(lambda key, size: ((key[0], key[1]), (key[2], size)))
+                   | "Group domain" >> beam.GroupByKey()
+                   | "Plan" >> beam.ParDo(PlanShards(self.config)).with_outputs(PlanShards.FINGERPRINTS,
+                                                                                main="plan"))
+        written = (records | "To shard" >> beam.Map(to_shard, beam.pvalue.AsDict(planned.plan))
+                   | "Group shard" >> beam.GroupByKey()
+                   | "Write shards" >> beam.ParDo(WriteShards(staging.incoming_dir(self.config.output))).with_outputs(
+                       OUTCOMES, main="shards"))
+        return {"shards": written.shards, OUTCOMES: written[OUTCOMES],
+                PlanShards.FINGERPRINTS: planned[PlanShards.FINGERPRINTS]}
+
+
+class WriteManifest(beam.PTransform):
+    """Every outcome, shard and fingerprint -> rejected.jsonl and manifest.json in the incoming folder: the paths
+    of both, once each is written."""
+
+    def __init__(self, config, source_description):
+        super().__init__()
+        self.config, self.source_description = config, source_description
+
+    def expand(self, parts):
+        # Gathered in one list (a few hundred bytes a report) rather than written by WriteToText, whose finalize
+        # step treats the output path as a glob: a folder named with [ or * failed after all the work was done.
+        incoming = staging.incoming_dir(self.config.output)
+        outcomes = parts[OUTCOMES]
+        reported = (outcomes | "Reports" >> beam.Filter(lambda o: o["status"] in (REJECTED, DUPLICATE, SKIPPED))
+                    | "Gather reports" >> beam.combiners.ToList()
+                    | "Write report" >> beam.Map(manifest.write_reports, incoming))
+        counts = (outcomes
+                  | "Count keys" >> beam.Map(lambda o: ((o["split"], o["domain"], o["status"], o["reason"]), 1))
+                  | "Count" >> beam.CombinePerKey(sum))
+        summary = ((counts | "Tag counts" >> beam.Map(lambda kv: ("count", kv)),
+                    parts["shards"] | "Tag shards" >> beam.Map(lambda s: ("shard", s)),
+                    parts[PlanShards.FINGERPRINTS] | "Tag fingerprints" >> beam.Map(lambda f: ("fingerprint", f)))
+                   | "Summary" >> beam.Flatten() | "Gather" >> beam.combiners.ToList())
+        return {"manifest": summary | "Write manifest" >> beam.Map(manifest.write, self.config,
+                                                                   self.source_description, incoming),
+                "reports": reported}
+
+
 def build(pipeline, sources, config, source_description):
     """Add the whole job to `pipeline`; returns nothing, its outputs are files under config.output."""
-    folder = [s for s in sources if isinstance(s, FolderSource)]
-    tfds = [s for s in sources if not isinstance(s, FolderSource)]
-    raw, listings = [], []
-    if folder:
-        listed = (pipeline | "Folders" >> beam.Create(folder)
-                  | "List" >> beam.ParDo(ListFiles()).with_outputs(OUTCOMES, main="files"))
-        listings.append(listed[OUTCOMES])
-        raw.append(listed.files | "Spread files" >> beam.Reshuffle()
-                   | "Read" >> beam.ParDo(ReadFiles()).with_outputs(OUTCOMES, main="files"))
-    if tfds:
-        slices = pipeline | "TFDS slices" >> beam.Create(tfds) | "Spread slices" >> beam.Reshuffle()
-        raw.append(slices | "Read TFDS" >> beam.ParDo(ReadTfds()).with_outputs(OUTCOMES, main="files"))
-    files = [r.files for r in raw] | "All files" >> beam.Flatten()
-    prepared = files | "Prepare" >> beam.ParDo(
+    read = pipeline | "Read sources" >> ReadSources(sources)
+    prepared = read["files"] | "Prepare" >> beam.ParDo(
         PrepareImages(config.image_options(), staging.staging_dir(config.output))).with_outputs(
         OUTCOMES, main="records")
-
-    planned = (prepared.records
-               | "Sizes" >> beam.MapTuple(lambda key, path_and_ref: (key, path_and_ref[1][2]))  # the staged length
-               | "Distinct" >> beam.CombinePerKey(max)
-               | "By domain" >> beam.MapTuple(lambda key, size: ((key[0], key[1]), (key[2], size)))
-               | "Group domain" >> beam.GroupByKey()
-               | "Plan" >> beam.ParDo(PlanShards(config)).with_outputs(PlanShards.FINGERPRINTS, main="plan"))
-    written = (prepared.records | "To shard" >> beam.Map(to_shard, beam.pvalue.AsDict(planned.plan))
-               | "Group shard" >> beam.GroupByKey()
-               | "Write shards" >> beam.ParDo(WriteShards(staging.incoming_dir(config.output))).with_outputs(
-                   OUTCOMES, main="shards"))
-    shards = written.shards
-
-    outcomes = (listings + [r[OUTCOMES] for r in raw] + [prepared[OUTCOMES], written[OUTCOMES]]
-                | "Outcomes" >> beam.Flatten())
-    # Gathered in one list (a few hundred bytes a report) rather than written by WriteToText, whose finalize step
-    # treats the output path as a glob: a folder named with [ or * failed after all the work was done.
-    incoming = staging.incoming_dir(config.output)
-    reported = (outcomes | "Reports" >> beam.Filter(lambda o: o["status"] in (REJECTED, DUPLICATE, SKIPPED))
-                | "Gather reports" >> beam.combiners.ToList()
-                | "Write report" >> beam.Map(manifest.write_reports, incoming))
-    counts = (outcomes | "Count keys" >> beam.Map(lambda o: ((o["split"], o["domain"], o["status"], o["reason"]), 1))
-              | "Count" >> beam.CombinePerKey(sum))
-    summary = ((counts | "Tag counts" >> beam.Map(lambda kv: ("count", kv)),
-                shards | "Tag shards" >> beam.Map(lambda s: ("shard", s)),
-                planned[PlanShards.FINGERPRINTS] | "Tag fingerprints" >> beam.Map(lambda f: ("fingerprint", f)))
-               | "Summary" >> beam.Flatten() | "Gather" >> beam.combiners.ToList())
-    written_manifest = summary | "Write manifest" >> beam.Map(manifest.write, config, source_description, incoming)
+    sharded = prepared.records | "Shards" >> PlanAndWriteShards(config)
+    outcomes = (read[OUTCOMES], prepared[OUTCOMES], sharded[OUTCOMES]) | "Outcomes" >> beam.Flatten()
+    written = ({OUTCOMES: outcomes, "shards": sharded["shards"],
+                PlanShards.FINGERPRINTS: sharded[PlanShards.FINGERPRINTS]}
+               | "Manifest" >> WriteManifest(config, source_description))
     # The new dataset replaces the old one only once it is whole: every shard, the report and the manifest.
-    published = written_manifest | "Publish" >> beam.Map(
-        lambda written, _: staging.publish(written, config.output), beam.pvalue.AsList(reported))
+    published = written["manifest"] | "Publish" >> beam.Map(
+        lambda manifest_path, _: staging.publish(manifest_path, config.output), beam.pvalue.AsList(written["reports"]))
     # Last: the staging files (a run that waits deletes them too, also when it fails; a Dataflow job that nobody
     # waits for has only this step to do it).
     published | "Remove staging" >> beam.Map(lambda _: staging.remove(config.output))

@@ -60,6 +60,6 @@ def write(summary, config, source, folder):
 
 def write_reports(reports, output):
     """rejected.jsonl: one JSON line per file that was not written, sorted by path."""
-    lines = sorted(json.dumps(report, sort_keys=True) for report in reports)
+    lines = sorted(json.dumps(entry, sort_keys=True) for entry in reports)
     write_whole(FileSystems.join(output, REJECTED_NAME), "".join(line + "\n" for line in lines).encode(),
                 "application/jsonl")

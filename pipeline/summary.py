@@ -20,12 +20,12 @@ def print_summary(manifest, seconds, out=sys.stdout):
 
 def check_written(manifest, output):
     """Exit status 1 when no image at all was written; a warning for each split and domain without one."""
-    report = FileSystems.join(output, REJECTED_NAME)
+    rejected_list = FileSystems.join(output, REJECTED_NAME)
     if not any(entry.written for entry in manifest.splits.values()):
         print(f"preprocess: error: not one image was written: every file found was rejected, a duplicate or "
-              f"skipped; {report} says why for each", file=sys.stderr)
+              f"skipped; {rejected_list} says why for each", file=sys.stderr)
         return exit_status.FAILED
     for name in sorted(name for name, entry in manifest.splits.items() if not entry.written):
         print(f"preprocess: warning: {name}: no image was written (found {manifest.splits[name].found} files); "
-              f"{report} says why for each", file=sys.stderr)
+              f"{rejected_list} says why for each", file=sys.stderr)
     return 0

@@ -80,7 +80,8 @@ def decode(data: bytes, max_pixels: int, shorter_side_at_least=None) -> Image.Im
     """Bytes -> upright RGB image (EXIF orientation applied), or Rejected.
 
     With `shorter_side_at_least`, a JPEG much larger than that is decoded at 1/2, 1/4 or 1/8 scale in the DCT
-    domain (never below that size): several times faster than decoding it whole and resizing.
+    domain (never below that size): far cheaper than decoding it whole and resizing (benchmarks/RESULTS.md,
+    "Preprocessing").
     """
     if not data:
         raise Rejected(EMPTY, "zero-byte file")

@@ -44,7 +44,7 @@ def now():
     return datetime.datetime.now(datetime.timezone.utc)
 
 
-def me():
+def this_start():
     """Who this start is: host, pid, the run it belongs to (CYCLEGAN_RUN, when set), a fresh id for this start."""
     return {"host": socket.gethostname(), "pid": os.getpid(), "run": os.environ.get(RUN_ENV, ""),
             "start": uuid.uuid4().hex}
@@ -221,16 +221,16 @@ class Lease:
                  clash="two runs would save over each other's checkpoints"):
         self.folder, self.timeout_s, self.flag, self.what, self.clash = folder, timeout_s, flag, what, clash
         self.storage = Storage(f"{folder.rstrip('/')}/{LEASE}")
-        self.mine = {**me(), "since": now().isoformat(timespec="seconds")}
+        self.mine = {**this_start(), "since": now().isoformat(timespec="seconds")}
         self.lost = None
         self._stop = threading.Event()
         self._thread = None
 
-    def take(self, report=print):
+    def take(self, say=print):
         """Hold the folder, or raise UsageError naming its holder (or why it cannot be written), or
         LeaseUnwritable on a full disk."""
         try:
-            self._take(report)
+            self._take(say)
         except UsageError:
             raise
         except Exception as err:
@@ -246,7 +246,7 @@ class Lease:
         self._thread.start()
         HELD.add(self)
 
-    def _take(self, report):
+    def _take(self, say):
         if "://" not in self.folder:
             os.makedirs(self.folder, exist_ok=True)
         elif self.storage.blob is None:  # object stores have no folders to make
@@ -257,7 +257,7 @@ class Lease:
         held = self.storage.read()
         if held is None:
             if not self.storage.create(self.mine):  # another start created it since the read: look again
-                return self._take(report)
+                return self._take(say)
             return
         why = self.stale_because(held)
         if not why:
@@ -267,7 +267,7 @@ class Lease:
         if not self.storage.replace(self.mine):
             raise UsageError(f"{self.flag} {self.folder}: another start took the lease over at the same "
                              "moment; this one stops")
-        report(f"took over the {self.what}'s lease from {describe(held)}: {why}")
+        say(f"took over the {self.what}'s lease from {describe(held)}: {why}")
 
     def stale_because(self, held):
         """Why the lease `held` may be taken over, or ''."""
@@ -297,7 +297,7 @@ class Lease:
                 print(f"warning: could not renew the {self.what}'s lease ({type(err).__name__}: {err})",
                       flush=True)
 
-    def check(self, step):
+    def ensure_held(self, step):
         """LeaseLost if another start took the directory over; before a save, so nothing of theirs is overwritten."""
         if self.lost:
             raise LeaseLost(f"step {step}: {self.flag} {self.folder} was taken over by {self.lost} (this run's "

@@ -21,7 +21,7 @@ def prepare_libraries(import_tensorflow=True):
 
     oneDNN's kernels (TF_ENABLE_ONEDNN_OPTS=1, the library PyTorch's CPU convolutions use) are TensorFlow's default
     only on CPUs with AVX-512 VNNI or newer; elsewhere it falls back to Eigen's, whose convolution gradients made
-    the whole step 1.4 to 2.5x slower at 64 px on an AVX2 CPU (benchmarks/op_profile.py --variants "oneDNN off");
+    the whole step slower at 64 px on an AVX2 CPU (benchmarks/RESULTS.md, "Per-op profile");
     at the reference's 256 px the two ran alike. A value the user set is kept. GPU kernels do not depend on it.
 
     TF 2.21 prints its start-up lines through absl before absl reads any setting, so TF_CPP_MIN_LOG_LEVEL

@@ -4,11 +4,19 @@ import os
 import re
 import subprocess
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 IMAGES_SH = os.path.join(REPO, "k8s", "images.sh")
-ENV = {**os.environ, "CONTAINERS_STORAGE_CONF": os.path.join(REPO, "k8s", "podman", "storage.conf"),
-       "CONTAINERS_CONF": os.path.join(REPO, "k8s", "podman", "containers.conf")}
+
+
+def podman_env():
+    """The environment with podman's settings as k8s/images.sh sets them (k8s/podman/env)."""
+    with open(os.path.join(REPO, "k8s", "podman", "env")) as f:
+        pairs = [line.strip().split("=", 1) for line in f if line.strip() and not line.startswith("#")]
+    return {**os.environ, **{name: os.path.join(REPO, path) for name, path in pairs}}
+
+
+ENV = podman_env()
 
 
 def missing():

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def run_benchmark(tmp_path, name, *flags):
@@ -134,3 +134,11 @@ def test_op_profile_sums_the_steps_ops_by_type_at_each_batch(tmp_path):
     # XLA runs the norm's passes in its own kernels, outside TensorFlow's op table
     assert ("ours", "SquaredDifference") in by_op and ("xla norm", "SquaredDifference") not in by_op
     assert "not cheaper per pair at a larger batch" in stdout and "ours / keras layers" in stdout
+
+
+def test_translate_memory_benchmark_measures_each_size_in_a_process_of_its_own(tmp_path):
+    rows, stdout = run_benchmark(tmp_path, "translate_memory.py", "--ngf", "4", "--n_blocks", "1", "--sides", "64",
+                                 "128")
+    assert [row["side"] for row in rows] == [64, 128] and "GB per megapixel" in stdout
+    for row in rows:
+        assert 0.1 < row["ready_gb"] <= row["peak_gb"]  # a process with TensorFlow loaded, before and after the image

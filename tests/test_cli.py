@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from preprocessing.commands import SUBCOMMANDS
-from tests.conftest import BIN, REPO
+from tests.helpers import BIN, REPO
 
 
 def run(*cmd, cwd=REPO, env=None):
@@ -111,7 +111,7 @@ def test_train_flags_and_paths_fail_clearly(tmp_path):
 
 
 def test_translate_into_a_read_only_folder_is_a_one_line_usage_error(tmp_path):
-    from tests.conftest import gradient, tmpfs
+    from tests.helpers import gradient, tmpfs
 
     (tmp_path / "photos").mkdir()
     gradient(32, 32).save(tmp_path / "photos" / "a.png")
@@ -131,7 +131,7 @@ def test_a_model_folder_this_user_may_not_read_is_named_as_unreadable(tmp_path):
     as_user = (["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps",
                 "-dac_override,-dac_read_search"] if os.geteuid() == 0 else [])
     locked = tmp_path / "model"
-    from tests.conftest import gradient
+    from tests.helpers import gradient
 
     (locked / "a2b").mkdir(parents=True)
     (tmp_path / "in").mkdir()

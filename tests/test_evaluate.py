@@ -11,7 +11,7 @@ from PIL import Image
 
 from pipeline import synth
 from preprocessing.schema import TRUTH_FOLDER
-from tests.conftest import REPO
+from tests.helpers import REPO
 from trainer.evaluation import metrics
 from trainer.evaluation.evaluator import Evaluator, table
 

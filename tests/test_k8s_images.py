@@ -9,7 +9,7 @@ import pytest
 
 from k8s.config import UID
 from tests import containers
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 # Run inside each image: who it runs as, what it imports, what pip installed.
 PROBE = """

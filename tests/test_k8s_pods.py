@@ -16,7 +16,7 @@ import pytest
 from k8s.cli import parse_submit
 from k8s.render import render
 from preprocessing.schema import load_manifest
-from tests.conftest import BIN, REPO
+from tests.helpers import BIN, REPO
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("ip")),

@@ -14,7 +14,7 @@ from k8s.cli import parse_submit
 from k8s.render import render
 from preprocessing.flags import UsageError
 from preprocessing.lease import RUN_ENV
-from tests.conftest import BIN
+from tests.helpers import BIN
 
 VERSIONS = ("1.31", "1.32", "1.33", "1.34", "1.35")
 TRAIN = ["--image", "img:1", "--data", "gs://b/records", "--model_dir", "gs://b/runs/x", "--name", "run"]
@@ -387,7 +387,7 @@ def test_bad_flags_get_one_line_errors():
 def test_both_dockerfiles_pin_their_published_bases_and_run_as_the_manifests_user():
     """What holds for a build on the published bases too (tests/test_k8s_images.py builds them on a local one)."""
     from k8s.config import UID
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     with open(os.path.join(REPO, "constraints.txt")) as f:
         pins = dict(line.strip().split("==") for line in f if "==" in line)

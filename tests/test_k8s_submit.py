@@ -11,7 +11,7 @@ import urllib.parse
 import pytest
 import yaml
 
-from tests.conftest import BIN
+from tests.helpers import BIN
 
 NAMESPACE = "research"
 FLAGS = ["--image", "img:1", "--data", "gs://b/records", "--model_dir", "gs://b/runs/h2z", "--gpus", "8", "--nodes",

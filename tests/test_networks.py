@@ -34,7 +34,7 @@ def test_the_nets_and_losses_build_under_jax_without_tensorflow():
     import subprocess
     import sys
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     script = """if True:
         import json, sys

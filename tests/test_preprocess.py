@@ -15,7 +15,7 @@ from pipeline import cli, graph, staging
 from preprocessing import images
 from preprocessing.flags import UsageError
 from preprocessing.schema import load_manifest, parse_example
-from tests.conftest import REPO, gradient, tmpfs
+from tests.helpers import REPO, gradient, start, stop, tmpfs, wait_for
 
 
 def run_job(*args):
@@ -370,17 +370,13 @@ def test_ctrl_c_or_sigterm_ends_the_job_promptly_and_cleanly(tmp_path, signum):
 
     raw, out = str(tmp_path / "raw"), tmp_path / "out"
     synth.write(raw, synth.SynthConfig(train=300, test=2, size=300))
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--input", raw, "--output", str(out)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (out / "_staging").exists() and time.monotonic() < deadline:  # the workers are preparing images
-        time.sleep(0.1)
+    proc = start([sys.executable, "-m", "pipeline", "--input", raw, "--output", str(out)], stderr=subprocess.PIPE)
+    wait_for((out / "_staging").exists, proc, timeout=120)  # the workers are preparing images
     workers = psutil.Process(proc.pid).children(recursive=True)
     assert workers and (out / "_staging").exists()
-    proc.send_signal(signum)
     stopped = time.monotonic()
-    _, stderr = proc.communicate(timeout=60)
-    assert time.monotonic() - stopped < 20 and proc.returncode == 128 + signum, stderr
+    status, _, stderr = stop(proc, signum, timeout=60)
+    assert time.monotonic() - stopped < 20 and status == 128 + signum, stderr
     assert f"stopped by {signal.Signals(signum).name}" in stderr and "Traceback" not in stderr
     assert not (out / "_staging").exists() and not (out / "manifest.json").exists()
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
@@ -391,7 +387,6 @@ def test_overwrite_keeps_the_old_dataset_until_the_new_one_is_whole_and_one_job_
     import socket
     import subprocess
     import sys
-    import time
 
     from pipeline import synth
 
@@ -404,11 +399,9 @@ def test_overwrite_keeps_the_old_dataset_until_the_new_one_is_whole_and_one_job_
         return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     before = contents()
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--input", raw, "--output", str(out), "--overwrite"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (out / "_staging").exists() and time.monotonic() < deadline:  # the workers are preparing images
-        time.sleep(0.1)
+    proc = start([sys.executable, "-m", "pipeline", "--input", raw, "--output", str(out), "--overwrite"],
+                 stderr=subprocess.PIPE)
+    wait_for((out / "_staging").exists, proc, timeout=120)  # the workers are preparing images
     assert load_manifest(str(out)).written("trainA") == 6  # the old dataset, readable while the new one is made
     second = subprocess.run([sys.executable, "-m", "pipeline", "--input", small, "--output", str(out),
                              "--overwrite"], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -417,9 +410,8 @@ def test_overwrite_keeps_the_old_dataset_until_the_new_one_is_whole_and_one_job_
             in second.stderr)
     assert "two jobs would write each other's shards" in second.stderr
     assert proc.poll() is None, proc.communicate()
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    status, _, stderr = stop(proc, signal.SIGTERM, timeout=60)
+    assert status == 128 + signal.SIGTERM, stderr
     assert contents() == before  # stopped before its dataset was whole: the old one is all there, no lease left
 
     (out / "lease.json").write_bytes(b"")  # a launcher that died while writing its lease locks nobody out

@@ -15,7 +15,7 @@ import pytest
 from google.cloud import dataflow
 
 from pipeline import cli, dataflow_job, staging
-from tests.conftest import REPO
+from tests.helpers import REPO, read_until, start, stop
 
 
 def state_name(value):
@@ -112,20 +112,16 @@ def test_a_replaced_launcher_waits_for_the_running_job_and_leaves_its_staging_fi
 def test_a_stopped_launcher_cancels_its_dataflow_job_then_removes_the_staging_files(tiny_records, output_in_use):
     running = {"2026-11-30_02": {"id": "2026-11-30_02", "name": "pre-x", "currentState": "JOB_STATE_RUNNING"}}
     server = FakeDataflow(running)
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "cyclegan.py"), "preprocess",
-                             *launcher_args(tiny_records[1], server.endpoint, str(output_in_use))],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start([sys.executable, os.path.join(REPO, "cyclegan.py"), "preprocess",
+                  *launcher_args(tiny_records[1], server.endpoint, str(output_in_use))], stderr=subprocess.PIPE)
     try:
-        for line in proc.stdout:  # waiting for the job it found
-            if "JOB_STATE_RUNNING" in line:
-                break
+        read_until(proc, "JOB_STATE_RUNNING")  # waiting for the job it found
         began = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        status, _, err = stop(proc, signal.SIGTERM, timeout=60)
     finally:
         proc.kill()
         server.shutdown()
-    assert proc.returncode == 128 + signal.SIGTERM and time.monotonic() - began < 15, err
+    assert status == 128 + signal.SIGTERM and time.monotonic() - began < 15, err
     cancels = [r for r in server.requests if r[0] == "PUT"]
     assert len(cancels) == 1 and state_name(cancels[0][2]["requestedState"]) == "JOB_STATE_CANCELLED"
     assert "stopped by SIGTERM: cancelled Dataflow job pre-x (2026-11-30_02); removed its staging files" in err

@@ -8,7 +8,7 @@ import tensorflow_datasets as tfds
 
 from pipeline import cli
 from preprocessing.schema import parse_example
-from tests.conftest import gradient
+from tests.helpers import gradient
 
 
 def bucket_with_messy_raw(name, messy_root, monkeypatch):
@@ -98,7 +98,7 @@ def test_dataflow_template_translates_and_stages_on_the_emulator(gcs_emulator, m
     import io
     import tarfile
 
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     bucket = bucket_with_messy_raw("cyclegan-template", messy_root, monkeypatch)
     template = "gs://cyclegan-template/templates/preprocess"

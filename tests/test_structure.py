@@ -11,7 +11,7 @@ from k8s.config import SubmitConfig
 from pipeline.config import PreprocessConfig
 from preprocessing.flags import UsageError, check_fields
 from preprocessing.schema import DOMAINS, SPLITS
-from tests.conftest import REPO
+from tests.helpers import REPO
 from trainer.config import HOW_TO_RUN, IDENTITY, PRESETS, TrainConfig, identity_fields
 
 # The modules behind `cyclegan SUBCOMMAND` (and the examples' generator): argument parsing and printing only.
@@ -97,6 +97,15 @@ def test_no_function_of_the_trainer_is_longer_than_a_screen():
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
                     long.append(f"{module}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
     assert long == []
+
+
+def test_the_kubernetes_calls_print_nothing():
+    """k8s/api.py calls the API and returns what it found; what a user reads is printed by the command, k8s/cli.py."""
+    path = os.path.join(REPO, "k8s", "api.py")
+    printing = [node.lineno for node in ast.walk(ast.parse(open(path).read(), path))
+                if (isinstance(node, ast.Name) and node.id == "print")
+                or (isinstance(node, ast.Attribute) and node.attr in ("stdout", "stderr"))]
+    assert printing == []
 
 
 def test_every_train_field_says_whether_a_resume_must_keep_it():

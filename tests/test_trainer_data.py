@@ -1,11 +1,19 @@
-"""The trainer's input pipeline on records written by the real preprocessing job."""
+"""The trainer's input pipeline on records written by the real preprocessing job, and the shards it refuses."""
+import dataclasses
+import json
+import os
+import re
+import subprocess
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from preprocessing.schema import load_manifest
 from trainer.config import PRESETS
-from trainer.run import data
+from tests.helpers import REPO
+from tests.training import SMALL, run, train_command
+from trainer.run import data, loop
 
 TINY = PRESETS["tiny"]
 
@@ -88,3 +96,56 @@ def test_a_source_already_at_the_size_is_returned_as_the_resize_would_compute_it
     resized = tf.image.resize(source, [286, 286], method="bicubic", antialias=True)
     np.testing.assert_array_equal(data.resize(source, 286), resized)
     assert data.resize(source, 286).dtype == tf.float32 and data.resize(source, 72).shape == (72, 72, 3)
+
+
+def test_a_shard_of_the_other_domain_under_a_domains_name_is_named(tiny_records, two_cpus, tmp_path):
+    import shutil
+
+    records = str(tmp_path / "records")
+    shutil.copytree(tiny_records[0], records)
+    manifest = json.loads(open(f"{records}/manifest.json").read())
+    swapped = f"{records}/{manifest['splits']['trainA']['shards'][2]['path']}"
+    shutil.copy(f"{records}/{manifest['splits']['trainB']['shards'][0]['path']}", swapped)  # valid records, domain B
+    with pytest.raises(loop.data.DataError, match=rf"{re.escape(swapped)} holds trainB records.*--overwrite"):
+        run(dataclasses.replace(SMALL, data=records, model_dir=str(tmp_path / "model")), two_cpus, steps=3)
+
+
+def test_a_shard_replaced_or_cut_short_is_refused_before_training(tiny_records, tmp_path):
+    import shutil
+
+    records = str(tmp_path / "records")
+    shutil.copytree(tiny_records[0], records)
+    manifest = json.loads(open(f"{records}/manifest.json").read())
+    shards = {name: [f"{records}/{shard['path']}" for shard in manifest["splits"][name]["shards"]]
+              for name in ("trainA", "trainB")}
+    promised = manifest["splits"]["trainA"]["shards"][2]["bytes"]
+    assert promised == os.path.getsize(shards["trainA"][2])
+    shutil.copy(shards["trainB"][0], shards["trainA"][2])  # valid records of the other domain
+    with open(shards["trainB"][1], "r+b") as f:
+        f.truncate(os.path.getsize(shards["trainB"][1]) - 100)
+    done = subprocess.run(train_command(records, str(tmp_path / "model"), 50) + ["--dry_run"], cwd=REPO,
+                          text=True, capture_output=True, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    (error,) = [line for line in done.stderr.splitlines() if line.strip()]
+    assert "2 shard(s) are not the files `cyclegan preprocess` wrote" in error
+    now = os.path.getsize(shards["trainA"][2])
+    assert f"{shards['trainA'][2]} is {now} bytes, the manifest says {promised}" in error
+    assert f"{shards['trainB'][1]} is " in error and "cyclegan preprocess --overwrite" in error
+    assert not os.path.exists(tmp_path / "model")
+
+
+def test_a_damaged_shard_is_named_with_what_to_do(tiny_records, tmp_path):
+    import shutil
+
+    records = str(tmp_path / "records")
+    shutil.copytree(tiny_records[0], records)
+    manifest = json.loads(open(f"{records}/manifest.json").read())
+    damaged = f"{records}/{manifest['splits']['trainB']['shards'][1]['path']}"
+    with open(damaged, "r+b") as f:  # bytes flipped in place: the size still matches, the checksums do not
+        f.seek(os.path.getsize(damaged) // 2)
+        f.write(b"\xff" * 100)
+    done = subprocess.run(train_command(records, str(tmp_path / "model"), 50), cwd=REPO, text=True,
+                          capture_output=True, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and f"{damaged}: " in done.stderr
+    assert "a training shard is damaged" in done.stderr and "cyclegan preprocess --overwrite" in done.stderr

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import BIN, REPO, gradient
+from tests.helpers import BIN, REPO, gradient
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("unshare", "ip", "mount", "openssl")),

@@ -12,7 +12,7 @@ import pytest
 
 from preprocessing import lease
 from preprocessing.flags import UsageError
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def held_by(path, host="other-host", pid=4242, run="", age_s=5):
@@ -43,7 +43,7 @@ def test_a_held_directory_is_refused_and_a_stale_or_own_lease_is_taken_over(tmp_
     for folder, (holder, why) in cases.items():
         held_by(str(tmp_path / folder), **holder)
         taken = lease.Lease(str(tmp_path / folder), timeout_s=60)
-        taken.take(report=lines.append)
+        taken.take(say=lines.append)
         assert why in lines[-1] and lines[-1].startswith("took over the model directory's lease from"), lines
         with open(tmp_path / folder / "lease.json") as f:
             assert json.load(f)["start"] == taken.mine["start"]
@@ -71,10 +71,10 @@ def test_a_run_whose_lease_was_taken_over_stops_before_saving(tmp_path, monkeypa
     old = lease.Lease(str(tmp_path), timeout_s=10)  # renewed every 2.5 s
     old.take()
     new = lease.Lease(str(tmp_path), timeout_s=10)
-    new.take(report=lambda line: None)  # the same run's replacement
+    new.take(say=lambda line: None)  # the same run's replacement
     wait_until_lost(old)
     with pytest.raises(lease.LeaseLost, match="step 7: .* was taken over by .*this run stops without saving"):
-        old.check(7)
+        old.ensure_held(7)
     old.release()
     assert os.path.exists(tmp_path / "lease.json")  # the new holder's, left alone
     new.release()
@@ -118,7 +118,7 @@ def test_an_unreadable_lease_is_taken_over_and_one_replaced_under_its_holder_sto
         (folder / "lease.json").write_bytes(content)
         lines = []
         taken = lease.Lease(str(folder), timeout_s=60)
-        taken.take(report=lines.append)
+        taken.take(say=lines.append)
         assert lines[-1].startswith("took over the model directory's lease from an unreadable lease.json ("), lines
         assert lines[-1].endswith("it cannot be read, so nobody holds it")
         assert json.loads((folder / "lease.json").read_text())["start"] == taken.mine["start"]
@@ -130,14 +130,14 @@ def test_an_unreadable_lease_is_taken_over_and_one_replaced_under_its_holder_sto
     (tmp_path / "held" / "lease.json").write_text("scribbled over")
     wait_until_lost(holder)
     with pytest.raises(lease.LeaseLost, match="step 3: .* was taken over by an unreadable lease.json"):
-        holder.check(3)
+        holder.ensure_held(3)
     holder.release()
     assert os.listdir(tmp_path / "held") == ["lease.json"]  # no temporary file is left beside it
 
 
 @pytest.mark.slow
 def test_train_on_a_full_or_read_only_disk_is_one_line_and_leaves_no_lease(tiny_records, tmp_path):
-    from tests.conftest import tmpfs
+    from tests.helpers import tmpfs
 
     command = [sys.executable, "-m", "trainer", "--preset", "tiny", "--steps", "1", "--data", tiny_records[0],
                "--model_dir"]

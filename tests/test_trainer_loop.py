@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, free_port
+from tests.helpers import REPO, free_port, start, stop
 from trainer.config import PRESETS
 from trainer.run import loop
 
@@ -19,7 +19,7 @@ def test_short_run_lowers_the_cycle_loss(tiny_records, two_cpus, tmp_path):
     config = dataclasses.replace(PRESETS["tiny"], ngf=8, ndf=8, n_blocks=2, batch_size=2, data=records,
                                  model_dir=str(tmp_path / "model"), steps=40, log_every=20)
     lines = []
-    trainer, history = loop.train(config, strategy=two_cpus, report=lines.append)
+    trainer, history = loop.train(config, strategy=two_cpus, say=lines.append)
     assert len(history) == 40 and trainer.global_batch == 4
 
     def cycle(steps):
@@ -61,7 +61,7 @@ def test_two_worker_processes_end_with_identical_weights(tiny_records, two_cpus,
     config = dataclasses.replace(PRESETS["tiny"], ngf=4, ndf=4, n_blocks=1, batch_size=1, steps=5, log_every=1,
                                  data=records, model_dir=str(tmp_path / "model"))
     lines = []
-    _, history = loop.train(config, strategy=two_cpus, report=lines.append)
+    _, history = loop.train(config, strategy=two_cpus, say=lines.append)
     assert f"resumed from {tmp_path}/model/checkpoints/ckpt-3 at step 3" in lines
     assert "the input order restarts at step 3, reseeded from it" in "\n".join(lines) and len(history) == 2
 
@@ -211,11 +211,9 @@ def test_a_worker_whose_peer_never_starts_gives_up_and_answers_sigterm_while_wai
     assert f"1 worker(s) did not join within --startup_timeout 8 s: worker 1 ({peer})" in alone.stderr
     assert "Traceback" not in alone.stderr + alone.stdout
 
-    proc = subprocess.Popen([*command, "--startup_timeout", "600"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = start([*command, "--startup_timeout", "600"], env=env)
     time.sleep(12)  # past the imports, into the wait
     stopped = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    output = proc.communicate(timeout=60)[0]
-    assert proc.returncode == 75 and time.monotonic() - stopped < 10, output
+    status, output, _ = stop(proc, signal.SIGTERM, timeout=60)
+    assert status == 75 and time.monotonic() - stopped < 10, output
     assert "stopped by SIGTERM while waiting for the peer workers" in output and "Traceback" not in output

@@ -19,13 +19,13 @@ import sys
 from preprocessing import exit_status
 from preprocessing.flags import UsageError, add_config_flags, check_fields, config_from_flags, job_parser
 from preprocessing.process import cpp_log_filter, prepare_libraries
-from trainer.config import PRESETS, TrainConfig
+from trainer.config import PRESETS, TrainConfig, view
 
 
 def check_config(config):
     from trainer.model.networks import input_size_problem
 
-    problem = input_size_problem(config.crop_size, config)
+    problem = input_size_problem(config.crop_size, config.n_layers_d)
     if problem:
         raise UsageError(f"--crop_size {config.crop_size}: {problem}")
     if config.load_size < config.crop_size:
@@ -94,12 +94,12 @@ def run_training(args, config, cache, prog):
     strategy.prepare_devices(config.cpu_replicas)
     if not tf.config.list_physical_devices("GPU") and strategy.slow_on_this_cpu(config.precision):
         print(f"{prog}: --precision {config.precision} on this CPU: it has no {config.precision[6:]} arithmetic, and "
-              "the step ran 5 to 11x slower than in float32 on such CPUs (benchmarks/RESULTS.md); use float32 here",
-              file=sys.stderr, flush=True)
+              "the step runs several times slower than in float32 on such CPUs (benchmarks/RESULTS.md, \"Mixed "
+              "precision on a CPU\"); use float32 here", file=sys.stderr, flush=True)
     # MultiWorkerMirroredStrategy must exist before any TensorFlow op runs, the data check's included.
-    report = lambda line: print(line, flush=True)  # noqa: E731
+    say = lambda line: print(line, flush=True)  # noqa: E731
     try:
-        run_strategy = None if args.dry_run else strategy.make(config, report)
+        run_strategy = None if args.dry_run else strategy.create(view(config, strategy.Distribution), say)
     except (strategy.PeersMissing, preemption.StoppedWaiting) as err:
         print(f"{prog}: {err}", file=sys.stderr, flush=True)
         return err.exit_status
@@ -107,7 +107,7 @@ def run_training(args, config, cache, prog):
     if args.dry_run:
         print(f"config (preset {args.preset}):")
         print(json.dumps(dataclasses.asdict(config), indent=2))
-        for line in networks.parameter_report(networks.build(config)):
+        for line in networks.parameter_report(networks.build(view(config, networks.Shape))):
             print(line)
         if manifest:
             schedule_note(config, manifest)
@@ -119,8 +119,8 @@ def run_training(args, config, cache, prog):
 
     try:
         if cache:
-            cache.load(report)
-        loop.train(config, strategy=run_strategy, manifest=manifest, report=report, compile_cache=cache)
+            cache.load(say)
+        loop.train(config, strategy=run_strategy, manifest=manifest, say=say, compile_cache=cache)
     except (ManifestError, data.DataError) as err:
         raise UsageError(str(err)) from None
     except (checkpoints.SaveError, loop.NonFiniteLoss, lease.LeaseLost, lease.LeaseUnwritable) as err:

@@ -5,6 +5,7 @@ and the demo. Every field is also a `cyclegan train` flag, applied on top of the
 """
 import dataclasses
 
+from preprocessing import exit_status
 from preprocessing.flags import config_field
 
 IDENTITY, HOW_TO_RUN = "identity", "how_to_run"
@@ -61,16 +62,16 @@ class TrainConfig:
                                choices=("auto", "multi_worker", "mirrored", "one_device"))
     cpu_replicas: int = how_to_run(1, "without GPUs, split the CPU into this many replicas", minimum=1)
     peer_timeout: int = how_to_run(300, "several workers: seconds without an answer from a peer worker before the "
-                                   "others give up and exit with 75, so the whole group can restart", minimum=1)
+                                   f"others give up and exit with {exit_status.PREEMPTED}, so the whole group can restart", minimum=1)
     startup_timeout: int = how_to_run(900, "several workers: seconds a worker waits at start for every peer to "
-                                      "join before it exits with 3, naming the ones that never did", minimum=1)
+                                      f"join before it exits with {exit_status.PEERS_MISSING}, naming the ones that never did", minimum=1)
     collective: str = how_to_run("auto", "several workers: the all-reduce between them (auto: NCCL when the workers "
                                  "have GPUs, TensorFlow's ring over gRPC on CPUs)", choices=("auto", "nccl", "ring"))
     bytes_per_pack: int = how_to_run(32 << 20, "several workers: gradients are all-reduced in packs of about this "
                                      "many bytes (0: one pack)", minimum=0)
     lease_timeout: int = how_to_run(120, "a model directory whose writer's heartbeat stopped this many seconds ago "
                                     "may be taken over by another run", minimum=10)
-    max_restarts_without_progress: int = how_to_run(5, "exit with 4 when this many starts in a row resumed from the "
+    max_restarts_without_progress: int = how_to_run(5, f"exit with {exit_status.NO_PROGRESS} when this many starts in a row resumed from the "
                                                     "step this one would (a restart loop); 0: no limit", minimum=0)
     precision: str = identity("float32", "compute precision", choices=("float32", "mixed_float16", "mixed_bfloat16"))
     xla: str = how_to_run("auto", "compile each replica's losses and gradients with XLA (auto: on GPUs)",
@@ -99,6 +100,11 @@ class TrainConfig:
     eval_images: int = how_to_run(0, "evaluate on at most this many test images per domain (0: all)", minimum=0)
     inception_weights: str = how_to_run("", "Inception-v3 .weights.h5 for FID and KID (without it they are "
                                         "skipped)")
+
+
+def view(config, fields_of):
+    """The part of `config` a module reads: an instance of its dataclass `fields_of` with the same-named values."""
+    return fields_of(**{field.name: getattr(config, field.name) for field in dataclasses.fields(fields_of)})
 
 
 def identity_fields():

@@ -13,7 +13,7 @@ OUT/report.json beside the translations in OUT/a2b/ and OUT/b2a/:
 """
 from preprocessing.flags import check_at_least, job_parser
 from preprocessing.process import prepare_libraries
-from trainer.evaluation.evaluator import Evaluator, table
+from trainer.evaluation.evaluator import Evaluator, Key, table
 from trainer.serving.image_files import check_writable
 from trainer.serving.translator import load_direction, make_translator
 
@@ -44,7 +44,7 @@ def main(argv, prog="cyclegan evaluate"):
         a2b, b2a = (translator.translate for translator in translators)
         source_text = f"{checkpoint} (step {step})"
     report = evaluator(a2b, b2a, args.output)
-    print(f"evaluate: {source_text} on {args.data}: {report['test_images_a']} test A, {report['test_images_b']} "
+    print(f"evaluate: {source_text} on {args.data}: {report[Key.TEST_IMAGES_A]} test A, {report[Key.TEST_IMAGES_B]} "
           f"test B images")
     for line in table(report):
         print(line)

@@ -9,6 +9,29 @@ from preprocessing.schema import TRUTH_FOLDER
 from trainer.evaluation import metrics
 
 
+class Key:
+    """The report's keys, as report.json and the trainer's logs spell them (trainer/evaluate.py says what each
+    figure means)."""
+    TEST_IMAGES_A = "test_images_a"
+    TEST_IMAGES_B = "test_images_b"
+    GROUND_TRUTH_NOTE = "ground_truth_note"
+    GROUND_TRUTH_SIZE_MISMATCHES = "ground_truth_size_mismatches"
+    GROUND_TRUTH_IMAGES = "ground_truth_images"
+    GROUND_TRUTH_MAE = "ground_truth_mae"
+    IDENTITY_MAE = "identity_mae"
+    PSNR = "psnr"
+    IDENTITY_PSNR = "identity_psnr"
+    GROUND_TRUTH_MAE_VS_IDENTITY = "ground_truth_mae_vs_identity"
+    CYCLE_MAE_A = "cycle_mae_a"
+    CYCLE_MAE_B = "cycle_mae_b"
+    CYCLE_MAE = "cycle_mae"
+    FID = "fid"
+    KID = "kid"
+    FID_B2A = "fid_b2a"
+    KID_B2A = "kid_b2a"
+    FID_SKIPPED = "fid_skipped"
+
+
 class Evaluator:
     """Test images read once; evaluates any pair of translators (exported signatures or live generators)."""
 
@@ -54,37 +77,37 @@ class Evaluator:
         import tensorflow as tf
 
         from trainer.serving.image_files import write_image
-        from trainer.serving.translator import apply
+        from trainer.serving.translator import translate_pixels
 
-        fake = {"B": [apply(a2b, a) for a in self.images["A"]], "A": [apply(b2a, b) for b in self.images["B"]]}
-        cycled = {"A": [apply(b2a, f) for f in fake["B"]], "B": [apply(a2b, f) for f in fake["A"]]}
-        report = {"test_images_a": len(self.images["A"]), "test_images_b": len(self.images["B"])}
+        fake = {"B": [translate_pixels(a2b, a) for a in self.images["A"]], "A": [translate_pixels(b2a, b) for b in self.images["B"]]}
+        cycled = {"A": [translate_pixels(b2a, f) for f in fake["B"]], "B": [translate_pixels(a2b, f) for f in fake["A"]]}
+        report = {Key.TEST_IMAGES_A: len(self.images["A"]), Key.TEST_IMAGES_B: len(self.images["B"])}
         if self.truth_note:
-            report["ground_truth_note"] = self.truth_note
+            report[Key.GROUND_TRUTH_NOTE] = self.truth_note
         if self.mismatched:
-            report["ground_truth_size_mismatches"] = self.mismatched
+            report[Key.GROUND_TRUTH_SIZE_MISMATCHES] = self.mismatched
         if self.truth:
             known = sorted(self.truth)
             truth, real, translated = ([images[i] for i in known] for images in (self.truth, self.images["A"],
                                                                                  fake["B"]))
-            report["ground_truth_images"] = len(known)
-            report["ground_truth_mae"] = mean(metrics.mae, translated, truth)
-            report["identity_mae"] = mean(metrics.mae, real, truth)
-            report["psnr"] = mean(metrics.psnr, translated, truth)
-            report["identity_psnr"] = mean(metrics.psnr, real, truth)
-            report["ground_truth_mae_vs_identity"] = report["ground_truth_mae"] / report["identity_mae"]
-        report["cycle_mae_a"] = mean(metrics.mae, cycled["A"], self.images["A"])
-        report["cycle_mae_b"] = mean(metrics.mae, cycled["B"], self.images["B"])
-        report["cycle_mae"] = (report["cycle_mae_a"] + report["cycle_mae_b"]) / 2
+            report[Key.GROUND_TRUTH_IMAGES] = len(known)
+            report[Key.GROUND_TRUTH_MAE] = mean(metrics.mae, translated, truth)
+            report[Key.IDENTITY_MAE] = mean(metrics.mae, real, truth)
+            report[Key.PSNR] = mean(metrics.psnr, translated, truth)
+            report[Key.IDENTITY_PSNR] = mean(metrics.psnr, real, truth)
+            report[Key.GROUND_TRUTH_MAE_VS_IDENTITY] = report[Key.GROUND_TRUTH_MAE] / report[Key.IDENTITY_MAE]
+        report[Key.CYCLE_MAE_A] = mean(metrics.mae, cycled["A"], self.images["A"])
+        report[Key.CYCLE_MAE_B] = mean(metrics.mae, cycled["B"], self.images["B"])
+        report[Key.CYCLE_MAE] = (report[Key.CYCLE_MAE_A] + report[Key.CYCLE_MAE_B]) / 2
         if self.inception:
             fake_b, fake_a = self.inception(fake["B"]), self.inception(fake["A"])
-            report["fid"] = metrics.fid(fake_b, self.real_features["B"])
-            report["kid"] = metrics.kid(fake_b, self.real_features["B"])
-            report["fid_b2a"] = metrics.fid(fake_a, self.real_features["A"])
-            report["kid_b2a"] = metrics.kid(fake_a, self.real_features["A"])
+            report[Key.FID] = metrics.fid(fake_b, self.real_features["B"])
+            report[Key.KID] = metrics.kid(fake_b, self.real_features["B"])
+            report[Key.FID_B2A] = metrics.fid(fake_a, self.real_features["A"])
+            report[Key.KID_B2A] = metrics.kid(fake_a, self.real_features["A"])
         else:
-            report.update(fid=None, kid=None, fid_skipped="no --inception_weights file given; FID and KID need "
-                                                          "Inception-v3's ImageNet weights")
+            report.update({Key.FID: None, Key.KID: None, Key.FID_SKIPPED: "no --inception_weights file given; FID and "
+                           "KID need Inception-v3's ImageNet weights"})
         if output:
             out = output.rstrip("/")
             for direction, source, domain in (("a2b", "A", "B"), ("b2a", "B", "A")):
@@ -101,21 +124,22 @@ def mean(metric, xs, ys):
 
 def table(report):
     """The report as aligned lines."""
-    rows = [("ground-truth MAE (G(test A) vs truth)", "ground_truth_mae"), ("identity MAE (untrained baseline)",
-            "identity_mae"), ("ground-truth MAE / identity MAE", "ground_truth_mae_vs_identity"),
-            ("PSNR dB (identity)", "psnr"), ("cycle MAE A->B->A", "cycle_mae_a"), ("cycle MAE B->A->B", "cycle_mae_b"),
-            ("FID A->B", "fid"), ("KID A->B", "kid"), ("FID B->A", "fid_b2a"), ("KID B->A", "kid_b2a")]
+    rows = [("ground-truth MAE (G(test A) vs truth)", Key.GROUND_TRUTH_MAE),
+            ("identity MAE (untrained baseline)", Key.IDENTITY_MAE),
+            ("ground-truth MAE / identity MAE", Key.GROUND_TRUTH_MAE_VS_IDENTITY), ("PSNR dB (identity)", Key.PSNR),
+            ("cycle MAE A->B->A", Key.CYCLE_MAE_A), ("cycle MAE B->A->B", Key.CYCLE_MAE_B),
+            ("FID A->B", Key.FID), ("KID A->B", Key.KID), ("FID B->A", Key.FID_B2A), ("KID B->A", Key.KID_B2A)]
     lines = []
     for label, key in rows:
         if key not in report:
             continue
         value = report[key]
         text = "skipped" if value is None else f"{value:.4f}"
-        if key == "psnr":
-            text = f"{value:.2f} ({report['identity_psnr']:.2f})"
+        if key == Key.PSNR:
+            text = f"{value:.2f} ({report[Key.IDENTITY_PSNR]:.2f})"
         lines.append(f"  {label:<40} {text}")
-    if report.get("fid_skipped"):
-        lines.append(f"  (FID/KID: {report['fid_skipped']})")
-    if report.get("ground_truth_note"):
-        lines.append(f"  (ground truth: {report['ground_truth_note']})")
+    if report.get(Key.FID_SKIPPED):
+        lines.append(f"  (FID/KID: {report[Key.FID_SKIPPED]})")
+    if report.get(Key.GROUND_TRUTH_NOTE):
+        lines.append(f"  (ground truth: {report[Key.GROUND_TRUTH_NOTE]})")
     return lines

@@ -5,7 +5,18 @@ Naming: G_AB translates A to B, G_BA translates B to A; D_A judges domain A imag
 Written in Keras's ops, which are TensorFlow's own ops under TensorFlow, so that the JAX benchmark
 (benchmarks/xla_step_jax.py) steps exactly these terms.
 """
+import dataclasses
+
 from keras import ops
+
+
+@dataclasses.dataclass(frozen=True)
+class Weights:
+    """The loss terms' kind and weights (the TrainConfig fields of the same names)."""
+    gan_mode: str
+    lambda_a: float
+    lambda_b: float
+    lambda_identity: float
 
 
 def _per_example(x):
@@ -32,14 +43,14 @@ def _as_one_batch(net, *batches, training=True):
     return ops.split(out, len(batches), axis=0)
 
 
-def generator_losses(nets, real_a, real_b, config, training=True):
+def generator_losses(nets, real_a, real_b, weights: Weights, training=True):
     """All generator terms, per example, and the fakes for the discriminators.
 
     Both cycle terms depend on both generators (A -> G_AB -> G_BA -> A and B -> G_BA -> G_AB -> B), so each
     generator gets gradients from both. The identity passes (G_AB on B, G_BA on A) share a call with the
     translations; with lambda_identity 0 they are not run at all.
     """
-    identity = config.lambda_identity > 0
+    identity = weights.lambda_identity > 0
     if identity:
         fake_b, same_b = _as_one_batch(nets["G_AB"], real_a, real_b, training=training)
         fake_a, same_a = _as_one_batch(nets["G_BA"], real_b, real_a, training=training)
@@ -48,22 +59,22 @@ def generator_losses(nets, real_a, real_b, config, training=True):
     rec_a = nets["G_BA"](fake_b, training=training)
     rec_b = nets["G_AB"](fake_a, training=training)
     terms = {
-        "G_AB_gan": gan_loss(nets["D_B"](fake_b, training=training), True, config.gan_mode),
-        "G_BA_gan": gan_loss(nets["D_A"](fake_a, training=training), True, config.gan_mode),
-        "cycle_A": config.lambda_a * l1(rec_a, real_a),
-        "cycle_B": config.lambda_b * l1(rec_b, real_b),
+        "G_AB_gan": gan_loss(nets["D_B"](fake_b, training=training), True, weights.gan_mode),
+        "G_BA_gan": gan_loss(nets["D_A"](fake_a, training=training), True, weights.gan_mode),
+        "cycle_A": weights.lambda_a * l1(rec_a, real_a),
+        "cycle_B": weights.lambda_b * l1(rec_b, real_b),
     }
     if identity:
-        terms["identity_A"] = config.lambda_identity * config.lambda_b * l1(same_b, real_b)
-        terms["identity_B"] = config.lambda_identity * config.lambda_a * l1(same_a, real_a)
+        terms["identity_A"] = weights.lambda_identity * weights.lambda_b * l1(same_b, real_b)
+        terms["identity_B"] = weights.lambda_identity * weights.lambda_a * l1(same_a, real_a)
     return terms, {"fake_a": fake_a, "fake_b": fake_b, "rec_a": rec_a, "rec_b": rec_b}
 
 
-def discriminator_losses(nets, real_a, real_b, pooled_fake_a, pooled_fake_b, config, training=True):
+def discriminator_losses(nets, real_a, real_b, pooled_fake_a, pooled_fake_b, weights: Weights, training=True):
     """Each discriminator: half of (real judged real + pooled fake judged fake), per example; real and fake
     judged in one call."""
-    def one(net, real, fake):
+    def discriminator_loss(net, real, fake):
         on_real, on_fake = _as_one_batch(net, real, ops.stop_gradient(fake), training=training)
-        return 0.5 * (gan_loss(on_real, True, config.gan_mode) + gan_loss(on_fake, False, config.gan_mode))
+        return 0.5 * (gan_loss(on_real, True, weights.gan_mode) + gan_loss(on_fake, False, weights.gan_mode))
 
-    return {"D_A": one(nets["D_A"], real_a, pooled_fake_a), "D_B": one(nets["D_B"], real_b, pooled_fake_b)}
+    return {"D_A": discriminator_loss(nets["D_A"], real_a, pooled_fake_a), "D_B": discriminator_loss(nets["D_B"], real_b, pooled_fake_b)}

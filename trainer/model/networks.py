@@ -8,8 +8,22 @@ Under a mixed precision policy the convs compute in half precision while normali
 outputs stay float32. Only Keras's own layers and ops are used, so the same nets build under the JAX backend
 (benchmarks/xla_step_jax.py) as under TensorFlow.
 """
+import dataclasses
+
 import keras
 from keras import layers
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """What the four networks are built from (the TrainConfig fields of the same names)."""
+    input_nc: int
+    ngf: int
+    ndf: int
+    n_blocks: int
+    n_layers_d: int
+    norm: str
+    upsample: str
 
 
 def init():
@@ -35,7 +49,7 @@ class ReflectionPad(layers.Layer):
 
 class DropFirstRowAndColumn(layers.Layer):
     """Cropping2D(((1, 0), (1, 0))) as one slice, whose gradient is a pad: Cropping2D's strided slice has a
-    gradient kernel several times slower on CPUs (benchmarks/op_profile.py)."""
+    gradient kernel far slower on CPUs (benchmarks/RESULTS.md, "Per-op profile")."""
 
     def call(self, x):
         batch, height, width, channels = keras.ops.shape(x)
@@ -84,16 +98,17 @@ def discriminator_output_size(size, n_layers):
     return size
 
 
-def input_size_problem(size, config):
-    """None, or why square images of `size` px cannot go through the networks `config` describes."""
+def input_size_problem(size, n_layers_d):
+    """None, or why square images of `size` px cannot go through a generator and a discriminator of `n_layers_d`
+    stride-2 layers."""
     if size % ImageSizeCheck.FACTOR or size < ImageSizeCheck.MINIMUM:
         return (f"the generator needs a multiple of {ImageSizeCheck.FACTOR} of at least {ImageSizeCheck.MINIMUM}: "
                 "two stride-2 downsamplings, then reflection padding at a quarter of the size")
-    if discriminator_output_size(size, config.n_layers_d) < 1:
+    if discriminator_output_size(size, n_layers_d) < 1:
         smallest = next(s for s in range(size, 1 << 16, ImageSizeCheck.FACTOR)
-                        if discriminator_output_size(s, config.n_layers_d) >= 1)
-        return (f"the discriminator's {config.n_layers_d + 1} stride-2 and 2 stride-1 convolutions (--n_layers_d "
-                f"{config.n_layers_d}) leave no output pixel below {smallest} px")
+                        if discriminator_output_size(s, n_layers_d) >= 1)
+        return (f"the discriminator's {n_layers_d + 1} stride-2 and 2 stride-1 convolutions (--n_layers_d "
+                f"{n_layers_d}) leave no output pixel below {smallest} px")
     return None
 
 
@@ -103,7 +118,7 @@ class InstanceNorm(layers.Layer):
 
     The same arithmetic as Keras's GroupNormalization with one group per channel, in fewer ops over the
     activations: no reshape into groups, and no broadcasting ops (Tile, Sum, AddN) from autodiff in the backward
-    pass: with 6 residual blocks the step runs 340 Mul ops instead of 820 (benchmarks/op_profile.py)."""
+    pass: well under half the Mul ops of autodiff's (benchmarks/RESULTS.md, "Per-op profile")."""
 
     def __init__(self, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
@@ -198,11 +213,11 @@ def patch_discriminator(input_nc=3, ndf=64, n_layers=3, norm_kind="instance", na
     return keras.Model(inputs, outputs, name=name)
 
 
-def build(config):
+def build(shape: Shape):
     """The four networks of a CycleGAN: G_AB (A->B), G_BA (B->A), D_A (judges A), D_B (judges B)."""
-    gen = dict(input_nc=config.input_nc, output_nc=config.input_nc, ngf=config.ngf, n_blocks=config.n_blocks,
-               norm_kind=config.norm, upsample_mode=config.upsample)
-    disc = dict(input_nc=config.input_nc, ndf=config.ndf, n_layers=config.n_layers_d, norm_kind=config.norm)
+    gen = dict(input_nc=shape.input_nc, output_nc=shape.input_nc, ngf=shape.ngf, n_blocks=shape.n_blocks,
+               norm_kind=shape.norm, upsample_mode=shape.upsample)
+    disc = dict(input_nc=shape.input_nc, ndf=shape.ndf, n_layers=shape.n_layers_d, norm_kind=shape.norm)
     return {"G_AB": resnet_generator(**gen, name="G_AB"), "G_BA": resnet_generator(**gen, name="G_BA"),
             "D_A": patch_discriminator(**disc, name="D_A"), "D_B": patch_discriminator(**disc, name="D_B")}
 

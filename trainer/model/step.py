@@ -15,6 +15,7 @@ gradient of the global mean.
 import keras
 import tensorflow as tf
 
+from trainer.config import view
 from trainer.model import losses, networks
 from trainer.model.pool import ImagePool
 from trainer.model.schedule import LinearDecayAfter
@@ -57,13 +58,14 @@ class SummedAdam(keras.optimizers.Adam):
 class CycleGANTrainer:
     def __init__(self, config, strategy, steps_per_epoch, precision="float32", xla=False):
         self.config, self.strategy = config, strategy
+        self.loss_weights = view(config, losses.Weights)
         self.global_batch = config.batch_size * strategy.num_replicas_in_sync
         previous = keras.mixed_precision.global_policy()
         keras.mixed_precision.set_global_policy(precision)  # captured by each layer as it is built
         try:
             with strategy.scope():
                 keras.utils.set_random_seed(config.seed)
-                self.nets = networks.build(config)
+                self.nets = networks.build(view(config, networks.Shape))
                 self.g_vars = self.nets["G_AB"].trainable_variables + self.nets["G_BA"].trainable_variables
                 self.d_vars = self.nets["D_A"].trainable_variables + self.nets["D_B"].trainable_variables
                 self.g_opt, self.d_opt = (self._optimizer(steps_per_epoch, precision) for _ in range(2))
@@ -94,7 +96,7 @@ class CycleGANTrainer:
 
     def _generator_grads(self, real_a, real_b):
         with tf.GradientTape() as tape:
-            per_example, fakes = losses.generator_losses(self.nets, real_a, real_b, self.config)
+            per_example, fakes = losses.generator_losses(self.nets, real_a, real_b, self.loss_weights)
             terms = self._mean(per_example)
             scaled = self.g_opt.scale_loss(tf.add_n(list(terms.values())))
         return tape.gradient(scaled, self.g_vars), terms, fakes["fake_a"], fakes["fake_b"]
@@ -102,7 +104,7 @@ class CycleGANTrainer:
     def _discriminator_grads(self, real_a, real_b, pooled_a, pooled_b):
         with tf.GradientTape() as tape:
             terms = self._mean(losses.discriminator_losses(self.nets, real_a, real_b, pooled_a, pooled_b,
-                                                           self.config))
+                                                           self.loss_weights))
             scaled = self.d_opt.scale_loss(tf.add_n(list(terms.values())))
         return tape.gradient(scaled, self.d_vars), terms
 

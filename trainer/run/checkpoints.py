@@ -61,18 +61,18 @@ class RunState:
         return tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=self.config.keep_checkpoints,
                                           step_counter=self.step)
 
-    def restore_or_start(self, manifest, report=print):
+    def restore_or_start(self, manifest, say=print):
         """Resume from the newest checkpoint that loads, after checking the run record; the step to continue
         from. A model directory that holds checkpoints never starts over: if none loads, a UsageError."""
         if not checkpoint_candidates(self.config.model_dir):
             if self.chief:
                 write_run_record(self.config, manifest)
             return 0
-        check_run_record(self.config, manifest, report)
-        restored = restore_newest(self._checkpoint_for, self.config.model_dir, report)
+        check_run_record(self.config, manifest, say)
+        restored = restore_newest(self._checkpoint_for, self.config.model_dir, say)
         if self.chief:
-            self.set_aside_newer_than(restored, report)
-        report(f"resumed from {restored} at step {int(self.step.numpy())}")
+            self.set_aside_newer_than(restored, say)
+        say(f"resumed from {restored} at step {int(self.step.numpy())}")
         return int(self.step.numpy())
 
     def _checkpoint_for(self, prefix):
@@ -97,7 +97,7 @@ class RunState:
         self.checkpoint = tf.train.Checkpoint(**self.objects)
         self.manager = self._manager(self.manager.directory)
 
-    def set_aside_newer_than(self, restored, report):
+    def set_aside_newer_than(self, restored, say):
         """Move the checkpoints newer than `restored` (they did not load) into checkpoints/damaged/ and out of the
         manager's rotation, which would otherwise delete good older checkpoints and keep them. Moved, not deleted:
         what did not load here may still be recoverable."""
@@ -110,7 +110,7 @@ class RunState:
         for prefix in damaged:
             for path in tf.io.gfile.glob(f"{prefix}.*"):
                 tf.io.gfile.rename(path, model_path(folder, path.rsplit("/", 1)[-1]), overwrite=True)
-            report(f"moved {prefix}, which does not load, to {folder}/")
+            say(f"moved {prefix}, which does not load, to {folder}/")
         listed = tf.train.get_checkpoint_state(self.manager.directory)
         kept = [(path, stamp) for path, stamp in zip(listed.all_model_checkpoint_paths,
                                                      listed.all_model_checkpoint_timestamps)
@@ -176,7 +176,7 @@ def prefix_of(path):
     return re.sub(r"\.(index|data-\d+-of-\d+)$", "", path)
 
 
-def restore_newest(checkpoint, model_dir, report=print):
+def restore_newest(checkpoint, model_dir, say=print):
     """Read the newest of model_dir's checkpoints that loads into `checkpoint` (or into `checkpoint(prefix)`, when
     what to read depends on the checkpoint), reporting each one skipped and why; its prefix, or None when there is
     none. A UsageError when there are checkpoints but none loads."""
@@ -188,7 +188,7 @@ def restore_newest(checkpoint, model_dir, report=print):
             return prefix
         except Exception as err:  # a damaged file raises anything from OpError and AssertionError to IndexError
             reason = load_failure(err)
-            report(f"warning: skipped checkpoint {prefix}: it does not load ({reason})")
+            say(f"warning: skipped checkpoint {prefix}: it does not load ({reason})")
             failures.append(f"{prefix.rsplit('/', 1)[-1]}: {reason}")
     if failures:
         raise UsageError(f"--model_dir {model_dir}: none of its checkpoints loads into this run's networks "
@@ -221,10 +221,10 @@ def identity_changes(recorded, now):
             if name not in free and now.get(name) != value]
 
 
-def check_run_record(config, manifest, report):
+def check_run_record(config, manifest, say):
     """A UsageError when this run trains something else than the checkpoints it would resume (unless forced)."""
     if config.force_resume and not tf.io.gfile.exists(model_path(config.model_dir, RUN_RECORD)):
-        report(f"warning: --model_dir {config.model_dir} has checkpoints but no {RUN_RECORD}; resuming unchecked "
+        say(f"warning: --model_dir {config.model_dir} has checkpoints but no {RUN_RECORD}; resuming unchecked "
                f"(--force_resume)")
         return
     record = read_run_record(config.model_dir, "it should lie beside the checkpoints it describes; restore it, or "
@@ -237,4 +237,4 @@ def check_run_record(config, manifest, report):
     message = f"--model_dir {config.model_dir} holds a run with another config or dataset: {'; '.join(changed)}"
     if not config.force_resume:
         raise UsageError(f"{message}. Use a new --model_dir, or pass --force_resume to continue this run anyway")
-    report(f"warning: {message}; resuming anyway (--force_resume)")
+    say(f"warning: {message}; resuming anyway (--force_resume)")

@@ -83,7 +83,7 @@ class CompileCache:
             os.environ.get("TF_XLA_FLAGS", ""), f"--tf_xla_persistent_cache_directory={self.local}",
             f"--tf_xla_persistent_cache_prefix={self.prefix}"]))
 
-    def load(self, report=print):
+    def load(self, say=print):
         """Copy the entries an earlier start kept into the local folder, before the first step compiles."""
         import tensorflow as tf
 
@@ -99,18 +99,18 @@ class CompileCache:
                     data = f.read()
                 if not whole_entry(data):
                     self.damaged.add(name)
-                    report(f"XLA: skipped {self.folder}/{name}: not a whole compiled function (cut short?); "
+                    say(f"XLA: skipped {self.folder}/{name}: not a whole compiled function (cut short?); "
                            "it is compiled again")
                     continue
                 with open(os.path.join(self.local, name), "wb") as f:
                     f.write(data)
                 loaded += 1
         except tf.errors.OpError as err:  # the run goes on; it compiles what it could not load
-            report(f"XLA: could not read the compiled functions in {self.folder}: {err.message}")
+            say(f"XLA: could not read the compiled functions in {self.folder}: {err.message}")
         if loaded:
-            report(f"XLA: {loaded} compiled function(s) from {self.folder}, compiled by an earlier start")
+            say(f"XLA: {loaded} compiled function(s) from {self.folder}, compiled by an earlier start")
 
-    def publish(self, report=print):
+    def publish(self, say=print):
         """Copy what this process compiled into the model directory (the chief's job, after a step has run)."""
         import tensorflow as tf
 
@@ -126,10 +126,10 @@ class CompileCache:
                 tf.io.gfile.copy(os.path.join(self.local, name), partial, overwrite=True)
                 tf.io.gfile.rename(partial, f"{self.folder}/{name}", overwrite=True)
         except tf.errors.OpError as err:  # only the next start's speed depends on it
-            report(f"XLA: could not keep the compiled functions in {self.folder}: {err.message}")
+            say(f"XLA: could not keep the compiled functions in {self.folder}: {err.message}")
             return
         if new:
-            report(f"XLA: kept {len(new)} compiled function(s) in {self.folder}")
+            say(f"XLA: kept {len(new)} compiled function(s) in {self.folder}")
 
     def close(self):
         shutil.rmtree(self.local, ignore_errors=True)

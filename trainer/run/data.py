@@ -6,6 +6,8 @@ flip, scale to [-1, 1]. Random draws are stateless ops seeded per image from a s
 per example. The order is deterministic for a seed (reads and maps still run in parallel), and the iterator is
 checkpointed with the run, so a resumed run sees exactly the batches an uninterrupted one would have.
 """
+import dataclasses
+
 import tensorflow as tf
 
 from preprocessing.schema import parse_example
@@ -13,6 +15,14 @@ from trainer.model.pixels import to_model_range
 
 SHUFFLE_BUFFER = 256
 MISPLACED = "a record of another split or domain in"
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    """What the input pipeline reads of a run's config (the TrainConfig fields of the same names)."""
+    load_size: int
+    crop_size: int
+    seed: int
 
 
 class DataError(ValueError):
@@ -35,15 +45,15 @@ def resize(image, size):
                    lambda: tf.image.resize(image, [size, size], method="bicubic", antialias=True))
 
 
-def augment(image, seed, config, training):
+def augment(image, seed, sizes, training):
     """uint8 HxWx3 -> float32 crop_size x crop_size x 3 in [-1, 1]."""
     if training:
-        image = resize(image, config.load_size)
+        image = resize(image, sizes.load_size)
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        image = tf.image.stateless_random_crop(image, [config.crop_size, config.crop_size, 3], crop_seed)
+        image = tf.image.stateless_random_crop(image, [sizes.crop_size, sizes.crop_size, 3], crop_seed)
         image = tf.image.stateless_random_flip_left_right(image, flip_seed)
     else:  # test time, as the reference: straight to the crop size, no flip
-        image = resize(image, config.crop_size)
+        image = resize(image, sizes.crop_size)
     return tf.clip_by_value(to_model_range(image), -1.0, 1.0)
 
 
@@ -57,7 +67,7 @@ def image_of(record, name):
         return tf.identity(parsed["image"])
 
 
-def domain_dataset(paths, name, config, batch_size, seed, input_context=None, training=True):
+def domain_dataset(paths, name, sizes, batch_size, seed, input_context=None, training=True):
     """One domain's batches (of split and domain `name`). With several input pipelines (workers), each reads its
     own subset of the files."""
     files = tf.data.Dataset.from_tensor_slices(paths)
@@ -76,21 +86,21 @@ def domain_dataset(paths, name, config, batch_size, seed, input_context=None, tr
         records = records.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     images = tf.data.Dataset.zip(records, seeds).map(
-        lambda record, image_seed: augment(image_of(record, name), image_seed, config, training),
+        lambda record, image_seed: augment(image_of(record, name), image_seed, sizes, training),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return images.batch(batch_size, drop_remainder=training)
 
 
-def train_dataset(data_root, manifest, config, batch_size, input_context=None):
+def train_dataset(data_root, manifest, inputs: Input, batch_size, input_context=None):
     """Unpaired (A, B) batches, repeated forever: `batch_size` images of each domain per element."""
-    streams = [domain_dataset(shard_paths(data_root, manifest, f"train{domain}"), f"train{domain}", config,
-                              batch_size, seed=config.seed * 2 + i, input_context=input_context)
+    streams = [domain_dataset(shard_paths(data_root, manifest, f"train{domain}"), f"train{domain}", inputs,
+                              batch_size, seed=inputs.seed * 2 + i, input_context=input_context)
                for i, domain in enumerate("AB")]
     return tf.data.Dataset.zip(*streams).prefetch(tf.data.AUTOTUNE)
 
 
-def held_out_batch(data_root, manifest, domain, config, count):
+def held_out_batch(data_root, manifest, domain, inputs: Input, count):
     """The first `count` test images of `domain` (train images if it has no test split), as test time sees them."""
     split = f"test{domain}" if manifest.written(f"test{domain}") else f"train{domain}"
     paths = shard_paths(data_root, manifest, split)
-    return next(iter(domain_dataset(paths, split, config, count, seed=0, training=False)))
+    return next(iter(domain_dataset(paths, split, inputs, count, seed=0, training=False)))

@@ -9,7 +9,7 @@ from preprocessing.schema import TRAIN, ManifestError, load_manifest, parse_exam
 from trainer.run.data import MISPLACED, DataError, shard_paths
 
 
-def check_data(path, report=print):
+def check_data(path, say=print):
     """The dataset's manifest, each training shard's size against it, and one decoded record per training domain;
     returns the manifest."""
     try:
@@ -30,7 +30,7 @@ def check_data(path, report=print):
             record = next(iter(tf.data.TFRecordDataset(first).take(1).map(parse_example)))
         except (tf.errors.OpError, StopIteration) as err:
             raise UsageError(f"--data: cannot read a record of {first}: {err}") from None
-        report(f"data: {name}: {entry.written} images in {len(entry.shards)} shards; first record "
+        say(f"data: {name}: {entry.written} images in {len(entry.shards)} shards; first record "
               f"{int(record['width'])}x{int(record['height'])} from {record['source_path'].numpy().decode()}")
     return manifest
 

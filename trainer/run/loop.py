@@ -10,11 +10,13 @@ import tensorflow as tf
 
 from preprocessing import lease
 from preprocessing.schema import TRAIN, load_manifest
+from trainer.config import view
+from trainer.evaluation.evaluator import Key
 from trainer.model import networks
 from trainer.model.step import CycleGANTrainer, requests
 from trainer.run import checkpoints, data, data_checks, preemption, restarts, strategy as strategies, summaries
 
-EVAL_SHOWN = ("ground_truth_mae", "identity_mae", "cycle_mae", "fid", "kid")
+EVAL_SHOWN = (Key.GROUND_TRUTH_MAE, Key.IDENTITY_MAE, Key.CYCLE_MAE, Key.FID, Key.KID)
 LOSS_ORDER = ("G_AB_gan", "G_BA_gan", "cycle_A", "cycle_B", "identity_A", "identity_B", "D_A", "D_B")
 
 
@@ -108,7 +110,7 @@ class Tick:
     save: bool  # a replica asked for a save (--checkpoint_minutes)
 
 
-def train(config, strategy=None, manifest=None, report=print, compile_cache=None):
+def train(config, strategy=None, manifest=None, say=print, compile_cache=None):
     """Train as `config` says, resuming from config.model_dir's checkpoints; the trainer and per-step losses.
     `compile_cache` (trainer.run.compile_cache) is published after the first step.
 
@@ -118,11 +120,11 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
     preemption.PeerLost when another worker stopped answering, and NonFiniteLoss at the first step whose losses
     are not finite, before anything of that step is saved.
     """
-    run = start(config, strategy or strategies.make(config, report), manifest, report)
-    history, window, step = [], Window(), run.first
+    run = start(config, strategy or strategies.create(view(config, strategies.Distribution), say), manifest, say)
+    history, window, step = [], ProgressWindow(), run.first
     try:
-        with preemption.stop_flag(report) as stop_request:
-            actions = periodic_actions(run, window, report, compile_cache, stop_request)
+        with preemption.stop_flag(say) as stop_request:
+            actions = periodic_actions(run, window, say, compile_cache, stop_request)
             for step in range(run.first + 1, run.total + 1):
                 tick = train_step(run, step, window, stop_request)
                 history.append(tick.losses)
@@ -139,20 +141,20 @@ def train(config, strategy=None, manifest=None, report=print, compile_cache=None
         if run.holder:
             run.holder.release()
 
-    report(f"weights sha256 {weights_fingerprint(run.trainer.nets)}")
+    say(f"weights sha256 {weights_fingerprint(run.trainer.nets)}")
     if config.model_dir and run.chief:
-        report(f"checkpoint {run.state.manager.latest_checkpoint} holds step {int(run.trainer.step.numpy())}; logs "
+        say(f"checkpoint {run.state.manager.latest_checkpoint} holds step {int(run.trainer.step.numpy())}; logs "
                f"in {run.logs.logdir}")
     return run.trainer, history
 
 
-def start(config, strategy, manifest, report):
+def start(config, strategy, manifest, say):
     """The lease (first: a second run on the directory is refused before anything takes time), the networks, the
     state restored from the newest checkpoint and this worker's input, positioned where the run stopped."""
     chief, workers = strategies.is_chief(strategy), strategies.num_workers(strategy)
     holder = lease.Lease(config.model_dir, config.lease_timeout) if chief and config.model_dir else None
     if holder:
-        holder.take(report)
+        holder.take(say)
     try:
         manifest = manifest or load_manifest(config.data)
         global_batch = config.batch_size * strategy.num_replicas_in_sync
@@ -160,32 +162,32 @@ def start(config, strategy, manifest, report):
         total = total_steps(config, per_epoch)
         xla = config.xla == "on" or (config.xla == "auto" and bool(tf.config.list_physical_devices("GPU")))
         trainer = CycleGANTrainer(config, strategy, per_epoch, precision=config.precision, xla=xla)
-        report(f"train: {strategies.describe(strategy)} with {strategy.num_replicas_in_sync} replica(s), "
+        say(f"train: {strategies.describe(strategy)} with {strategy.num_replicas_in_sync} replica(s), "
                f"global batch {global_batch}, {per_epoch} steps per epoch, {total} steps, {config.precision}, "
                f"XLA {'on' if xla else 'off'}")
         for line in networks.parameter_report(trainer.nets):
-            report(line)
+            say(line)
         idle = schedule_overrun(config, per_epoch, total)
         if idle:
-            report(f"warning: {idle}")
+            say(f"warning: {idle}")
         context = tf.distribute.InputContext(workers, strategies.worker_index(strategy),
                                              strategy.num_replicas_in_sync)
 
         def batches(seed):  # this worker's share of each global batch
-            run = dataclasses.replace(config, seed=seed)
-            return iter(data.train_dataset(config.data, manifest, run, global_batch // workers,
+            inputs = data.Input(config.load_size, config.crop_size, seed)
+            return iter(data.train_dataset(config.data, manifest, inputs, global_batch // workers,
                                            input_context=context))
 
         inputs = batches(config.seed) if workers == 1 else None  # one worker: its position is checkpointed
         state = checkpoints.RunState(config, trainer, inputs, chief, input_batch=global_batch // workers)
-        first = state.restore_or_start(manifest, report)
+        first = state.restore_or_start(manifest, say)
         if holder and first < total:
             restarts.record(config.model_dir, first, strategies.worker_index(strategy),
                             config.max_restarts_without_progress)
         if workers > 1:  # see trainer.run.checkpoints: the workers' positions are not saved, so the order is reseeded
             inputs = batches(config.seed + first)
         elif first and not state.input_restored:  # saved with another batch per worker, or by several workers
-            report(f"the input order restarts at step {first}, reseeded from it: the checkpoint's input position "
+            say(f"the input order restarts at step {first}, reseeded from it: the checkpoint's input position "
                    f"is of another number of replicas or workers")
             inputs = batches(config.seed + first)
             state.replace_input(inputs)
@@ -219,7 +221,7 @@ def train_step(run, step, window, stop_request):
     return Tick(step, losses, stop, save)
 
 
-def periodic_actions(run, window, report, compile_cache, stop_request):
+def periodic_actions(run, window, say, compile_cache, stop_request):
     """[(due, action)] that the loop walks after each step, in order: a new periodic action is one row."""
     config, total, first = run.config, run.total, run.first
     started = psutil.Process().create_time()
@@ -230,18 +232,18 @@ def periodic_actions(run, window, report, compile_cache, stop_request):
     def progress(tick):
         speed = (f"{window.rate() * run.global_batch:.1f} pairs/s | ETA {window.eta(total - tick.step)}"
                  if window.rate() else f"first step done {time.time() - started:.1f} s after the process started")
-        report(f"step {tick.step}/{total} epoch {(tick.step - 1) // run.per_epoch + 1} | {speed} | "
+        say(f"step {tick.step}/{total} epoch {(tick.step - 1) // run.per_epoch + 1} | {speed} | "
                + " ".join(f"{name} {tick.losses[name]:.3f}" for name in LOSS_ORDER if name in tick.losses))
 
     def evaluate(tick):
         evaluation = run.logs.evaluate(tick.step)
         if evaluation:
-            report(f"eval at step {tick.step}: " + ", ".join(
+            say(f"eval at step {tick.step}: " + ", ".join(
                 f"{key} {evaluation[key]:.4f}" for key in EVAL_SHOWN if evaluation.get(key) is not None))
 
     def save(tick):
         if run.holder:
-            run.holder.check(tick.step)
+            run.holder.ensure_held(tick.step)
         path, run.saved_at = run.state.save(), time.monotonic()
         if tick.stop:
             raise preemption.Preempted(tick.step, path, stop_request.signal_name)
@@ -249,7 +251,7 @@ def periodic_actions(run, window, report, compile_cache, stop_request):
     first_step = lambda tick: tick.step == first + 1  # noqa: E731
     return [
         (lambda tick: bool(compile_cache) and run.chief and first_step(tick),
-         lambda tick: compile_cache.publish(report)),
+         lambda tick: compile_cache.publish(say)),
         # the first step's line says the run is up, and how long that took
         (lambda tick: every(config.log_every)(tick) or first_step(tick), progress),
         (every(config.log_every), lambda tick: run.logs.scalars(tick.step, *window.flush(run.global_batch))),
@@ -259,7 +261,7 @@ def periodic_actions(run, window, report, compile_cache, stop_request):
     ]
 
 
-class Window:
+class ProgressWindow:
     """Losses and timings since the last report, and the run's rate. A start's first step traces and compiles, so
     timings leave it out."""
 

@@ -72,7 +72,7 @@ class StopFlag:
 
 
 @contextlib.contextmanager
-def stop_flag(report=print):
+def stop_flag(say=print):
     """A StopFlag whose `requested` turns true on SIGTERM or the first SIGINT while the block runs."""
     flag = StopFlag()
 
@@ -80,7 +80,7 @@ def stop_flag(report=print):
         if signum == signal.SIGINT:
             if flag.requested:
                 raise KeyboardInterrupt  # the second Ctrl-C: abort now
-            report("Ctrl-C: saving a checkpoint after this step, then stopping (Ctrl-C again to abort without "
+            say("Ctrl-C: saving a checkpoint after this step, then stopping (Ctrl-C again to abort without "
                    "saving)")
         flag.requested, flag.signal_name = True, signal.Signals(signum).name
 

@@ -3,6 +3,7 @@
 auto: MultiWorkerMirroredStrategy when TF_CONFIG names more than one worker; else MirroredStrategy over every
 visible GPU; else MirroredStrategy over the CPU (split into `cpu_replicas` logical devices when asked).
 """
+import dataclasses
 import json
 import os
 import socket
@@ -34,8 +35,8 @@ def prepare_devices(cpu_replicas):
 
 def slow_on_this_cpu(precision):
     """Whether a mixed precision runs far slower than float32 on this machine's CPU, as measured: float16 on every
-    CPU; bfloat16 on one without AVX-512 (/proc/cpuinfo), as on the AVX2 CPU measured. On the AVX-512 CPU measured,
-    bfloat16 ran at 0.78 (tiny) to 1.65x (reference) float32's speed."""
+    CPU; bfloat16 on one without AVX-512 (/proc/cpuinfo), as on the AVX2 CPU measured; with AVX-512 it ran near or above
+    float32's speed (benchmarks/RESULTS.md, "Mixed precision on a CPU")."""
     if precision == "float32":
         return False
     if precision == "mixed_float16":
@@ -48,15 +49,26 @@ def slow_on_this_cpu(precision):
     return bool(flags) and "avx512f" not in flags
 
 
-def make(config, report=print):
-    """The strategy `config.strategy` names (trainer.config.TrainConfig); several workers wait for each other here,
-    for at most config.startup_timeout seconds."""
+@dataclasses.dataclass(frozen=True)
+class Distribution:
+    """How a run spreads over devices and workers (the TrainConfig fields of the same names)."""
+    strategy: str
+    cpu_replicas: int
+    peer_timeout: int
+    startup_timeout: int
+    collective: str
+    bytes_per_pack: int
+
+
+def create(config: Distribution, say=print):
+    """The strategy `config.strategy` names; several workers wait for each other here, for at most
+    config.startup_timeout seconds."""
     kind = config.strategy
     if kind == "multi_worker" or (kind == "auto" and tf_config_workers() > 1):
         watch_peers(config.peer_timeout, config.startup_timeout)
         options = communication(config.collective, bool(tf.config.list_physical_devices("GPU")),
                                 config.bytes_per_pack)
-        wait_for_peers(config.startup_timeout, report)
+        wait_for_peers(config.startup_timeout, say)
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     gpus = tf.config.list_physical_devices("GPU")
     if kind == "one_device":
@@ -113,7 +125,7 @@ def unreachable(addresses):
     return missing
 
 
-def wait_for_peers(timeout_s, report=print, every_s=30):
+def wait_for_peers(timeout_s, say=print, every_s=30):
     """Return once every peer worker in TF_CONFIG accepts connections; PeersMissing after `timeout_s`.
 
     TensorFlow's own wait (the coordination service's registration) holds the interpreter: no signal handler runs
@@ -139,7 +151,7 @@ def wait_for_peers(timeout_s, report=print, every_s=30):
                     raise PeersMissing(timeout_s, [f"{name} ({peers[name]})" for name in missing])
                 if now >= next_report:
                     next_report += every_s
-                    report(f"waiting for peer workers: {now - began:.0f} s of --startup_timeout {timeout_s} s; "
+                    say(f"waiting for peer workers: {now - began:.0f} s of --startup_timeout {timeout_s} s; "
                            f"not answering: {', '.join(missing)}")
                 time.sleep(1)
     finally:

@@ -12,6 +12,7 @@ import keras
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
+from trainer.config import view
 from trainer.model.pixels import to_uint8
 from trainer.run import data
 from trainer.run.model_dir import EVAL, LOGS, model_path
@@ -35,7 +36,8 @@ class Summaries:
         self.writer = tf.summary.create_file_writer(self.logdir) if chief else tf.summary.create_noop_writer()
         self.held_out = None
         if chief and config.image_every:
-            self.held_out = [data.held_out_batch(config.data, manifest, domain, config, config.summary_images)
+            self.held_out = [data.held_out_batch(config.data, manifest, domain, view(config, data.Input),
+                                                 config.summary_images)
                              for domain in "AB"]
         self._profiling = False
         self.evaluator = None

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from preprocessing.flags import UsageError
 from preprocessing.process import PARTIAL
-from trainer.config import TrainConfig
+from trainer.config import TrainConfig, view
 from trainer.files import move, remove
 from trainer.model import networks
 from trainer.run import checkpoints
@@ -16,14 +16,14 @@ from trainer.serving.image_files import inside
 from trainer.serving.translator import DIRECTIONS, EXPORT_RECORD, make_translator
 
 
-def load_run(model_dir, checkpoint=None, report=print):
+def load_run(model_dir, checkpoint=None, say=print):
     """(config, the four nets restored from `checkpoint` or the newest one that loads, its path, its step)."""
     record = checkpoints.read_run_record(model_dir, "is --model_dir a `cyclegan train` model directory?")
     config = TrainConfig(**record["config"])
     if checkpoint:
         checkpoint = checkpoints.prefix_of(checkpoint)
         check_same_run(checkpoint, model_dir, record)
-    nets = networks.build(config)
+    nets = networks.build(view(config, networks.Shape))
     step = tf.Variable(0, dtype=tf.int64)
     restorable = tf.train.Checkpoint(step=step, **nets)
     if checkpoint:
@@ -33,7 +33,7 @@ def load_run(model_dir, checkpoint=None, report=print):
             raise UsageError(f"--checkpoint {checkpoint}: cannot restore the networks from it "
                              f"({checkpoints.load_failure(err)})") from None
     else:
-        checkpoint = checkpoints.restore_newest(restorable, model_dir, report)
+        checkpoint = checkpoints.restore_newest(restorable, model_dir, say)
         if not checkpoint:
             raise UsageError(f"--model_dir {model_dir} holds no checkpoint yet; train first")
     return config, nets, checkpoint, int(step.numpy())
@@ -56,13 +56,13 @@ def check_same_run(checkpoint, model_dir, record):
                      f"would be paired with other weights. Pass --model_dir {other}, the run it belongs to")
 
 
-def export(model_dir, output, checkpoint=None, report=print):
+def export(model_dir, output, checkpoint=None, say=print):
     """Write output/a2b, output/b2a (SavedModels) and output/export.json; returns the two SavedModel paths.
 
     Everything is written into OUTPUT.partial first, and moved into OUTPUT once complete, export.json last: a
     folder with export.json holds a whole export, and a kill or a full disk mid-export never leaves one that lacks
     a direction. An earlier export in OUTPUT is replaced entry by entry; other files there are left alone."""
-    config, nets, checkpoint, step = load_run(model_dir, checkpoint, report)
+    config, nets, checkpoint, step = load_run(model_dir, checkpoint, say)
     output = output.rstrip("/")
     staging = output + PARTIAL
     remove(staging)  # of an export that was stopped
@@ -70,7 +70,7 @@ def export(model_dir, output, checkpoint=None, report=print):
         translator = make_translator(nets[name])
         tf.saved_model.save(translator, f"{staging}/{direction}",
                             signatures={"serving_default": translator.translate.get_concrete_function()})
-        report(f"export: {name} ({direction}) written")
+        say(f"export: {name} ({direction}) written")
     with tf.io.gfile.GFile(f"{staging}/{EXPORT_RECORD}", "w") as f:
         json.dump({"checkpoint": checkpoint, "step": step, "directions": DIRECTIONS,
                    "config": dataclasses.asdict(config)}, f, indent=2)
@@ -82,6 +82,6 @@ def export(model_dir, output, checkpoint=None, report=print):
     remove(staging)
     paths = {direction: f"{output}/{direction}" for direction in DIRECTIONS}
     for direction, name in DIRECTIONS.items():
-        report(f"export: {name} ({direction}) -> {paths[direction]}")
-    report(f"export: from {checkpoint} (step {step})")
+        say(f"export: {name} ({direction}) -> {paths[direction]}")
+    say(f"export: from {checkpoint} (step {step})")
     return paths

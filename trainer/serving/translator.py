@@ -59,7 +59,7 @@ def make_translator(generator):
     return Translator()
 
 
-def apply(translate, pixels):
+def translate_pixels(translate, pixels):
     """An exported signature (or a translator's `translate`) on one uint8 HxWx3 array."""
     import tensorflow as tf
 
@@ -86,8 +86,8 @@ def full_disk(err):
         isinstance(err, tf.errors.ResourceExhaustedError) and "No space left" in str(err))
 
 
-# What translating one megapixel takes: the reference generator's peak memory on a CPU, 0.92 GB per megapixel
-# at 512 to 2048 px (measured with ru_maxrss); narrower generators take less.
+# What translating one megapixel takes: the reference generator's peak memory on a CPU at 512 to 2048 px
+# (ru_maxrss; benchmarks/RESULTS.md, "Translation memory"); narrower generators take less.
 GB_PER_MEGAPIXEL = 0.92
 
 
@@ -124,7 +124,7 @@ def translate_all(translate, inputs, output, max_size=0, progress=None, max_mega
                                           f"--max_megapixels {max_megapixels:.2f} (about {GB_PER_MEGAPIXEL} GB of "
                                           "memory per megapixel for the reference generator): shrink it with "
                                           "--max_size, or raise the limit on a larger machine")
-            write_image(apply(translate, pixels), f"{output.rstrip('/')}/{relative}")
+            write_image(translate_pixels(translate, pixels), f"{output.rstrip('/')}/{relative}")
             written += 1
         except (Rejected, tf.errors.OpError, OSError, ValueError) as err:
             if full_disk(err):
