@@ -88,7 +88,7 @@ def full_disk(err):
 
 # What translating one megapixel takes: the reference generator's peak memory on a CPU at 512 to 2048 px
 # (ru_maxrss; benchmarks/RESULTS.md, "Translation memory"); narrower generators take less.
-GB_PER_MEGAPIXEL = 0.92
+GB_PER_MEGAPIXEL = 1.3
 
 
 def default_max_megapixels():
