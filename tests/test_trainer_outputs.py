@@ -228,9 +228,9 @@ def test_evaluate_names_a_truth_of_another_size_and_refuses_bad_weights_or_outpu
 
     done = evaluate()
     assert done.returncode == 0, done.stderr
-    say = json.loads((tmp_path / "eval" / "say.json").read_text())
-    assert say["ground_truth_images"] == 2
-    assert say["ground_truth_size_mismatches"] == [f"{odd} is {width + 4}x{height}, its test A image "
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["ground_truth_images"] == 2
+    assert report["ground_truth_size_mismatches"] == [f"{odd} is {width + 4}x{height}, its test A image "
                                                       f"{width}x{height}"]
     assert f"(ground truth: {root}/testA_truth/ holds the truth of 2 of the 3 test A images at their size (1 of " \
            "another size" in done.stdout
