@@ -136,9 +136,11 @@ def test_op_profile_sums_the_steps_ops_by_type_at_each_batch(tmp_path):
     assert "not cheaper per pair at a larger batch" in stdout and "ours / keras layers" in stdout
 
 
-def test_translate_memory_benchmark_measures_each_size_in_a_process_of_its_own(tmp_path):
-    rows, stdout = run_benchmark(tmp_path, "translate_memory.py", "--ngf", "4", "--n_blocks", "1", "--sides", "64",
+@pytest.mark.parametrize("job", ["translate", "train"])
+def test_memory_benchmark_measures_each_size_in_a_process_of_its_own(tmp_path, job):
+    rows, stdout = run_benchmark(tmp_path, "memory_bench.py", job, "--ngf", "4", "--n_blocks", "1", "--sides", "64",
                                  "128")
     assert [row["side"] for row in rows] == [64, 128] and "GB per megapixel" in stdout
     for row in rows:
-        assert 0.1 < row["ready_gb"] <= row["peak_gb"]  # a process with TensorFlow loaded, before and after the image
+        # a process with TensorFlow loaded, before and after the work, which took some time
+        assert 0.1 < row["ready_gb"] <= row["peak_gb"] and row["seconds"] > 0

@@ -98,6 +98,25 @@ def test_evaluator_on_known_answers(small_synth, tmp_path):
     assert any("identity MAE" in line for line in table(exact))
 
 
+def test_the_best_colour_map_solves_a_colour_task_and_not_a_spatial_one(small_synth, tmp_path):
+    """The baseline row: on the synthetic colour task a per-pixel colour map is all a model needs; on a task whose
+    truth is each image mirrored, no colour map comes close."""
+    import shutil
+
+    identity = as_translator(lambda x: x)
+    colour = Evaluator(small_synth)(identity, identity)
+    assert colour["colour_map_mae_vs_identity"] < 0.01  # (R, G, B) -> (B, R, G) is a colour map
+    assert any("best colour map's MAE / identity MAE" in line for line in table(colour))
+
+    mirrored = tmp_path / "mirrored"
+    shutil.copytree(small_synth, mirrored)
+    for name in os.listdir(mirrored / "testA"):
+        with Image.open(mirrored / "testA" / name) as image:
+            image.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirrored / TRUTH_FOLDER / name)
+    spatial = Evaluator(str(mirrored))(identity, identity)
+    assert spatial["colour_map_mae_vs_identity"] >= 0.6, spatial
+
+
 def test_partial_or_missing_truth_is_said_and_used_where_it_exists(small_synth, tmp_path):
     import shutil
 

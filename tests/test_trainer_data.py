@@ -13,6 +13,7 @@ from preprocessing.schema import load_manifest
 from trainer.config import PRESETS
 from tests.helpers import REPO
 from tests.training import SMALL, run, train_command
+from trainer.model import scale_modes
 from trainer.run import data, loop
 
 TINY = PRESETS["tiny"]
@@ -85,7 +86,7 @@ def test_resize_matches_the_references_pil_bicubic_on_a_textured_source():
                + rng.normal(0, 25, (512, 768, 3)))
     source = np.clip(texture, 0, 255).astype(np.uint8)
     for size in (286, 256):
-        ours = data.resize(tf.constant(source), size).numpy()
+        ours = scale_modes.resize(tf.constant(source), size, size).numpy()
         pil = np.asarray(Image.fromarray(source).resize((size, size), Image.BICUBIC), dtype=np.float64)
         off = np.abs(np.clip(ours, 0, 255) - pil).mean()
         assert off < 1.0, (size, off)  # measured 0.29 of 255; without antialiasing about 20
@@ -94,8 +95,9 @@ def test_resize_matches_the_references_pil_bicubic_on_a_textured_source():
 def test_a_source_already_at_the_size_is_returned_as_the_resize_would_compute_it():
     source = tf.constant(np.random.default_rng(1).integers(0, 256, (286, 286, 3)), tf.uint8)
     resized = tf.image.resize(source, [286, 286], method="bicubic", antialias=True)
-    np.testing.assert_array_equal(data.resize(source, 286), resized)
-    assert data.resize(source, 286).dtype == tf.float32 and data.resize(source, 72).shape == (72, 72, 3)
+    np.testing.assert_array_equal(scale_modes.resize(source, 286, 286), resized)
+    assert scale_modes.resize(source, 286, 286).dtype == tf.float32
+    assert scale_modes.resize(source, 72, 72).shape == (72, 72, 3)
 
 
 def test_a_shard_of_the_other_domain_under_a_domains_name_is_named(tiny_records, two_cpus, tmp_path):

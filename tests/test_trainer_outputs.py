@@ -81,7 +81,8 @@ def test_exported_model_translates_in_a_fresh_process(trained_run, tmp_path):
     gradient(300, 200).save(inputs / "huge.png")  # 0.06 megapixels, above the limit given below
     out = tmp_path / "out"
     done = subprocess.run([os.path.join(BIN, "cyclegan"), "translate", "--model", f"{export_dir}/a2b", "--input",
-                           str(inputs), "--output", str(out), "--max_megapixels", "0.05"], cwd=str(tmp_path),
+                           str(inputs), "--output", str(out), "--max_megapixels", "0.05", "--native"],
+                          cwd=str(tmp_path),
                           text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
     assert done.returncode == 0, done.stdout
     assert "translated 2 of 6 images" in done.stdout and "broken.png" in done.stdout

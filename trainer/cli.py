@@ -24,13 +24,21 @@ from trainer.config import PRESETS, TrainConfig, view
 
 def check_config(config):
     from trainer.model.networks import input_size_problem
+    from trainer.model.scale_modes import CROPPED
 
     problem = input_size_problem(config.crop_size, config.n_layers_d)
     if problem:
         raise UsageError(f"--crop_size {config.crop_size}: {problem}")
-    if config.load_size < config.crop_size:
-        raise UsageError(f"--load_size {config.load_size} is below --crop_size {config.crop_size}")
+    if config.preprocess not in CROPPED:
+        raise UsageError(f"--preprocess {config.preprocess} keeps each image's own size, and a training step takes "
+                         f"one size (its batch, its image pool): train with {', '.join(CROPPED)}; translate and "
+                         "evaluate then meet whole images at the mode's test-time scale")
+    if config.preprocess != "crop" and config.load_size < config.crop_size:
+        raise UsageError(f"--load_size {config.load_size} is below --crop_size {config.crop_size}, which "
+                         f"--preprocess {config.preprocess} crops from an image scaled to --load_size")
     check_fields(config)
+    if config.steps and config.epochs:
+        raise UsageError("give --steps or --epochs, not both")
     if config.eval_every and not config.eval_data:
         raise UsageError("--eval_every needs --eval_data: a dataset root with testA/ and testB/")
 
@@ -80,12 +88,11 @@ def run_training(args, config, cache, prog):
     check_config(config)
     if not args.dry_run and not (config.data and config.model_dir):
         raise UsageError("--data and --model_dir are required to train (or pass --dry_run)")
-    if config.steps and config.epochs:
-        raise UsageError("give --steps or --epochs, not both")
     import tensorflow as tf
 
     from trainer.model import networks
     from trainer.run import preemption, strategy
+    from trainer.run.data import Input
     from trainer.run.data_checks import check_data
 
     if config.model_dir and tf.io.gfile.exists(config.model_dir) and not tf.io.gfile.isdir(config.model_dir):
@@ -103,7 +110,7 @@ def run_training(args, config, cache, prog):
     except (strategy.PeersMissing, preemption.StoppedWaiting) as err:
         print(f"{prog}: {err}", file=sys.stderr, flush=True)
         return err.exit_status
-    manifest = check_data(config.data) if config.data else None
+    manifest = check_data(config.data, view(config, Input)) if config.data else None
     if args.dry_run:
         print(f"config (preset {args.preset}):")
         print(json.dumps(dataclasses.asdict(config), indent=2))

@@ -7,6 +7,7 @@ import dataclasses
 
 from preprocessing import exit_status
 from preprocessing.flags import config_field
+from trainer.model.scale_modes import MODES
 
 IDENTITY, HOW_TO_RUN = "identity", "how_to_run"
 
@@ -48,7 +49,13 @@ class TrainConfig:
     n_epochs: int = identity(100, "epochs at the initial learning rate", minimum=0)
     n_epochs_decay: int = identity(100, "epochs of linear decay after those", minimum=0)
     # data
-    load_size: int = identity(286, "images are resized to this square size before cropping")
+    preprocess: str = identity("resize_and_crop", "how an image is scaled and cropped (the reference's modes, "
+                               "trainer/model/scale_modes.py): resize_and_crop: to a load_size square, then a "
+                               "crop_size crop; crop: a crop of the image as stored; scale_width_and_crop: width to "
+                               "load_size, aspect kept, then a crop; scale_width and none: whole images (at test "
+                               "time; training needs a crop mode)", choices=MODES)
+    load_size: int = identity(286, "the size the mode scales to before cropping (resize_and_crop: a square; "
+                              "scale_width*: the width)")
     crop_size: int = identity(256, "random crop size used for training (a multiple of 4)")
     batch_size: int = identity(1, "images per domain per replica in a step", minimum=1)
     seed: int = identity(0, "random seed of weights, data order, augmentation and the image pools")
@@ -62,17 +69,20 @@ class TrainConfig:
                                choices=("auto", "multi_worker", "mirrored", "one_device"))
     cpu_replicas: int = how_to_run(1, "without GPUs, split the CPU into this many replicas", minimum=1)
     peer_timeout: int = how_to_run(300, "several workers: seconds without an answer from a peer worker before the "
-                                   f"others give up and exit with {exit_status.PREEMPTED}, so the whole group can restart", minimum=1)
+                                   f"others give up and exit with {exit_status.PREEMPTED}, so the whole group can "
+                                   "restart", minimum=1)
     startup_timeout: int = how_to_run(900, "several workers: seconds a worker waits at start for every peer to "
-                                      f"join before it exits with {exit_status.PEERS_MISSING}, naming the ones that never did", minimum=1)
+                                      f"join before it exits with {exit_status.PEERS_MISSING}, naming the ones that "
+                                      "never did", minimum=1)
     collective: str = how_to_run("auto", "several workers: the all-reduce between them (auto: NCCL when the workers "
                                  "have GPUs, TensorFlow's ring over gRPC on CPUs)", choices=("auto", "nccl", "ring"))
     bytes_per_pack: int = how_to_run(32 << 20, "several workers: gradients are all-reduced in packs of about this "
                                      "many bytes (0: one pack)", minimum=0)
     lease_timeout: int = how_to_run(120, "a model directory whose writer's heartbeat stopped this many seconds ago "
                                     "may be taken over by another run", minimum=10)
-    max_restarts_without_progress: int = how_to_run(5, f"exit with {exit_status.NO_PROGRESS} when this many starts in a row resumed from the "
-                                                    "step this one would (a restart loop); 0: no limit", minimum=0)
+    max_restarts_without_progress: int = how_to_run(5, f"exit with {exit_status.NO_PROGRESS} when this many starts "
+                                                    "in a row resumed from the step this one would (a restart "
+                                                    "loop); 0: no limit", minimum=0)
     precision: str = identity("float32", "compute precision", choices=("float32", "mixed_float16", "mixed_bfloat16"))
     xla: str = how_to_run("auto", "compile each replica's losses and gradients with XLA (auto: on GPUs)",
                           choices=("auto", "on", "off"))

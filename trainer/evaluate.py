@@ -7,15 +7,19 @@ testA_truth/ with the true B image of each test A image under the same name. Rep
 OUT/report.json beside the translations in OUT/a2b/ and OUT/b2a/:
   ground_truth_mae, psnr          G(test A) against the truth (MAE on the [0, 1] scale, PSNR in dB)
   identity_mae, identity_psnr     the same for the identity map: what an untrained model scores
+  colour_map_mae (_vs_identity)   the same for the best per-pixel colour map (affine, least squares, fit on the
+                                  test pairs themselves): near 0 where colour alone solves the task
   cycle_mae (cycle_mae_a, _b)     F(G(a)) against a and G(F(b)) against b
   fid, kid (fid_b2a, kid_b2a)     G(test A) against test B (F(test B) against test A), from Inception-v3 pool
                                   features; null, with the reason in fid_skipped, without --inception_weights
+Each image meets the model at the scale its training mode implies (the run's --preprocess; --native: at its own
+size), and is compared at its own size.
 """
 from preprocessing.flags import check_at_least, job_parser
 from preprocessing.process import prepare_libraries
 from trainer.evaluation.evaluator import Evaluator, Key, table
 from trainer.serving.image_files import check_writable
-from trainer.serving.translator import load_direction, make_translator
+from trainer.serving.translator import Scaling, export_scaling, load_direction, make_translator
 
 
 def main(argv, prog="cyclegan evaluate"):
@@ -28,6 +32,8 @@ def main(argv, prog="cyclegan evaluate"):
     parser.add_argument("--inception_weights", default="",
                         help="Inception-v3 .weights.h5 (include_top=False) for FID and KID; skipped without")
     parser.add_argument("--limit", type=int, default=0, help="at most this many test images per domain (0: all)")
+    parser.add_argument("--native", action="store_true",
+                        help="translate each image whole at its own size, not at the model's test-time scale")
     args = parser.parse_args(argv)
     check_at_least(("--limit", args.limit, 0))
     prepare_libraries()
@@ -35,14 +41,16 @@ def main(argv, prog="cyclegan evaluate"):
     evaluator = Evaluator(args.data, args.limit, args.inception_weights)  # checks the data and weights first
     if args.model:
         a2b, b2a = (load_direction(f"{args.model.rstrip('/')}/{d}") for d in ("a2b", "b2a"))
-        source_text = args.model
+        source_text, scaling = args.model, export_scaling(f"{args.model.rstrip('/')}/a2b")
     else:
+        from trainer.config import view
         from trainer.run.trained import load_run  # imports TensorFlow: after prepare_libraries, which quiets it
 
-        _, nets, checkpoint, step = load_run(args.model_dir)
+        config, nets, checkpoint, step = load_run(args.model_dir)
         translators = [make_translator(nets[name]) for name in ("G_AB", "G_BA")]  # kept: methods hold them weakly
         a2b, b2a = (translator.translate for translator in translators)
-        source_text = f"{checkpoint} (step {step})"
+        source_text, scaling = f"{checkpoint} (step {step})", view(config, Scaling)
+    evaluator.scaling = None if args.native else scaling
     report = evaluator(a2b, b2a, args.output)
     print(f"evaluate: {source_text} on {args.data}: {report[Key.TEST_IMAGES_A]} test A, {report[Key.TEST_IMAGES_B]} "
           f"test B images")

@@ -3,10 +3,14 @@
     cyclegan translate --model EXPORT_DIR/a2b --input PATH_OR_GLOB --output DIR
 
 --input is a folder (searched recursively), a glob, a gs:// prefix or one file. Each image keeps its format
-(by extension; JPEG at quality 95) and its size. An image that cannot be read or translated is reported, with
-the reason, on the console and in DIR/translate_errors.jsonl (written only then), and the others go on; so is
-one too large for the memory (--max_megapixels): images are translated whole, never in tiles, because the
-generators' instance normalisation takes its statistics over the whole image, and tiles would change them.
+(by extension; JPEG at quality 95) and its size: it is scaled as the model's training mode scales images at test
+time (export.json beside the direction: a resize_and_crop model sees a crop_size square, a scale_width_and_crop
+one the image with its width at load_size), and the translation is scaled back to the image's size
+(--output_size scaled keeps the model's size). --native translates each image whole at its own size instead.
+An image that cannot be read or translated is reported, with the reason, on the console and in
+DIR/translate_errors.jsonl (written only then), and the others go on; so is one too large for the memory
+(--max_megapixels): images are translated whole, never in tiles, because the generators' instance normalisation
+takes its statistics over the whole image, and tiles would change them.
 
 An --output that would overwrite any input image (the input folder itself, or the folder of an input file) is
 refused before anything is translated. An --output folder inside the input folder is left out of the inputs, so
@@ -26,7 +30,8 @@ from preprocessing import exit_status
 from preprocessing.flags import UsageError, check_at_least, job_parser
 from preprocessing.process import prepare_libraries, stop_signals_handled_by
 from trainer.serving.image_files import canonical, check_writable, list_inputs, walk, written_by_translate
-from trainer.serving.translator import ERRORS_FILE, OutputFull, default_max_megapixels, load_direction, translate_all
+from trainer.serving.translator import (ERRORS_FILE, OutputFull, default_max_megapixels, export_scaling, load_direction,
+                                       translate_all)
 
 
 def main(argv, prog="cyclegan translate"):
@@ -40,6 +45,11 @@ def main(argv, prog="cyclegan translate"):
                         help="replace files already in --output that this command did not write")
     parser.add_argument("--resume", action="store_true",
                         help="skip the images an earlier run into --output already translated")
+    parser.add_argument("--native", action="store_true",
+                        help="translate each image whole at its own size, not at the model's test-time scale")
+    parser.add_argument("--output_size", choices=("input", "scaled"), default="input",
+                        help="write each translation at its image's size (input) or at the size the model "
+                             "translated it (scaled)")
     parser.add_argument("--max_megapixels", type=float, default=0.0,
                         help="skip, with the reason, an image larger than this (after --max_size) rather than run "
                              "out of memory on it (default: what this machine's available memory holds)")
@@ -59,13 +69,15 @@ def main(argv, prog="cyclegan translate"):
     check_writable(args.output)
     inputs, done_before = pending(inputs, args.output, args.overwrite, args.resume)
     translate = load_direction(args.model)
+    scaling = None if args.native else chosen_scaling(args.model, prog)
     limit = args.max_megapixels or default_max_megapixels()
     started, stop = time.monotonic(), []
     try:
         with stop_signals_handled_by(lambda signum, frame: stop.append(signum)), \
                 tqdm(total=len(inputs), unit="img", desc="translate") as progress:
             failures, written = translate_all(translate, inputs, args.output, args.max_size, progress, limit,
-                                              stopping=lambda: bool(stop))
+                                              stopping=lambda: bool(stop), scaling=scaling,
+                                              keep_size=args.output_size == "input")
     except OutputFull as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return exit_status.FAILED
@@ -81,6 +93,18 @@ def main(argv, prog="cyclegan translate"):
                                                    f"{ERRORS_FILE}" if failures else "")
           + (f"; {done_before} translated by an earlier run were kept (--resume)" if done_before else ""))
     return 0 if len(failures) < len(inputs) or not inputs else exit_status.FAILED
+
+
+def chosen_scaling(model, prog):
+    """The export's test-time Scaling, said in one line; None, also said, for a direction without export.json."""
+    scaling = export_scaling(model)
+    if scaling:
+        print(f"{prog}: images scaled as the model was trained to meet them: --preprocess {scaling.preprocess} "
+              f"--load_size {scaling.load_size} --crop_size {scaling.crop_size} (export.json); --native translates "
+              "them at their own size", flush=True)
+    else:
+        print(f"{prog}: {model} has no export.json beside it: images are translated at their own size", flush=True)
+    return scaling
 
 
 def pending(inputs, output, overwrite, resume):

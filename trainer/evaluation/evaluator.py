@@ -22,6 +22,8 @@ class Key:
     PSNR = "psnr"
     IDENTITY_PSNR = "identity_psnr"
     GROUND_TRUTH_MAE_VS_IDENTITY = "ground_truth_mae_vs_identity"
+    COLOUR_MAP_MAE = "colour_map_mae"
+    COLOUR_MAP_MAE_VS_IDENTITY = "colour_map_mae_vs_identity"
     CYCLE_MAE_A = "cycle_mae_a"
     CYCLE_MAE_B = "cycle_mae_b"
     CYCLE_MAE = "cycle_mae"
@@ -35,12 +37,13 @@ class Key:
 class Evaluator:
     """Test images read once; evaluates any pair of translators (exported signatures or live generators)."""
 
-    def __init__(self, data_root, limit=0, inception_weights=""):
+    def __init__(self, data_root, limit=0, inception_weights="", scaling=None):
         import tensorflow as tf
 
         from trainer.serving.image_files import list_inputs, read_image
 
         root = data_root.rstrip("/")
+        self.scaling = scaling  # translator.Scaling: each image as the model meets it, its translation at its size
         # first: a wrong weights file is named before any image is read or translated
         self.inception = metrics.InceptionFeatures(inception_weights) if inception_weights else None
         self.images, self.names = {}, {}
@@ -79,8 +82,11 @@ class Evaluator:
         from trainer.serving.image_files import write_image
         from trainer.serving.translator import translate_pixels
 
-        fake = {"B": [translate_pixels(a2b, a) for a in self.images["A"]], "A": [translate_pixels(b2a, b) for b in self.images["B"]]}
-        cycled = {"A": [translate_pixels(b2a, f) for f in fake["B"]], "B": [translate_pixels(a2b, f) for f in fake["A"]]}
+        def translate(direction, images):
+            return [translate_pixels(direction, image, self.scaling) for image in images]
+
+        fake = {"B": translate(a2b, self.images["A"]), "A": translate(b2a, self.images["B"])}
+        cycled = {"A": translate(b2a, fake["B"]), "B": translate(a2b, fake["A"])}
         report = {Key.TEST_IMAGES_A: len(self.images["A"]), Key.TEST_IMAGES_B: len(self.images["B"])}
         if self.truth_note:
             report[Key.GROUND_TRUTH_NOTE] = self.truth_note
@@ -96,6 +102,9 @@ class Evaluator:
             report[Key.PSNR] = mean(metrics.psnr, translated, truth)
             report[Key.IDENTITY_PSNR] = mean(metrics.psnr, real, truth)
             report[Key.GROUND_TRUTH_MAE_VS_IDENTITY] = report[Key.GROUND_TRUTH_MAE] / report[Key.IDENTITY_MAE]
+            # the baseline no trained model may see: the best colour map, fit on these very test pairs
+            report[Key.COLOUR_MAP_MAE] = mean(metrics.mae, metrics.best_colour_map(real, truth), truth)
+            report[Key.COLOUR_MAP_MAE_VS_IDENTITY] = report[Key.COLOUR_MAP_MAE] / report[Key.IDENTITY_MAE]
         report[Key.CYCLE_MAE_A] = mean(metrics.mae, cycled["A"], self.images["A"])
         report[Key.CYCLE_MAE_B] = mean(metrics.mae, cycled["B"], self.images["B"])
         report[Key.CYCLE_MAE] = (report[Key.CYCLE_MAE_A] + report[Key.CYCLE_MAE_B]) / 2
@@ -126,7 +135,8 @@ def table(report):
     """The report as aligned lines."""
     rows = [("ground-truth MAE (G(test A) vs truth)", Key.GROUND_TRUTH_MAE),
             ("identity MAE (untrained baseline)", Key.IDENTITY_MAE),
-            ("ground-truth MAE / identity MAE", Key.GROUND_TRUTH_MAE_VS_IDENTITY), ("PSNR dB (identity)", Key.PSNR),
+            ("ground-truth MAE / identity MAE", Key.GROUND_TRUTH_MAE_VS_IDENTITY),
+            ("best colour map's MAE / identity MAE", Key.COLOUR_MAP_MAE_VS_IDENTITY), ("PSNR dB (identity)", Key.PSNR),
             ("cycle MAE A->B->A", Key.CYCLE_MAE_A), ("cycle MAE B->A->B", Key.CYCLE_MAE_B),
             ("FID A->B", Key.FID), ("KID A->B", Key.KID), ("FID B->A", Key.FID_B2A), ("KID B->A", Key.KID_B2A)]
     lines = []

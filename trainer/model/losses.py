@@ -77,4 +77,5 @@ def discriminator_losses(nets, real_a, real_b, pooled_fake_a, pooled_fake_b, wei
         on_real, on_fake = _as_one_batch(net, real, ops.stop_gradient(fake), training=training)
         return 0.5 * (gan_loss(on_real, True, weights.gan_mode) + gan_loss(on_fake, False, weights.gan_mode))
 
-    return {"D_A": discriminator_loss(nets["D_A"], real_a, pooled_fake_a), "D_B": discriminator_loss(nets["D_B"], real_b, pooled_fake_b)}
+    return {"D_A": discriminator_loss(nets["D_A"], real_a, pooled_fake_a),
+            "D_B": discriminator_loss(nets["D_B"], real_b, pooled_fake_b)}

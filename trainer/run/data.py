@@ -1,16 +1,18 @@
 """Input pipeline: the preprocessing job's shards -> unpaired, augmented batches, entirely in tf.data.
 
 Two independent streams, A and B, each with its own file order, shuffle and augmentation, zipped into unpaired
-batches. Per image, as the reference: resize to load_size (bicubic), random crop to crop_size, random horizontal
-flip, scale to [-1, 1]. Random draws are stateless ops seeded per image from a seeded stream, so no Python runs
-per example. The order is deterministic for a seed (reads and maps still run in parallel), and the iterator is
-checkpointed with the run, so a resumed run sees exactly the batches an uninterrupted one would have.
+batches. Per image, as the reference: the --preprocess mode's scale and random crop (trainer/model/scale_modes.py;
+by default resize to load_size, bicubic, and crop to crop_size), a random horizontal flip, scale to [-1, 1].
+Random draws are stateless ops seeded per image from a seeded stream, so no Python runs per example. The order is
+deterministic for a seed (reads and maps still run in parallel), and the iterator is checkpointed with the run, so
+a resumed run sees exactly the batches an uninterrupted one would have.
 """
 import dataclasses
 
 import tensorflow as tf
 
 from preprocessing.schema import parse_example
+from trainer.model import scale_modes
 from trainer.model.pixels import to_model_range
 
 SHUFFLE_BUFFER = 256
@@ -20,6 +22,7 @@ MISPLACED = "a record of another split or domain in"
 @dataclasses.dataclass(frozen=True)
 class Input:
     """What the input pipeline reads of a run's config (the TrainConfig fields of the same names)."""
+    preprocess: str
     load_size: int
     crop_size: int
     seed: int
@@ -36,24 +39,13 @@ def shard_paths(data_root, manifest, name):
     return [f"{data_root.rstrip('/')}/{shard.path}" for shard in entry.shards]
 
 
-def resize(image, size):
-    """Bicubic to size x size, antialiased as PIL's bicubic filter (the reference's) is when it shrinks: without
-    it a large or non-square source's shrunk axis is aliased. A source already at that size is returned as it is
-    (which the resize computes too, exactly, at the cost of a resize)."""
-    at_size = tf.reduce_all(tf.shape(image)[:2] == size)
-    return tf.cond(at_size, lambda: tf.cast(image, tf.float32),
-                   lambda: tf.image.resize(image, [size, size], method="bicubic", antialias=True))
-
-
-def augment(image, seed, sizes, training):
-    """uint8 HxWx3 -> float32 crop_size x crop_size x 3 in [-1, 1]."""
+def augment(image, seed, inputs, training):
+    """uint8 HxWx3 -> float32 in [-1, 1]: a crop_size square in training (the crop modes), or at test time the
+    image as the mode scales it for a trained model."""
     if training:
-        image = resize(image, sizes.load_size)
-        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-        image = tf.image.stateless_random_crop(image, [sizes.crop_size, sizes.crop_size, 3], crop_seed)
-        image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-    else:  # test time, as the reference: straight to the crop size, no flip
-        image = resize(image, sizes.crop_size)
+        image = scale_modes.for_training(image, seed, inputs.preprocess, inputs.load_size, inputs.crop_size)
+    else:
+        image = scale_modes.for_testing(image, inputs.preprocess, inputs.load_size, inputs.crop_size)
     return tf.clip_by_value(to_model_range(image), -1.0, 1.0)
 
 
@@ -100,7 +92,11 @@ def train_dataset(data_root, manifest, inputs: Input, batch_size, input_context=
 
 
 def held_out_batch(data_root, manifest, domain, inputs: Input, count):
-    """The first `count` test images of `domain` (train images if it has no test split), as test time sees them."""
+    """The first `count` test images of `domain` (train images if it has no test split), as test time sees them,
+    in one batch: each centred on a canvas of the largest height and width among them (the scale-only modes keep
+    each image's aspect ratio)."""
     split = f"test{domain}" if manifest.written(f"test{domain}") else f"train{domain}"
     paths = shard_paths(data_root, manifest, split)
-    return next(iter(domain_dataset(paths, split, inputs, count, seed=0, training=False)))
+    images = [batch[0] for batch in domain_dataset(paths, split, inputs, 1, seed=0, training=False).take(count)]
+    height, width = max(image.shape[0] for image in images), max(image.shape[1] for image in images)
+    return tf.stack([tf.image.resize_with_crop_or_pad(image, height, width) for image in images])

@@ -9,13 +9,29 @@ from preprocessing.schema import TRAIN, ManifestError, load_manifest, parse_exam
 from trainer.run.data import MISPLACED, DataError, shard_paths
 
 
-def check_data(path, say=print):
-    """The dataset's manifest, each training shard's size against it, and one decoded record per training domain;
-    returns the manifest."""
+def upscaled(manifest, inputs):
+    """Why every stored image would be scaled up for `inputs`' mode and sizes, or None: the preprocessing job
+    stored each image with its shorter side at most its --max_size (never upscaled), in the manifest's options."""
+    stored = manifest.options.get("max_size")
+    flag, needed = ("--crop_size", inputs.crop_size) if inputs.preprocess == "crop" else ("--load_size",
+                                                                                         inputs.load_size)
+    if not stored or needed <= stored:
+        return None
+    return (f"{flag} {needed} with --preprocess {inputs.preprocess} needs images of at least {needed} px, and this "
+            f"dataset was preprocessed with --max_size {stored} (each image's shorter side at most that): they "
+            f"would be upscaled. Rerun `cyclegan preprocess --max_size {needed} --overwrite` on the raw images, or "
+            f"train with {flag} {stored}")
+
+
+def check_data(path, inputs=None, say=print):
+    """The dataset's manifest, each training shard's size against it, its stored size against what `inputs` (a
+    data.Input) scales to, and one decoded record per training domain; returns the manifest."""
     try:
         manifest = load_manifest(path)
     except ManifestError as err:
         raise UsageError(f"--data: {err}") from None
+    if inputs and upscaled(manifest, inputs):
+        raise UsageError(f"--data {path}: {upscaled(manifest, inputs)}")
     for name in TRAIN:
         if not manifest.written(name):
             raise UsageError(f"--data {path}: the dataset has no {name} images; preprocess a dataset root with "

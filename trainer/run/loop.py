@@ -174,7 +174,7 @@ def start(config, strategy, manifest, say):
                                              strategy.num_replicas_in_sync)
 
         def batches(seed):  # this worker's share of each global batch
-            inputs = data.Input(config.load_size, config.crop_size, seed)
+            inputs = view(dataclasses.replace(config, seed=seed), data.Input)
             return iter(data.train_dataset(config.data, manifest, inputs, global_batch // workers,
                                            input_context=context))
 

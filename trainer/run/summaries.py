@@ -43,9 +43,10 @@ class Summaries:
         self.evaluator = None
         if chief and config.eval_every:
             from trainer.evaluation.evaluator import Evaluator
-            from trainer.serving.translator import make_translator
+            from trainer.serving.translator import Scaling, make_translator
 
-            self.evaluator = Evaluator(config.eval_data, config.eval_images, config.inception_weights)
+            self.evaluator = Evaluator(config.eval_data, config.eval_images, config.inception_weights,
+                                       view(config, Scaling))
             self.translators = [make_translator(trainer.nets[name]) for name in ("G_AB", "G_BA")]
         if chief:
             hparams = {k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, (bool, int, float, str))}

@@ -13,7 +13,7 @@ from trainer.model import networks
 from trainer.run import checkpoints
 from trainer.run.model_dir import RUN_RECORD, model_path
 from trainer.serving.image_files import inside
-from trainer.serving.translator import DIRECTIONS, EXPORT_RECORD, make_translator
+from trainer.serving.translator import DIRECTIONS, EXPORT_RECORD, Scaling, make_translator
 
 
 def load_run(model_dir, checkpoint=None, say=print):
@@ -73,7 +73,7 @@ def export(model_dir, output, checkpoint=None, say=print):
         say(f"export: {name} ({direction}) written")
     with tf.io.gfile.GFile(f"{staging}/{EXPORT_RECORD}", "w") as f:
         json.dump({"checkpoint": checkpoint, "step": step, "directions": DIRECTIONS,
-                   "config": dataclasses.asdict(config)}, f, indent=2)
+                   "scale": view(config, Scaling).record(), "config": dataclasses.asdict(config)}, f, indent=2)
     tf.io.gfile.makedirs(output)
     remove(f"{output}/{EXPORT_RECORD}")  # the earlier export is incomplete from here until the new record is in
     for entry in (*DIRECTIONS, EXPORT_RECORD):

@@ -1,19 +1,56 @@
 """A trained run's generators as translators: made from a generator (for `export`, which saves them, and the
 trainer's evaluation) or loaded from an export, and applied to images of any size.
 
+By default an image is first scaled as the model's training mode scales it at test time (Scaling, from the
+run's config or the export's export.json; trainer/model/scale_modes.py), and the translation is scaled back to the
+image's own size; without a Scaling (`translate --native`) the image is translated whole at its own size.
+
 The generator needs sides that are a multiple of 4 (and at least 8): the translator pads symmetrically to that,
 translates and crops back, so every image keeps its size. The same `tf.Module` is what `export` saves and what the
 trainer's evaluation calls on the live networks, so both translate alike.
 """
+import dataclasses
 import errno
 import json
 
 from preprocessing.flags import UsageError
+from trainer.model import scale_modes
 
 DIRECTIONS = {"a2b": "G_AB", "b2a": "G_BA"}
 EXPORT_RECORD = "export.json"  # what was exported; written last, so it marks a whole export
 MIN_SIDE = 4  # the smallest image the translator pads (symmetrically) up to the generator's multiple and minimum
 ERRORS_FILE = "translate_errors.jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scaling:
+    """How a model meets images at test time: its training mode and sizes (the TrainConfig fields of the same
+    names, recorded in run.json and export.json)."""
+    preprocess: str
+    load_size: int
+    crop_size: int
+
+    def record(self):
+        """export.json's "scale": the training mode and sizes, and the test-time mode they imply."""
+        return {**dataclasses.asdict(self), "test_time": scale_modes.TEST_MODE[self.preprocess]}
+
+    def shape(self, height, width):
+        """(height, width) of an image of that size as the model meets it."""
+        mode = scale_modes.TEST_MODE[self.preprocess]
+        load = self.crop_size if mode == "resize_and_crop" else self.load_size
+        return tuple(int(side) for side in scale_modes.scaled_shape(height, width, mode, load, self.crop_size))
+
+
+def export_scaling(direction_path):
+    """The Scaling of an exported direction (EXPORT_DIR/a2b), from EXPORT_DIR/export.json; None if there is none."""
+    import tensorflow as tf
+
+    record = f"{direction_path.rstrip('/').rsplit('/', 1)[0]}/{EXPORT_RECORD}"
+    if "/" not in direction_path.rstrip("/") or not tf.io.gfile.exists(record):
+        return None
+    with tf.io.gfile.GFile(record) as f:
+        config = json.load(f)["config"]
+    return Scaling(config.get("preprocess", "resize_and_crop"), config["load_size"], config["crop_size"])
 
 
 def load_direction(path, flag="--model"):
@@ -59,16 +96,26 @@ def make_translator(generator):
     return Translator()
 
 
-def translate_pixels(translate, pixels):
-    """An exported signature (or a translator's `translate`) on one uint8 HxWx3 array."""
+def translate_pixels(translate, pixels, scaling=None, keep_size=True):
+    """An exported signature (or a translator's `translate`) on one uint8 HxWx3 array. With a Scaling, the image
+    is scaled as the model meets it first, and (keep_size) the translation scaled back to the image's size."""
     import tensorflow as tf
 
     from preprocessing.images import TOO_SMALL, Rejected
+    from trainer.model.pixels import to_uint8
 
-    if min(pixels.shape[:2]) < MIN_SIDE:
-        raise Rejected(TOO_SMALL, f"{pixels.shape[1]}x{pixels.shape[0]} px; the model translates images of at "
+    image = tf.constant(pixels)
+    if scaling:
+        height, width = scaling.shape(*pixels.shape[:2])
+        image = tf.cast(tf.clip_by_value(tf.round(scale_modes.resize(image, height, width)), 0, 255), tf.uint8)
+    if min(image.shape[:2]) < MIN_SIDE:
+        raise Rejected(TOO_SMALL, f"{image.shape[1]}x{image.shape[0]} px; the model translates images of at "
                                   f"least {MIN_SIDE}x{MIN_SIDE}")
-    return translate(tf.constant(pixels[None]))["images"][0].numpy()
+    out = translate(image[None])["images"][0]
+    if scaling and keep_size and tuple(out.shape[:2]) != tuple(pixels.shape[:2]):
+        back = scale_modes.resize(out, *pixels.shape[:2])
+        out = to_uint8(back / 127.5 - 1.0)
+    return out.numpy()
 
 
 class OutputFull(Exception):
@@ -99,12 +146,13 @@ def default_max_megapixels():
 
 
 def translate_all(translate, inputs, output, max_size=0, progress=None, max_megapixels=0.0,
-                  stopping=lambda: False):
-    """Translate every (path, relative) of `inputs` into `output`; returns ([(path, reason)] of the failures, how
-    many were written). The failures are also listed in output/translate_errors.jsonl (written only then).
-    OutputFull when the disk fills up. An image above `max_megapixels` (after `max_size`) is a failure, not a
-    translation that runs out of memory and takes the whole run with it. When `stopping()` turns true, the run
-    ends after the image in flight."""
+                  stopping=lambda: False, scaling=None, keep_size=True):
+    """Translate every (path, relative) of `inputs` into `output` (scaled as translate_pixels says); returns
+    ([(path, reason)] of the failures, how many were written). The failures are also listed in
+    output/translate_errors.jsonl (written only then). OutputFull when the disk fills up. An image above
+    `max_megapixels` (as the model meets it, after `max_size`) is a failure, not a translation that runs out of
+    memory and takes the whole run with it. When `stopping()` turns true, the run ends after the image in
+    flight."""
     import tensorflow as tf
 
     from preprocessing.images import Rejected
@@ -118,13 +166,14 @@ def translate_all(translate, inputs, output, max_size=0, progress=None, max_mega
             break
         try:
             pixels = read_image(path, max_size)
-            megapixels = pixels.shape[0] * pixels.shape[1] / 1e6
+            height, width = scaling.shape(*pixels.shape[:2]) if scaling else pixels.shape[:2]
+            megapixels = height * width / 1e6
             if max_megapixels and megapixels > max_megapixels:
-                raise Rejected(TOO_LARGE, f"{pixels.shape[1]}x{pixels.shape[0]} is {megapixels:.2f} megapixels, above "
+                raise Rejected(TOO_LARGE, f"{width}x{height} is {megapixels:.2f} megapixels, above "
                                           f"--max_megapixels {max_megapixels:.2f} (about {GB_PER_MEGAPIXEL} GB of "
                                           "memory per megapixel for the reference generator): shrink it with "
                                           "--max_size, or raise the limit on a larger machine")
-            write_image(translate_pixels(translate, pixels), f"{output.rstrip('/')}/{relative}")
+            write_image(translate_pixels(translate, pixels, scaling, keep_size), f"{output.rstrip('/')}/{relative}")
             written += 1
         except (Rejected, tf.errors.OpError, OSError, ValueError) as err:
             if full_disk(err):
