@@ -71,7 +71,7 @@ def check_train_flags(extra, preset):
         raise UsageError("after --: --max_restarts_without_progress 0 turns off the guard that ends a restart loop "
                          "on a cluster, where pods restart unattended; give a positive limit")
     try:
-        check_fields(config_from_flags(PRESETS[preset], args))
+        train_cli.check_flags(config_from_flags(PRESETS[preset], args))
     except UsageError as err:
         raise UsageError(f"after --: {err}") from None
 

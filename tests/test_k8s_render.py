@@ -443,7 +443,9 @@ def test_flags_after_the_separator_are_checked_as_the_trainer_would():
                            (["--dry_run"], "after --: --dry_run would end every pod before training"),
                            (["--max_restarts_without_progress", "0"],
                             "after --: --max_restarts_without_progress 0 turns off the guard"),
-                           (["--lr", "nan"], "after --: argument --lr: 'nan' is not a finite number")):
+                           (["--lr", "nan"], "after --: argument --lr: 'nan' is not a finite number"),
+                           (["--preprocess", "scale_width"], "after --: --preprocess scale_width keeps each image's "
+                                                             "own size")):
         with pytest.raises(UsageError, match=re.escape(message)):
             parse_submit("train", [*TRAIN, "--", *extra])
     config, extra, _ = parse_submit("train", [*TRAIN, "--", "--batch_size", "4", "--precision", "mixed_bfloat16"])

@@ -24,11 +24,18 @@ from trainer.config import PRESETS, TrainConfig, view
 
 def check_config(config):
     from trainer.model.networks import input_size_problem
-    from trainer.model.scale_modes import CROPPED
 
     problem = input_size_problem(config.crop_size, config.n_layers_d)
     if problem:
         raise UsageError(f"--crop_size {config.crop_size}: {problem}")
+    check_flags(config)
+
+
+def check_flags(config):
+    """A UsageError for the first field that cannot train; without loading TensorFlow, so that `submit train`
+    refuses flags after -- before any pod starts."""
+    from trainer.model.scale_modes import CROPPED
+
     if config.preprocess not in CROPPED:
         raise UsageError(f"--preprocess {config.preprocess} keeps each image's own size, and a training step takes "
                          f"one size (its batch, its image pool): train with {', '.join(CROPPED)}; translate and "
