@@ -13,6 +13,8 @@ import dataclasses
 import keras
 from keras import layers
 
+from trainer.model import scale_modes
+
 
 @dataclasses.dataclass(frozen=True)
 class Shape:
@@ -67,7 +69,7 @@ class ImageSizeCheck(layers.Layer):
     2 pixels at a quarter of the size.
     """
 
-    FACTOR, MINIMUM = 4, 8
+    FACTOR, MINIMUM = scale_modes.FACTOR, 8
 
     def call(self, x):
         message = (f"the generator needs height and width that are multiples of {self.FACTOR} and at least "

@@ -20,7 +20,7 @@ MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none
 CROPPED = ("resize_and_crop", "crop", "scale_width_and_crop")  # training gives crop_size squares: batches form
 TEST_MODE = {"resize_and_crop": "resize_and_crop", "crop": "none", "scale_width_and_crop": "scale_width",
              "scale_width": "scale_width", "none": "none"}
-FACTOR = 4  # trainer.model.networks.ImageSizeCheck.FACTOR: the generator's downsampling
+FACTOR = 4  # the generator's two stride-2 downsamplings (networks.ImageSizeCheck takes it from here)
 
 
 def to_multiple(side, factor=FACTOR):
