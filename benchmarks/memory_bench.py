@@ -4,6 +4,7 @@
 
     .venv/bin/python -m benchmarks.memory_bench translate          # the reference generator at 512, 1024, 2048 px
     .venv/bin/python -m benchmarks.memory_bench train               # the reference step, batch 1, crops 256, 360, 512
+    .venv/bin/python -m benchmarks.memory_bench train --remat off on  # without and with --remat, taking turns
     .venv/bin/python -m benchmarks.memory_bench translate --ngf 8 --n_blocks 1 --sides 64 128
 
 Each side runs in a fresh process (the peak, ru_maxrss, only grows), float32, on this machine's devices:
@@ -32,7 +33,7 @@ def peak_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
-def measure_translate(side, ngf, n_blocks):
+def measure_translate(side, ngf, n_blocks, remat):
     """(peak GB with the translator ready, peak GB after translating a side x side image, seconds)."""
     import numpy as np
 
@@ -46,7 +47,7 @@ def measure_translate(side, ngf, n_blocks):
     return ready, peak_gb(), time.perf_counter() - began
 
 
-def measure_train(side, ngf, n_blocks):
+def measure_train(side, ngf, n_blocks, remat):
     """(peak GB with the nets and optimizers built, peak GB after two steps on side x side crops, the second
     step's seconds)."""
     import dataclasses
@@ -59,7 +60,7 @@ def measure_train(side, ngf, n_blocks):
     from trainer.run import strategy as strategies
 
     config = dataclasses.replace(PRESETS["reference"], ngf=ngf, n_blocks=n_blocks, crop_size=side, load_size=side,
-                                 batch_size=1, strategy="one_device")
+                                 batch_size=1, strategy="one_device", remat=remat)
     trainer = CycleGANTrainer(config, strategies.create(view(config, strategies.Distribution)), steps_per_epoch=1000)
     rng = np.random.default_rng(0)
     a, b = (tf.constant(rng.uniform(-1, 1, (1, side, side, 3)).astype(np.float32)) for _ in range(2))
@@ -76,6 +77,8 @@ def main(argv=None):
     parser.add_argument("--sides", type=int, nargs="+", help="image or crop sides (default: the job's, above)")
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--n_blocks", type=int, default=9)
+    parser.add_argument("--remat", nargs="+", choices=("off", "on"), default=["off"],
+                        help="train: without and/or with --remat (recomputed activations)")
     parser.add_argument(CHILD, type=int, default=0, help=argparse.SUPPRESS)  # one side, measured in this process
     args = parser.parse_args(argv)
     from preprocessing.process import prepare_libraries
@@ -83,18 +86,19 @@ def main(argv=None):
     prepare_libraries()
     measure = {"translate": measure_translate, "train": measure_train}[args.job]
     if args.child:
-        print(json.dumps(measure(args.child, args.ngf, args.n_blocks)))
+        print(json.dumps(measure(args.child, args.ngf, args.n_blocks, args.remat == ["on"])))
         return
     rows = []
     for side in args.sides or DEFAULT_SIDES[args.job]:
-        done = subprocess.run([sys.executable, "-m", "benchmarks.memory_bench", args.job, CHILD, str(side), "--ngf",
-                               str(args.ngf), "--n_blocks", str(args.n_blocks)], cwd=results.REPO,
-                              capture_output=True, text=True, check=True)
-        ready, peak, seconds = json.loads(done.stdout.strip().splitlines()[-1])
-        megapixels = side * side / 1e6
-        rows.append({"side": side, "megapixels": megapixels, "ready_gb": ready, "peak_gb": peak,
-                     "gb_per_megapixel": (peak - ready) / megapixels, "seconds": seconds})
-    results.table(rows, [("side px", "side", "{}"), ("megapixels", "megapixels", "{:.2f}"),
+        for remat in args.remat if args.job == "train" else ["off"]:
+            done = subprocess.run([sys.executable, "-m", "benchmarks.memory_bench", args.job, CHILD, str(side),
+                                   "--ngf", str(args.ngf), "--n_blocks", str(args.n_blocks), "--remat", remat],
+                                  cwd=results.REPO, capture_output=True, text=True, check=True)
+            ready, peak, seconds = json.loads(done.stdout.strip().splitlines()[-1])
+            megapixels = side * side / 1e6
+            rows.append({"side": side, "remat": remat, "megapixels": megapixels, "ready_gb": ready, "peak_gb": peak,
+                         "gb_per_megapixel": (peak - ready) / megapixels, "seconds": seconds})
+    results.table(rows, [("side px", "side", "{}"), ("remat", "remat", "{}"), ("megapixels", "megapixels", "{:.2f}"),
                          ("peak GB, ready", "ready_gb", "{:.2f}"), ("peak GB, after", "peak_gb", "{:.2f}"),
                          ("GB per megapixel", "gb_per_megapixel", "{:.2f}"), ("seconds", "seconds", "{:.2f}")])
     results.write_json(args.json, f"memory_bench {args.job}", rows, ngf=args.ngf, n_blocks=args.n_blocks)

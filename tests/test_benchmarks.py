@@ -138,9 +138,11 @@ def test_op_profile_sums_the_steps_ops_by_type_at_each_batch(tmp_path):
 
 @pytest.mark.parametrize("job", ["translate", "train"])
 def test_memory_benchmark_measures_each_size_in_a_process_of_its_own(tmp_path, job):
+    remat = ["--remat", "off", "on"] if job == "train" else []
     rows, stdout = run_benchmark(tmp_path, "memory_bench.py", job, "--ngf", "4", "--n_blocks", "1", "--sides", "64",
-                                 "128")
-    assert [row["side"] for row in rows] == [64, 128] and "GB per megapixel" in stdout
+                                 "128", *remat)
+    expected = [(64, "off"), (64, "on"), (128, "off"), (128, "on")] if remat else [(64, "off"), (128, "off")]
+    assert [(row["side"], row["remat"]) for row in rows] == expected and "GB per megapixel" in stdout
     for row in rows:
         # a process with TensorFlow loaded, before and after the work, which took some time
         assert 0.1 < row["ready_gb"] <= row["peak_gb"] and row["seconds"] > 0

@@ -53,6 +53,26 @@ def test_two_replicas_match_one_device_on_the_same_global_batch(two_cpus):
     assert sum(moved) > 0  # biases start at zero: the step really trained
 
 
+def test_remat_recomputes_activations_and_trains_exactly_alike(two_cpus):
+    """--remat: the same losses and weights after two steps on two replicas, and the backward pass holds a
+    recomputation of the networks (their convolutions run again in it)."""
+    plain, losses_plain = train(two_cpus, SMALL, 2)
+    remat, losses_remat = train(two_cpus, dataclasses.replace(SMALL, remat=True), 2)
+    for step_remat, step_plain in zip(losses_remat, losses_plain):
+        assert step_remat == pytest.approx(step_plain, rel=1e-5)
+    for name in ("G_AB", "D_A"):
+        for w_remat, w_plain in zip(remat.nets[name].weights, plain.nets[name].weights):
+            np.testing.assert_allclose(w_remat.numpy(), w_plain.numpy(), rtol=1e-5, atol=1e-7, err_msg=w_plain.path)
+    real = global_batches(1, 2).get_single_element()
+
+    def convolutions(trainer):
+        graph = trainer.train_step.get_concrete_function(*distribute(two_cpus, real), requests()).graph
+        functions = graph.as_graph_def().library.function
+        return sum(node.op == "Conv2D" for function in functions for node in function.node_def)
+
+    assert convolutions(remat) > convolutions(plain)
+
+
 def test_cpu_replicas_are_summed_on_one_device_not_by_collectives(two_cpus):
     trainer = CycleGANTrainer(SMALL, two_cpus, steps_per_epoch=10)
     real = global_batches(1, 2).get_single_element()

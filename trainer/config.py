@@ -86,6 +86,9 @@ class TrainConfig:
     precision: str = identity("float32", "compute precision", choices=("float32", "mixed_float16", "mixed_bfloat16"))
     xla: str = how_to_run("auto", "compile each replica's losses and gradients with XLA (auto: on GPUs)",
                           choices=("auto", "on", "off"))
+    remat: bool = how_to_run(False, "recompute each network's activations in the backward pass instead of keeping "
+                             "them: less memory for large crops, more time per step (benchmarks/RESULTS.md, "
+                             "\"Training memory against the crop size\")")
     xla_cache: bool = how_to_run(True, "keep XLA's compiled functions in --model_dir/xla_cache, so that a "
                                  "restarted run loads them instead of compiling again")
     log_every: int = how_to_run(10, "print progress and write scalar summaries every this many steps", minimum=1)

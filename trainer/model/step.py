@@ -55,6 +55,19 @@ class SummedAdam(keras.optimizers.Adam):
         distribution.extended.update(variables[0], on_device, args=(learning_rate, *grads), group=False)
 
 
+class Rematerialized:
+    """A network whose activations are recomputed in the backward pass rather than kept (`--remat`): the same
+    values and gradients, less memory, more compute."""
+
+    def __init__(self, net):
+        self.net, self._calls = net, {}
+
+    def __call__(self, images, training=False):
+        if training not in self._calls:  # recompute_grad passes positional arguments only
+            self._calls[training] = tf.recompute_grad(lambda x: self.net(x, training=training))
+        return self._calls[training](images)
+
+
 class CycleGANTrainer:
     def __init__(self, config, strategy, steps_per_epoch, precision="float32", xla=False):
         self.config, self.strategy = config, strategy
@@ -77,6 +90,8 @@ class CycleGANTrainer:
                 self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         finally:
             keras.mixed_precision.set_global_policy(previous)
+        # what the losses call: the networks themselves, or with --remat each call recomputed in the backward pass
+        self.loss_nets = {name: Rematerialized(net) for name, net in self.nets.items()} if config.remat else self.nets
         self._generator_fn = tf.function(self._generator_grads, jit_compile=xla, autograph=False)
         self._discriminator_fn = tf.function(self._discriminator_grads, jit_compile=xla, autograph=False)
         self._replica_fn = self._replica_step
@@ -96,14 +111,14 @@ class CycleGANTrainer:
 
     def _generator_grads(self, real_a, real_b):
         with tf.GradientTape() as tape:
-            per_example, fakes = losses.generator_losses(self.nets, real_a, real_b, self.loss_weights)
+            per_example, fakes = losses.generator_losses(self.loss_nets, real_a, real_b, self.loss_weights)
             terms = self._mean(per_example)
             scaled = self.g_opt.scale_loss(tf.add_n(list(terms.values())))
         return tape.gradient(scaled, self.g_vars), terms, fakes["fake_a"], fakes["fake_b"]
 
     def _discriminator_grads(self, real_a, real_b, pooled_a, pooled_b):
         with tf.GradientTape() as tape:
-            terms = self._mean(losses.discriminator_losses(self.nets, real_a, real_b, pooled_a, pooled_b,
+            terms = self._mean(losses.discriminator_losses(self.loss_nets, real_a, real_b, pooled_a, pooled_b,
                                                            self.loss_weights))
             scaled = self.d_opt.scale_loss(tf.add_n(list(terms.values())))
         return tape.gradient(scaled, self.d_vars), terms
