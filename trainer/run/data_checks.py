@@ -30,8 +30,9 @@ def check_data(path, inputs=None, say=print):
         manifest = load_manifest(path)
     except ManifestError as err:
         raise UsageError(f"--data: {err}") from None
-    if inputs and upscaled(manifest, inputs):
-        raise UsageError(f"--data {path}: {upscaled(manifest, inputs)}")
+    problem = upscaled(manifest, inputs) if inputs else None
+    if problem:
+        raise UsageError(f"--data {path}: {problem}")
     for name in TRAIN:
         if not manifest.written(name):
             raise UsageError(f"--data {path}: the dataset has no {name} images; preprocess a dataset root with "
