@@ -89,6 +89,19 @@ def test_bad_modes_and_sizes_are_one_line_naming_the_flag(tiny_records):
     assert "--crop_size 288 with --preprocess crop needs images of at least 288 px" in crop
 
 
+def test_held_out_images_of_two_sizes_share_one_grid():
+    """Under crop and none each held-out image keeps its size, so domain A's and B's can differ in both sides."""
+    from trainer.run.summaries import held_out_grid
+
+    nets = {name: (lambda images, training: -images) for name in ("G_AB", "G_BA")}
+    real_a, real_b = tf.fill([2, 40, 52, 3], 0.5), tf.fill([2, 48, 36, 3], -0.5)
+    grid = held_out_grid(nets, real_a, real_b)
+    assert grid.shape == (1, 6 * 48, 2 * 52, 3)
+    rows = tf.split(grid[0], 6, axis=0)
+    centre = [int(row[24, 26, 0]) for row in rows]  # the first column's centre: real A, G(A), F(G(A)), real B, ...
+    assert centre[0] == centre[2] == centre[4] > centre[1] == centre[3] == centre[5]
+
+
 @pytest.mark.slow
 def test_the_mode_is_part_of_the_runs_identity(tiny_records, two_cpus, tmp_path):
     config = dataclasses.replace(SMALL, data=tiny_records[0], model_dir=str(tmp_path / "model"),

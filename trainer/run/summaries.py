@@ -19,12 +19,16 @@ from trainer.run.model_dir import EVAL, LOGS, model_path
 
 
 def held_out_grid(nets, real_a, real_b):
-    """[1, 6 * H, N * W, 3] uint8: one row per kind of image, one column per held-out example."""
+    """[1, 6 * H, N * W, 3] uint8: one row per kind of image, one column per held-out example. The two domains'
+    images may differ in size (the modes that keep each image's size at test time): each is centred on a canvas of
+    the larger height and width."""
     fake_b = nets["G_AB"](real_a, training=False)
     fake_a = nets["G_BA"](real_b, training=False)
     rows = [real_a, fake_b, nets["G_BA"](fake_b, training=False),
             real_b, fake_a, nets["G_AB"](fake_a, training=False)]
-    rows = [tf.concat(tf.unstack(tf.cast(row, tf.float32)), axis=1) for row in rows]  # N images side by side
+    height, width = max(row.shape[1] for row in rows), max(row.shape[2] for row in rows)
+    rows = [tf.concat(tf.unstack(tf.image.resize_with_crop_or_pad(tf.cast(row, tf.float32), height, width)), axis=1)
+            for row in rows]  # N images side by side
     grid = tf.concat(rows, axis=0)
     return to_uint8(grid)[None]
 
