@@ -1,11 +1,21 @@
 """`cyclegan synth OUT`: an unpaired dataset with a known answer, for the demo and the tests.
 
-Domain A: procedural scenes (a gradient, shapes, stripes) in warm colours: red high, green middle, blue low.
-Domain B: other scenes, drawn independently, under a fixed channel rotation (R, G, B) -> (B, R, G), so green is
-high, blue middle and red low there. The rotation is invertible and a 1x1 convolution can learn it, and the two palettes
-do not overlap, so the identity loss never asks a generator to keep colours of the wrong domain.
-For test A it also writes the ground truth, `testA_truth/NAME`: the rotation applied to test A's NAME.
-Test images are PNG (lossless, so the truth is exact); train images alternate JPEG and PNG.
+Each task draws scenes in pairs, an A image and the B image it must translate to; domain A keeps the A image of
+its own draws and domain B the B image of others, so nothing is paired. For test A it also writes the ground truth,
+`testA_truth/NAME`: the B image of test A's NAME. Test images are PNG (lossless, so the truth is exact); train
+images alternate JPEG and PNG.
+
+colour (the default): procedural scenes (a gradient, shapes, stripes) in warm colours, red high, green middle, blue
+  low; B is the same scene under a fixed channel rotation (R, G, B) -> (B, R, G), so green is high, blue middle and
+  red low there. The rotation is invertible and a 1x1 convolution can learn it, and the two palettes do not overlap,
+  so the identity loss never asks a generator to keep colours of the wrong domain. It proves that training works,
+  not that a generator learns spatial structure: a per-pixel colour map solves it.
+discs: dots of radius 2 px on a flat background; B has a disc of radius 6 px in each dot's place and colour. Every
+  colour is anywhere in both domains, so no colour map helps: a background pixel next to a dot must take the dot's
+  colour and one farther away must not, a function of its neighbourhood. Growing a dot and shrinking a disc are
+  both local (a 13 px window) and invertible, and both domains' images are fixed points of their own direction,
+  which the identity loss asks for. The radii are in pixels: train it where test images keep their scale
+  (`cyclegan train --preprocess crop`, whose test time translates images as stored).
 """
 import dataclasses
 import os
@@ -24,6 +34,8 @@ class SynthConfig:
     test: int = config_field(24, "images per domain in testA/ and testB/")
     size: int = config_field(96, "nominal side in px; each image's width and height vary within +-12%")
     seed: int = config_field(0, "random seed: the same seed writes the same files")
+    task: str = config_field("colour", "what B is of A: colour (a channel rotation) or discs (each dot grown into a "
+                             "disc: spatial; see `cyclegan synth --help`)", choices=("colour", "discs"))
 
 
 def a_to_b(rgb: np.ndarray) -> np.ndarray:
@@ -69,6 +81,38 @@ def scene(rng, width, height) -> np.ndarray:
     return np.clip(pixels * stripes[..., None], 0, 255).astype(np.uint8)
 
 
+def colour_pair(rng, width, height):
+    pixels = scene(rng, width, height)
+    return pixels, a_to_b(pixels)
+
+
+DOT, DISC = 2, 6  # radii in px of the discs task's A and B shapes
+SPACING = 2 * DISC + 4  # between centres: B's discs never touch, so each of A's dots has one disc and back
+
+
+# One dot colour on one background. Instance normalisation (in every generator layer) takes out each image's mean and
+# scale per channel, so a net sees colours only relative to the rest of its image: dots of many colours come out
+# in the wrong ones, which would hide what the task measures, the shapes.
+BACKGROUND, DOT_COLOUR = (24, 28, 40), (240, 236, 220)
+
+
+def discs_pair(rng, width, height):
+    a, b = (np.broadcast_to(np.array(BACKGROUND, np.uint8), (height, width, 3)).copy() for _ in range(2))
+    yy, xx = np.mgrid[0:height, 0:width]
+    centres = []
+    for _ in range(400):  # random sequential placement: about two thirds of the densest packing at SPACING
+        y, x = rng.integers(DOT, height - DOT), rng.integers(DOT, width - DOT)
+        if all((y - cy) ** 2 + (x - cx) ** 2 >= SPACING ** 2 for cy, cx in centres):
+            centres.append((y, x))
+            distance = (yy - y) ** 2 + (xx - x) ** 2
+            a[distance <= (DOT + 0.5) ** 2] = DOT_COLOUR
+            b[distance <= (DISC + 0.5) ** 2] = DOT_COLOUR
+    return a, b
+
+
+TASKS = {"colour": colour_pair, "discs": discs_pair}
+
+
 def write(out, config: SynthConfig):
     """Write the dataset; returns {folder: number of images}."""
     counts = {}
@@ -82,12 +126,12 @@ def write(out, config: SynthConfig):
                 os.makedirs(os.path.join(out, TRUTH_FOLDER), exist_ok=True)
             for i in range(n):
                 w, h = (int(config.size * rng.uniform(0.88, 1.12)) for _ in range(2))
-                pixels = scene(rng, w, h)
+                a, b = TASKS[config.task](rng, w, h)
                 ext = "png" if split == "test" or i % 2 else "jpg"
                 name = f"{split}{domain}_{i:05d}.{ext}"
-                Image.fromarray(a_to_b(pixels) if domain == "B" else pixels).save(os.path.join(folder, name))
+                Image.fromarray(b if domain == "B" else a).save(os.path.join(folder, name))
                 if split == "test" and domain == "A":
-                    Image.fromarray(a_to_b(pixels)).save(os.path.join(out, TRUTH_FOLDER, name))
+                    Image.fromarray(b).save(os.path.join(out, TRUTH_FOLDER, name))
             counts[f"{split}{domain}"] = n
     return counts
 

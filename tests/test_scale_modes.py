@@ -89,17 +89,27 @@ def test_bad_modes_and_sizes_are_one_line_naming_the_flag(tiny_records):
     assert "--crop_size 288 with --preprocess crop needs images of at least 288 px" in crop
 
 
-def test_held_out_images_of_two_sizes_share_one_grid():
-    """Under crop and none each held-out image keeps its size, so domain A's and B's can differ in both sides."""
+def test_held_out_images_of_several_sizes_share_one_grid():
+    """Under crop and none each held-out image keeps its size, so they differ within and across domains: each is
+    translated at its own size (a net sees no padding) and then centred on one cell size."""
     from trainer.run.summaries import held_out_grid
 
-    nets = {name: (lambda images, training: -images) for name in ("G_AB", "G_BA")}
-    real_a, real_b = tf.fill([2, 40, 52, 3], 0.5), tf.fill([2, 48, 36, 3], -0.5)
-    grid = held_out_grid(nets, real_a, real_b)
+    seen = []
+
+    def negate(images, training):
+        seen.append(tuple(images.shape[1:3]))
+        return -images
+
+    real_a = [tf.fill([40, 52, 3], 0.5), tf.fill([44, 48, 3], 0.5)]
+    real_b = [tf.fill([48, 36, 3], -0.5)]  # fewer than asked for
+    grid = held_out_grid({"G_AB": negate, "G_BA": negate}, real_a, real_b)
     assert grid.shape == (1, 6 * 48, 2 * 52, 3)
+    assert sorted(set(seen)) == [(40, 52), (44, 48), (48, 36)]
     rows = tf.split(grid[0], 6, axis=0)
-    centre = [int(row[24, 26, 0]) for row in rows]  # the first column's centre: real A, G(A), F(G(A)), real B, ...
-    assert centre[0] == centre[2] == centre[4] > centre[1] == centre[3] == centre[5]
+    # real A, G(A), F(G(A)) at the first cell's centre; real B, F(B), G(F(B)): one cell, centred on the row
+    centre = [int(row[24, 26 if i < 3 else 52, 0]) for i, row in enumerate(rows)]
+    assert centre[0] == centre[2] == centre[4] > centre[1] == centre[3] == centre[5], centre
+    assert int(rows[3][24, 10, 0]) == 128  # beside B's one image: the canvas, 0 in [-1, 1]
 
 
 @pytest.mark.slow

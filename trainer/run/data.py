@@ -91,12 +91,9 @@ def train_dataset(data_root, manifest, inputs: Input, batch_size, input_context=
     return tf.data.Dataset.zip(*streams).prefetch(tf.data.AUTOTUNE)
 
 
-def held_out_batch(data_root, manifest, domain, inputs: Input, count):
-    """The first `count` test images of `domain` (train images if it has no test split), as test time sees them,
-    in one batch: each centred on a canvas of the largest height and width among them (the scale-only modes keep
-    each image's aspect ratio)."""
+def held_out_images(data_root, manifest, domain, inputs: Input, count):
+    """The first `count` test images of `domain` (train images if it has no test split), as test time sees them:
+    a list of HxWx3 images, whose sizes differ where the mode keeps each image's size or aspect ratio."""
     split = f"test{domain}" if manifest.written(f"test{domain}") else f"train{domain}"
     paths = shard_paths(data_root, manifest, split)
-    images = [batch[0] for batch in domain_dataset(paths, split, inputs, 1, seed=0, training=False).take(count)]
-    height, width = max(image.shape[0] for image in images), max(image.shape[1] for image in images)
-    return tf.stack([tf.image.resize_with_crop_or_pad(image, height, width) for image in images])
+    return [batch[0] for batch in domain_dataset(paths, split, inputs, 1, seed=0, training=False).take(count)]

@@ -19,17 +19,20 @@ from trainer.run.model_dir import EVAL, LOGS, model_path
 
 
 def held_out_grid(nets, real_a, real_b):
-    """[1, 6 * H, N * W, 3] uint8: one row per kind of image, one column per held-out example. The two domains'
-    images may differ in size (the modes that keep each image's size at test time): each is centred on a canvas of
-    the larger height and width."""
-    fake_b = nets["G_AB"](real_a, training=False)
-    fake_a = nets["G_BA"](real_b, training=False)
-    rows = [real_a, fake_b, nets["G_BA"](fake_b, training=False),
-            real_b, fake_a, nets["G_AB"](fake_a, training=False)]
-    height, width = max(row.shape[1] for row in rows), max(row.shape[2] for row in rows)
-    rows = [tf.concat(tf.unstack(tf.image.resize_with_crop_or_pad(tf.cast(row, tf.float32), height, width)), axis=1)
-            for row in rows]  # N images side by side
-    grid = tf.concat(rows, axis=0)
+    """[1, 6 * H, N * W, 3] uint8 from two lists of HxWx3 images: one row per kind of image, one column per held-out
+    example. Each image is translated at its own size, as `translate` does, and then centred on a cell of the
+    largest height and width among them (the modes that keep each image's size or aspect ratio make them differ)."""
+    def translate(name, images):
+        return [nets[name](image[None], training=False)[0] for image in images]
+
+    fake_b, fake_a = translate("G_AB", real_a), translate("G_BA", real_b)
+    rows = [real_a, fake_b, translate("G_BA", fake_b), real_b, fake_a, translate("G_AB", fake_a)]
+    height = max(image.shape[0] for row in rows for image in row)
+    width = max(image.shape[1] for row in rows for image in row)
+    rows = [tf.concat([tf.image.resize_with_crop_or_pad(tf.cast(image, tf.float32), height, width)
+                       for image in row], axis=1) for row in rows]  # N images side by side
+    widest = max(row.shape[1] for row in rows)  # a domain with fewer test images than asked for
+    grid = tf.concat([tf.image.resize_with_crop_or_pad(row, height, widest) for row in rows], axis=0)
     return to_uint8(grid)[None]
 
 
@@ -40,7 +43,7 @@ class Summaries:
         self.writer = tf.summary.create_file_writer(self.logdir) if chief else tf.summary.create_noop_writer()
         self.held_out = None
         if chief and config.image_every:
-            self.held_out = [data.held_out_batch(config.data, manifest, domain, view(config, data.Input),
+            self.held_out = [data.held_out_images(config.data, manifest, domain, view(config, data.Input),
                                                  config.summary_images)
                              for domain in "AB"]
         self._profiling = False
