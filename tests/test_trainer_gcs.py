@@ -1,6 +1,6 @@
 """Train, resume, export and translate with a model directory, an export and an output on gs://, through
 TensorFlow's own GCS client (tests/gcs_netns.py): its listings name folders with a trailing slash, which ram://
-does not."""
+does not. Translate reads the export's export.json beside the gs:// model for its test-time scale."""
 import json
 import os
 import shutil
@@ -35,6 +35,8 @@ def test_train_resume_export_and_translate_on_gs(tiny_records, tmp_path):
          "gs://bucket/translated"],
         [cyclegan, "translate", "--model", "gs://bucket/export/a2b", "--input", str(photos), "--output",
          "gs://bucket/translated"],  # its own files: replaced without --overwrite
+        [sys.executable, "-c", "import tensorflow as tf; print('size', *tf.io.decode_png(tf.io.read_file("
+                               "'gs://bucket/translated/a.png')).shape[:2])"],
     ]}
     with open(tmp_path / "spec.json", "w") as f:
         json.dump(spec, f)
@@ -45,10 +47,13 @@ def test_train_resume_export_and_translate_on_gs(tiny_records, tmp_path):
     for done in result["results"]:
         assert done["returncode"] == 0, done
     assert len(result["results"]) == len(spec["commands"])
-    first, resumed, _, export, translated, again = result["results"]
+    first, resumed, _, export, translated, again, size = result["results"]
     assert "step 2/2" in first["stdout"] and f"resumed from {run}/checkpoints/ckpt-2 at step 2" in resumed["stdout"]
     assert f"export: from {run}/checkpoints/ckpt-3 (step 3)" in export["stdout"]
     assert "translated 2 of 2 images into gs://bucket/translated" in translated["stdout"]
+    # export.json read beside the gs:// model: the tiny preset's test-time square, the output at the input's size
+    assert "--preprocess resize_and_crop --load_size 72 --crop_size 64 (export.json)" in translated["stdout"]
+    assert "size 32 40" in size["stdout"]
     assert "translated 2 of 2 images" in again["stdout"]
     objects = result["objects"]
     assert {"export/export.json", "export/a2b/saved_model.pb", "export/b2a/saved_model.pb",
