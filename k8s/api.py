@@ -260,15 +260,23 @@ def why_waiting(pod):
     return "Pending"
 
 
-def latest_progress(api, namespace, pod):
-    """The last progress line (step N/M ... pairs/s ... ETA) in the pod's log, or ''."""
+LATEST = {"progress": "step ", "evaluation": "eval at step "}  # what `status` shows, by how the trainer's line starts
+
+
+def latest_lines(api, namespace, pod):
+    """{kind: the last line of that kind in the pod's recent log} for the kinds of LATEST that it has: progress
+    (step N/M ... pairs/s ... ETA), and evaluation (its metrics and the best checkpoint so far)."""
     _, core, _, _ = _apis(api)
     try:
-        text = core.read_namespaced_pod_log(pod.metadata.name, namespace, tail_lines=200)
+        text = core.read_namespaced_pod_log(pod.metadata.name, namespace, tail_lines=500)
     except Exception:  # no log yet (a pending pod): nothing to show
-        return ""
-    lines = [line for line in (text or "").splitlines() if line.startswith("step ")]
-    return lines[-1] if lines else ""
+        return {}
+    latest = {}
+    for line in (text or "").splitlines():
+        kind = next((kind for kind, start in LATEST.items() if line.startswith(start)), None)
+        if kind:
+            latest[kind] = line
+    return {kind: latest[kind] for kind in LATEST if kind in latest}
 
 
 def log_lines(api, namespace, name, follow=False, worker=None, every_worker=False, tail=None, previous=False):

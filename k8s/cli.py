@@ -190,9 +190,8 @@ def print_status(api, namespace, name):
         for pod in earlier:
             print(f"    earlier pod {pod.metadata.name}: {cluster.how_it_ended(pod)}")
     if workers and objects[0][1]["metadata"]["labels"].get("app.kubernetes.io/component") == "train":
-        progress = cluster.latest_progress(api, namespace, workers[min(workers)][0])
-        if progress:
-            print(f"  latest progress (worker {min(workers)}): {progress}")
+        for kind, line in cluster.latest_lines(api, namespace, workers[min(workers)][0]).items():
+            print(f"  latest {kind} (worker {min(workers)}): {line}")
 
 
 def print_removed(api, namespace, name):

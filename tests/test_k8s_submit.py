@@ -65,7 +65,8 @@ class FakeApi(http.server.BaseHTTPRequestHandler):
         path, query, _ = self.record()
         if path.endswith("/log"):
             pod = path.split("/")[-2]
-            data = f"{pod} started\nstep 1/10 epoch 1 | 3.1 pairs/s\nstep 2/10 epoch 1 | 3.3 pairs/s\n".encode()
+            data = (f"{pod} started\nstep 1/10 epoch 1 | 3.1 pairs/s\nstep 2/10 epoch 1 | 3.3 pairs/s\n"
+                    "eval at step 2: cycle_mae 0.3000 | best cycle_mae 0.3000 at step 2\n").encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(data)))
@@ -171,7 +172,8 @@ def test_submit_sends_exactly_the_rendered_objects(api):
         "worker 1: Pending, not scheduled: 0/12 nodes are available: 12 Insufficient nvidia.com/gpu. "
         "(pod h2z-1-klmno, 0 restart(s))",
         "worker 2: ImagePullBackOff: Back-off pulling image img:1 (pod h2z-2-pqrst, 0 restart(s))",
-        "latest progress (worker 0): step 2/10 epoch 1 | 3.3 pairs/s"]
+        "latest progress (worker 0): step 2/10 epoch 1 | 3.3 pairs/s",
+        "latest evaluation (worker 0): eval at step 2: cycle_mae 0.3000 | best cycle_mae 0.3000 at step 2"]
 
     assert "Kueue" not in status.stdout  # no --queue
 

@@ -35,7 +35,7 @@ def test_short_run_lowers_the_cycle_loss(tiny_records, two_cpus, tmp_path):
 
 @pytest.mark.slow
 def test_two_worker_processes_end_with_identical_weights(tiny_records, two_cpus, tmp_path):
-    records, _ = tiny_records
+    records, raw = tiny_records
     cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
     workers = []
     for index in range(2):
@@ -43,7 +43,7 @@ def test_two_worker_processes_end_with_identical_weights(tiny_records, two_cpus,
         workers.append(subprocess.Popen(
             [sys.executable, "-m", "trainer", "--preset", "tiny", "--ngf", "4", "--ndf", "4", "--n_blocks", "1",
              "--batch_size", "1", "--steps", "3", "--log_every", "1", "--data", records,
-             "--model_dir", str(tmp_path / "model")],
+             "--model_dir", str(tmp_path / "model"), "--eval_every", "2", "--eval_data", raw],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = []
     for worker in workers:
@@ -56,6 +56,10 @@ def test_two_worker_processes_end_with_identical_weights(tiny_records, two_cpus,
     fingerprints = [next(line for line in out.splitlines() if line.startswith("weights sha256")) for out in outputs]
     assert fingerprints[0] == fingerprints[1]
     assert "checkpoint " in outputs[0] and "checkpoint " not in outputs[1]  # only the chief writes
+    # the chief evaluates; both workers save its best (one all-reduce of its verdict), into the chief's directory
+    assert "best checkpoint: ground_truth_mae" in outputs[0] and "eval at step" not in outputs[1]
+    record = json.loads((tmp_path / "model" / "checkpoints" / "best" / "best.json").read_text())
+    assert record["metric"] == "ground_truth_mae" and record["step"] in (2, 3)
 
     # 2 workers -> 1: several workers save no input position, so the one worker's input restarts from the step
     config = dataclasses.replace(PRESETS["tiny"], ngf=4, ndf=4, n_blocks=1, batch_size=1, steps=5, log_every=1,

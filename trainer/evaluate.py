@@ -1,6 +1,7 @@
 """`cyclegan evaluate`: how well a model translates a dataset's test images.
 
-    cyclegan evaluate (--model_dir DIR | --model EXPORT_DIR) --data ROOT --output OUT [--inception_weights FILE]
+    cyclegan evaluate (--model_dir DIR [--checkpoint PATH|best] | --model EXPORT_DIR) --data ROOT --output OUT
+                      [--inception_weights FILE]
 
 ROOT is a raw dataset root: testA/, testB/ and, where the answer is known (`cyclegan synth` writes it),
 testA_truth/ with the true B image of each test A image under the same name. Reported, and written to
@@ -15,7 +16,7 @@ OUT/report.json beside the translations in OUT/a2b/ and OUT/b2a/:
 Each image meets the model at the scale its training mode implies (the run's --preprocess; --native: at its own
 size), and is compared at its own size.
 """
-from preprocessing.flags import check_at_least, job_parser
+from preprocessing.flags import UsageError, check_at_least, job_parser
 from preprocessing.process import prepare_libraries
 from trainer.evaluation.evaluator import Evaluator, Key, table
 from trainer.serving.image_files import check_writable
@@ -27,6 +28,8 @@ def main(argv, prog="cyclegan evaluate"):
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model_dir", help="a `cyclegan train` model directory (its newest checkpoint)")
     source.add_argument("--model", help="an export folder of `cyclegan export` (with a2b/ and b2a/)")
+    parser.add_argument("--checkpoint", help="with --model_dir: a checkpoint prefix instead of the newest, or best: "
+                                             "the training evaluation's best (--best_metric)")
     parser.add_argument("--data", required=True, help="dataset root with testA/ testB/ [testA_truth/]")
     parser.add_argument("--output", required=True, help="folder for a2b/, b2a/ and report.json")
     parser.add_argument("--inception_weights", default="",
@@ -36,6 +39,8 @@ def main(argv, prog="cyclegan evaluate"):
                         help="translate each image whole at its own size, not at the model's test-time scale")
     args = parser.parse_args(argv)
     check_at_least(("--limit", args.limit, 0))
+    if args.checkpoint and not args.model_dir:
+        raise UsageError("--checkpoint picks one of a --model_dir's checkpoints: give --model_dir with it")
     prepare_libraries()
     check_writable(args.output)
     evaluator = Evaluator(args.data, args.limit, args.inception_weights)  # checks the data and weights first
@@ -46,7 +51,7 @@ def main(argv, prog="cyclegan evaluate"):
         from trainer.config import view
         from trainer.run.trained import load_run  # imports TensorFlow: after prepare_libraries, which quiets it
 
-        config, nets, checkpoint, step = load_run(args.model_dir)
+        config, nets, checkpoint, step = load_run(args.model_dir, args.checkpoint)
         translators = [make_translator(nets[name]) for name in ("G_AB", "G_BA")]  # kept: methods hold them weakly
         a2b, b2a = (translator.translate for translator in translators)
         source_text, scaling = f"{checkpoint} (step {step})", view(config, Scaling)

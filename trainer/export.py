@@ -1,6 +1,6 @@
 """`cyclegan export`: a trained run's generators as SavedModels, one per direction.
 
-    cyclegan export --model_dir DIR --output EXPORT_DIR [--checkpoint PATH]
+    cyclegan export --model_dir DIR --output EXPORT_DIR [--checkpoint PATH | --checkpoint best]
 
 writes EXPORT_DIR/a2b and EXPORT_DIR/b2a (SavedModels) and EXPORT_DIR/export.json (what was exported). Each
 serving signature takes a batch of uint8 RGB images of any size (at least 4x4), pads them symmetrically to a
@@ -17,7 +17,8 @@ def main(argv, prog="cyclegan export"):
     parser.add_argument("--model_dir", required=True, help="the model directory of `cyclegan train`")
     parser.add_argument("--output", required=True, help="folder for a2b/, b2a/ and export.json (local, gs://)")
     parser.add_argument("--checkpoint", help="checkpoint prefix to export (default: the newest), e.g. "
-                                             "DIR/checkpoints/ckpt-500")
+                                             "DIR/checkpoints/ckpt-500, or best: the evaluation's best "
+                                             "(--best_metric)")
     args = parser.parse_args(argv)
     prepare_libraries()
     from trainer.run.trained import export  # imports TensorFlow: after prepare_libraries, which quiets it

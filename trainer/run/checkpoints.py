@@ -52,8 +52,8 @@ class RunState:
         self.objects = objects
         self.checkpoint = tf.train.Checkpoint(**objects)
         self.step = trainer.step
-        self._scratch = None if chief else tempfile.mkdtemp(prefix="cyclegan-worker-checkpoints-")
-        directory = model_path(config.model_dir, CHECKPOINTS) if chief else self._scratch
+        self.scratch = None if chief else tempfile.mkdtemp(prefix="cyclegan-worker-checkpoints-")
+        directory = model_path(config.model_dir, CHECKPOINTS) if chief else self.scratch
         self.manager = self._manager(directory)
 
     def _manager(self, directory):
@@ -144,8 +144,8 @@ class RunState:
                             "start the same command again") from None
 
     def close(self):
-        if self._scratch:
-            shutil.rmtree(self._scratch, ignore_errors=True)
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def checkpoint_candidates(model_dir):

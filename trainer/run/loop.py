@@ -14,6 +14,7 @@ from trainer.config import view
 from trainer.evaluation.evaluator import Key
 from trainer.model import networks
 from trainer.model.step import CycleGANTrainer, requests
+from trainer.run import best as best_checkpoint
 from trainer.run import checkpoints, data, data_checks, preemption, restarts, strategy as strategies, summaries
 
 EVAL_SHOWN = (Key.GROUND_TRUTH_MAE, Key.IDENTITY_MAE, Key.CYCLE_MAE, Key.FID, Key.KID)
@@ -91,6 +92,7 @@ class Run:
     state: checkpoints.RunState
     inputs: object  # this worker's batches
     logs: summaries.Summaries
+    best: best_checkpoint.BestCheckpoint
     holder: object  # the model directory's lease.Lease (the chief's), or None
     chief: bool
     workers: int
@@ -192,11 +194,12 @@ def start(config, strategy, manifest, say):
             inputs = batches(config.seed + first)
             state.replace_input(inputs)
         logs = summaries.Summaries(config, chief, trainer, manifest)
+        best = best_checkpoint.BestCheckpoint(config, state, strategy, chief, say)
     except BaseException:
         if holder:
             holder.release()
         raise
-    return Run(config, strategy, manifest, trainer, state, inputs, logs, holder, chief, workers, global_batch,
+    return Run(config, strategy, manifest, trainer, state, inputs, logs, best, holder, chief, workers, global_batch,
                per_epoch, total, first)
 
 
@@ -237,9 +240,11 @@ def periodic_actions(run, window, say, compile_cache, stop_request):
 
     def evaluate(tick):
         evaluation = run.logs.evaluate(tick.step)
+        best = run.best.offer(tick.step, evaluation)
         if evaluation:
             say(f"eval at step {tick.step}: " + ", ".join(
-                f"{key} {evaluation[key]:.4f}" for key in EVAL_SHOWN if evaluation.get(key) is not None))
+                f"{key} {evaluation[key]:.4f}" for key in EVAL_SHOWN if evaluation.get(key) is not None)
+                + (f" | {best}" if best else ""))
 
     def save(tick):
         if run.holder:

@@ -10,17 +10,22 @@ from preprocessing.process import PARTIAL
 from trainer.config import TrainConfig, view
 from trainer.files import move, remove
 from trainer.model import networks
-from trainer.run import checkpoints
+from trainer.run import best, checkpoints
+from trainer.run.best import BEST
 from trainer.run.model_dir import RUN_RECORD, model_path
 from trainer.serving.image_files import inside
 from trainer.serving.translator import DIRECTIONS, EXPORT_RECORD, Scaling, make_translator
 
 
 def load_run(model_dir, checkpoint=None, say=print):
-    """(config, the four nets restored from `checkpoint` or the newest one that loads, its path, its step)."""
+    """(config, the four nets restored from `checkpoint` or the newest one that loads, its path, its step).
+    `checkpoint` "best" is the run's best checkpoint (trainer/run/best.py), said with its metric."""
     record = checkpoints.read_run_record(model_dir, "is --model_dir a `cyclegan train` model directory?")
     config = TrainConfig(**record["config"])
-    if checkpoint:
+    if checkpoint == BEST:
+        checkpoint, kept = best.checkpoint_of(model_dir)
+        say(f"best checkpoint: {kept['metric']} {kept['value']:.4f} at step {kept['step']}")
+    elif checkpoint:
         checkpoint = checkpoints.prefix_of(checkpoint)
         check_same_run(checkpoint, model_dir, record)
     nets = networks.build(view(config, networks.Shape))

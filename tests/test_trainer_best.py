@@ -1,0 +1,61 @@
+"""The best checkpoint: kept at the evaluation with the lowest metric, outside the rotation, across a SIGTERM and a
+resume, and exported by name."""
+import dataclasses
+import json
+import os
+import signal
+
+import pytest
+
+from preprocessing.flags import UsageError
+from tests.training import SMALL, run
+from trainer.run import best, loop, preemption, summaries, trained
+
+
+@pytest.mark.slow
+def test_the_best_checkpoint_survives_rotation_and_a_resume_and_exports(tiny_records, two_cpus, tmp_path,
+                                                                       monkeypatch):
+    """A scripted evaluation (cycle_mae 9, 7, 8, 6, 10 at steps 2 to 10) stands in for the real one: what is
+    tested is what the loop keeps, not what the evaluator measures (tests/test_evaluate.py)."""
+    values, fingerprints = iter([9.0, 7.0, 8.0, 6.0, 10.0]), {}
+
+    def scripted(self, step):
+        fingerprints[step] = loop.weights_fingerprint(self.trainer.nets)
+        if step == 4:  # after the second evaluation, as a preempted node would receive it
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {"cycle_mae": next(values), "identity_mae": 1.0}
+
+    monkeypatch.setattr(summaries.Summaries, "evaluate", scripted)
+    model_dir = str(tmp_path / "model")
+    config = dataclasses.replace(SMALL, data=tiny_records[0], eval_data=tiny_records[1], model_dir=model_dir,
+                                 eval_every=2, checkpoint_every=2, keep_checkpoints=1, steps=10)
+    with pytest.raises(preemption.Preempted):
+        run(config, two_cpus)
+    assert best.read_record(model_dir) == {"metric": "cycle_mae", "value": 7.0, "step": 4, "checkpoint": "ckpt-4"}
+
+    _, _, lines = run(config, two_cpus)
+    evals = [line for line in lines if line.startswith("eval at step")]
+    # step 6's 8.0 is worse than the 7.0 kept before the stop: the resumed run knew it and kept step 4's
+    assert evals[0].endswith("| best cycle_mae 7.0000 at step 4"), evals
+    assert evals[1].endswith("| best cycle_mae 6.0000 at step 8") and evals[2].endswith("at step 8"), evals
+    assert f"best checkpoint: cycle_mae 6.0000 at step 8 -> {model_dir}/checkpoints/best/ckpt-8" in lines
+    assert best.read_record(model_dir)["step"] == 8
+    assert sorted(os.listdir(f"{model_dir}/checkpoints/best")) == [
+        "best.json", "ckpt-8.data-00000-of-00001", "ckpt-8.index"]
+    assert not [name for name in os.listdir(f"{model_dir}/checkpoints") if name.startswith("ckpt-8")]  # rotated
+
+    said = []
+    trained.export(model_dir, str(tmp_path / "export"), "best", say=said.append)
+    assert "best checkpoint: cycle_mae 6.0000 at step 8" in said
+    with open(tmp_path / "export" / "export.json") as f:
+        assert json.load(f)["step"] == 8
+    _, nets, checkpoint, step = trained.load_run(model_dir, "best", say=said.append)
+    assert step == 8 and checkpoint == f"{model_dir}/checkpoints/best/ckpt-8"
+    assert loop.weights_fingerprint(nets) == fingerprints[8]  # the state the fourth evaluation saw
+
+
+def test_best_without_one_kept_says_how_to_get_one(tiny_records, tmp_path):
+    model_dir = tmp_path / "model"
+    (model_dir / "checkpoints").mkdir(parents=True)
+    with pytest.raises(UsageError, match="holds no best checkpoint: the run keeps one only when it evaluates"):
+        best.checkpoint_of(str(model_dir))
