@@ -1,13 +1,16 @@
 """The best checkpoint: kept at the evaluation with the lowest metric, outside the rotation, across a SIGTERM and a
-resume, and exported by name."""
+resume, and exported by name; `cyclegan compare` of several evaluated runs."""
 import dataclasses
 import json
 import os
 import signal
+import subprocess
 
 import pytest
+import tensorflow as tf
 
 from preprocessing.flags import UsageError
+from tests.helpers import BIN
 from tests.training import SMALL, run
 from trainer.run import best, loop, preemption, summaries, trained
 
@@ -59,3 +62,38 @@ def test_best_without_one_kept_says_how_to_get_one(tiny_records, tmp_path):
     (model_dir / "checkpoints").mkdir(parents=True)
     with pytest.raises(UsageError, match="holds no best checkpoint: the run keeps one only when it evaluates"):
         best.checkpoint_of(str(model_dir))
+
+
+@pytest.mark.slow
+def test_compare_sorts_runs_by_their_evaluation_and_names_what_differs(tiny_records, two_cpus, tmp_path):
+    records, raw = tiny_records
+    runs = [str(tmp_path / f"identity_{weight}") for weight in (0.0, 0.5, 1.0)]
+    for weight, model_dir in zip((0.0, 0.5, 1.0), runs):
+        run(dataclasses.replace(SMALL, data=records, eval_data=raw, eval_every=2, steps=2, lambda_identity=weight,
+                                model_dir=model_dir), two_cpus)
+    done = subprocess.run([os.path.join(BIN, "cyclegan"), "compare", *runs, "--metric", "cycle_mae"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert header.split()[:4] == ["run", "lambda_identity", "step", "pairs/s"]
+    assert "best cycle_mae" in header and len(rows) == 3
+    values = [float(row.split()[4]) for row in rows]
+    expected = sorted((best.read_record(path)["value"], path) for path in runs)
+    assert values == sorted(values) and [row.split()[0] for row in rows] == [path for _, path in expected]
+    assert {row.split()[1] for row in rows} == {"0.0", "0.5", "1.0"} and all(row.split()[2] == "2" for row in rows)
+
+    as_json = json.loads(subprocess.run([os.path.join(BIN, "cyclegan"), "compare", *runs, "--json"],
+                                        capture_output=True, text=True, timeout=300, check=True).stdout)
+    assert as_json[0]["metric"] == "ground_truth_mae"  # auto: the synthetic data has ground truth
+    assert [row["best"]["value"] for row in as_json] == sorted(row["best"]["value"] for row in as_json)
+    assert all(row["pairs_per_second"] > 0 and row["latest"]["step"] == 2 for row in as_json)
+
+    events = [event for path in tf.io.gfile.glob(f"{runs[0]}/logs/events.out.tfevents.*")
+              for event in tf.compat.v1.train.summary_iterator(path)]
+    experiment = [value.metadata.plugin_data.content for event in events for value in event.summary.value
+                  if value.tag == "_hparams_/experiment"]
+    assert experiment and b"eval/ground_truth_mae" in experiment[0]  # the hparams plugin's metrics
+
+    missing = subprocess.run([os.path.join(BIN, "cyclegan"), "compare", str(tmp_path)], capture_output=True,
+                             text=True, timeout=300)
+    assert missing.returncode == 2 and f"{tmp_path}/run.json does not exist" in missing.stderr

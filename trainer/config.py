@@ -10,6 +10,8 @@ from preprocessing.flags import config_field
 from trainer.model.scale_modes import MODES
 
 IDENTITY, HOW_TO_RUN = "identity", "how_to_run"
+# the evaluation's errors (report keys, lower is better) that rank checkpoints and runs, in --best_metric auto's order
+RANKED_ERRORS = ("ground_truth_mae", "fid", "kid", "cycle_mae")
 
 
 def identity(default, help, **bounds):
@@ -114,7 +116,7 @@ class TrainConfig:
     best_metric: str = how_to_run("auto", "keep the state of the evaluation with the lowest of this metric in "
                                   "--model_dir/checkpoints/best/, outside the rotation (auto: the first of "
                                   "ground_truth_mae, fid, kid, cycle_mae that the evaluation computes; none: keep "
-                                  "no best)", choices=("auto", "ground_truth_mae", "fid", "kid", "cycle_mae", "none"))
+                                  "no best)", choices=("auto", *RANKED_ERRORS, "none"))
     inception_weights: str = how_to_run("", "Inception-v3 .weights.h5 for FID and KID (without it they are "
                                         "skipped)")
 

@@ -15,15 +15,13 @@ import json
 import tensorflow as tf
 
 from preprocessing.flags import UsageError
-from trainer.evaluation.evaluator import Key
+from trainer.config import RANKED_ERRORS
 from trainer.files import remove, write_whole
 from trainer.run import strategy as strategies
 from trainer.run.checkpoints import SaveError, load_failure
 from trainer.run.model_dir import CHECKPOINTS, model_path
 
 BEST, RECORD = "best", "best.json"
-# --best_metric auto takes the first of these that the evaluation computes on its data
-METRICS = (Key.GROUND_TRUTH_MAE, Key.FID, Key.KID, Key.CYCLE_MAE)
 
 
 def folder(model_dir):
@@ -49,9 +47,9 @@ def checkpoint_of(model_dir):
 
 
 def chosen_metric(asked, report):
-    """The metric to rank by: --best_metric, or under auto the first of METRICS that `report` holds; None if the
+    """The metric to rank by: --best_metric, or under auto the first of RANKED_ERRORS that `report` holds; None if the
     report lacks it."""
-    names = METRICS if asked == "auto" else (asked,)
+    names = RANKED_ERRORS if asked == "auto" else (asked,)
     return next((name for name in names if isinstance(report.get(name), float)), None)
 
 
@@ -85,7 +83,7 @@ class BestCheckpoint:
         if metric is None:
             if report is not None and not self.warned:
                 self.say(f"warning: --best_metric {self.asked}: the evaluation does not compute it on its data "
-                         f"(it has {', '.join(k for k in METRICS if isinstance(report.get(k), float))}); no best "
+                         f"(it has {', '.join(k for k in RANKED_ERRORS if isinstance(report.get(k), float))}); no best "
                          "checkpoint is kept")
                 self.warned = True
             return False

@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
-from trainer.config import view
+from trainer.config import RANKED_ERRORS, view
 from trainer.model.pixels import to_uint8
 from trainer.run import data
 from trainer.run.model_dir import EVAL, LOGS, model_path
@@ -59,6 +59,9 @@ class Summaries:
             hparams = {k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, (bool, int, float, str))}
             hparams["dataset_fingerprint"] = manifest.fingerprint
             with self.writer.as_default():
+                # the evaluation's errors as the hparams plugin's metrics: its table view then compares runs by them
+                hparams_api.hparams_config([hparams_api.HParam(name) for name in hparams],
+                                           [hparams_api.Metric(f"eval/{name}") for name in RANKED_ERRORS])
                 hparams_api.hparams(hparams, trial_id=config.model_dir)
 
     def scalars(self, step, losses, pairs_per_second, step_time, input_wait):
