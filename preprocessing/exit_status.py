@@ -6,6 +6,8 @@ FAILED = 1  # the job ran and failed: nothing written, a checkpoint that could n
 USAGE = 2  # a wrong flag, path or input (argparse's own status): no restart can fix it
 PEERS_MISSING = 3  # several workers, and not all of them joined within --startup_timeout (counted: it may not fix)
 NO_PROGRESS = 4  # the run keeps starting from the same step: a restart loop, stopped before it costs more
+COLLAPSED = 5  # --stop_on_collapse: a health alarm (trainer/run/health.py); counted, since resuming from the kept
+#                checkpoint repeats the same steps on the same data and a person has to change something
 PREEMPTED = 75  # EX_TEMPFAIL, "try again later": saved, and the scheduler should start it again
 
 

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from trainer.config import PRESETS
-from trainer.model.step import CycleGANTrainer, requests
+from trainer.model.step import HEALTH, CycleGANTrainer, requests
 from trainer.run.strategy import distribute, mirrored
 
 SMALL = dataclasses.replace(PRESETS["tiny"], ngf=8, ndf=8, n_blocks=2, crop_size=32, load_size=36)
@@ -18,13 +18,17 @@ def global_batches(steps, size, seed=0):
     return tf.data.Dataset.from_tensor_slices((a, b))
 
 
-def train(strategy, config, steps, **kwargs):
+def train(strategy, config, steps, signals=None, **kwargs):
+    """(the trainer, each step's losses) after `steps` steps; `signals`, a list, gets each step's health signals."""
     trainer = CycleGANTrainer(config, strategy, steps_per_epoch=10, **kwargs)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     history = []
     for real_a, real_b in global_batches(steps, global_batch):
         results = trainer.train_step(*distribute(strategy, (real_a, real_b)), requests(save=True))
         assert results.pop("requests").numpy().tolist() == [0, strategy.num_replicas_in_sync]  # every replica's
+        health = dict(zip(HEALTH, results.pop("health").numpy().tolist()))
+        if signals is not None:
+            signals.append(health)
         history.append({k: float(v) for k, v in results.items()})
     assert int(trainer.step.numpy()) == steps
     return trainer, history
@@ -36,12 +40,20 @@ def test_two_replicas_match_one_device_on_the_same_global_batch(two_cpus):
     # reference's epsilon 1e-8 amplifies the device split's reassociation noise 10x more than Keras's 1e-7, which
     # is what this test of the split itself uses.
     config = dataclasses.replace(SMALL, adam_epsilon=1e-7)
-    two, losses_two = train(two_cpus, dataclasses.replace(config, batch_size=2), 3)
-    one, losses_one = train(tf.distribute.OneDeviceStrategy("CPU:0"), dataclasses.replace(config, batch_size=4), 3)
+    signals_two, signals_one = [], []
+    two, losses_two = train(two_cpus, dataclasses.replace(config, batch_size=2), 3, signals_two)
+    one, losses_one = train(tf.distribute.OneDeviceStrategy("CPU:0"), dataclasses.replace(config, batch_size=4), 3,
+                            signals_one)
     assert two.global_batch == one.global_batch == 4
     for step_two, step_one in zip(losses_two, losses_one):
         for name in step_one:
             assert step_two[name] == pytest.approx(step_one[name], rel=1e-4, abs=1e-6), name
+    # the health signals are of the global batch however it is split: the variances from sums all-reduced with
+    # the gradients, the gradient norms of the summed gradients
+    for step_two, step_one in zip(signals_two, signals_one):
+        for name in ("G_AB_grad_norm", "G_BA_grad_norm", "G_AB_output_variance", "B_variance", "A_variance"):
+            assert step_two[name] == pytest.approx(step_one[name], rel=1e-3), name
+        assert step_one["A_variance"] > 0 and step_one["G_AB_grad_norm"] > 0
     # Kernels only: a conv bias followed by instance norm has a true gradient of zero, so what it gets is float
     # noise, which Adam scales up to full learning-rate steps whatever the device split.
     for name in ("G_AB", "G_BA", "D_A", "D_B"):

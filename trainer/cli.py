@@ -129,7 +129,7 @@ def run_training(args, config, cache, prog):
 
     from preprocessing import lease
     from preprocessing.schema import ManifestError
-    from trainer.run import checkpoints, data, loop, restarts
+    from trainer.run import checkpoints, data, health, loop, restarts
 
     try:
         if cache:
@@ -140,7 +140,7 @@ def run_training(args, config, cache, prog):
     except (checkpoints.SaveError, loop.NonFiniteLoss, lease.LeaseLost, lease.LeaseUnwritable) as err:
         print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
         return exit_status.FAILED
-    except restarts.NoProgress as err:
+    except (restarts.NoProgress, health.Collapsed) as err:
         print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
         return err.exit_status
     except (preemption.Preempted, preemption.PeerLost) as stopped:

@@ -113,6 +113,9 @@ class TrainConfig:
     eval_data: str = how_to_run("", "a raw dataset root with testA/ testB/ (and testA_truth/, as `cyclegan synth` "
                                 "writes) for that evaluation")
     eval_images: int = how_to_run(0, "evaluate on at most this many test images per domain (0: all)", minimum=0)
+    stop_on_collapse: bool = how_to_run(False, "end the run at a health alarm (a discriminator that wins outright, "
+                                        "collapsed generator outputs, an exploding gradient; docs/train.md) "
+                                        f"without saving, with exit status {exit_status.COLLAPSED}")
     best_metric: str = how_to_run("auto", "keep the state of the evaluation with the lowest of this metric in "
                                   "--model_dir/checkpoints/best/, outside the rotation (auto: the first of "
                                   "ground_truth_mae, fid, kid, cycle_mae that the evaluation computes; none: keep "

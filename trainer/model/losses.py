@@ -70,12 +70,17 @@ def generator_losses(nets, real_a, real_b, weights: Weights, training=True):
     return terms, {"fake_a": fake_a, "fake_b": fake_b, "rec_a": rec_a, "rec_b": rec_b}
 
 
-def discriminator_losses(nets, real_a, real_b, pooled_fake_a, pooled_fake_b, weights: Weights, training=True):
+def discriminator_losses(nets, real_a, real_b, pooled_fake_a, pooled_fake_b, weights: Weights, training=True,
+                         judged=None):
     """Each discriminator: half of (real judged real + pooled fake judged fake), per example; real and fake
-    judged in one call."""
-    def discriminator_loss(net, real, fake):
-        on_real, on_fake = _as_one_batch(net, real, ops.stop_gradient(fake), training=training)
+    judged in one call. `judged`, a dict, gets each one's mean output on real and on fake images (D_A_real,
+    D_A_fake, ...): the training's health signals, from the same call."""
+    def discriminator_loss(name, real, fake):
+        on_real, on_fake = _as_one_batch(nets[name], real, ops.stop_gradient(fake), training=training)
+        if judged is not None:
+            judged[f"{name}_real"], judged[f"{name}_fake"] = (ops.mean(ops.cast(x, "float32"))
+                                                              for x in (on_real, on_fake))
         return 0.5 * (gan_loss(on_real, True, weights.gan_mode) + gan_loss(on_fake, False, weights.gan_mode))
 
-    return {"D_A": discriminator_loss(nets["D_A"], real_a, pooled_fake_a),
-            "D_B": discriminator_loss(nets["D_B"], real_b, pooled_fake_b)}
+    return {"D_A": discriminator_loss("D_A", real_a, pooled_fake_a),
+            "D_B": discriminator_loss("D_B", real_b, pooled_fake_b)}

@@ -20,6 +20,33 @@ from trainer.model import losses, networks
 from trainer.model.pool import ImagePool
 from trainer.model.schedule import LinearDecayAfter
 
+# The step's health signals (trainer/run/health.py watches them), beside its losses: each discriminator's mean
+# output on real and on pooled fake images, each network's gradient norm (of the summed gradient the optimizer
+# applies, loss scale taken out), each pool's share of returned images that were swapped for stored ones, and the
+# variance over the global batch of each generator's outputs and of the real images of the domain it imitates.
+HEALTH = ("D_A_real", "D_A_fake", "D_B_real", "D_B_fake", "G_AB_grad_norm", "G_BA_grad_norm", "D_A_grad_norm",
+          "D_B_grad_norm", "pool_A_swap_rate", "pool_B_swap_rate", "G_AB_output_variance", "B_variance",
+          "G_BA_output_variance", "A_variance")
+VARIANCE_BLOCK = 8  # the variance is of 8x8 block means: a collapse shows at that scale, and its sums stay small
+
+
+def batch_sums(images):
+    """(sum, sum of squares) over the batch of each 8x8 block's mean: added up over the replicas, the global
+    batch's variance follows from them."""
+    block = min(VARIANCE_BLOCK, *images.shape[1:3])
+    blocks = tf.nn.avg_pool2d(tf.cast(images, tf.float32), block, block, "VALID")
+    return tf.reduce_sum(blocks, 0), tf.reduce_sum(tf.square(blocks), 0)
+
+
+def batch_variance(total, squares, count):
+    return tf.reduce_mean(squares / count - tf.square(total / count))
+
+
+def swap_rate(pooled, fakes):
+    """The share of the pool's returned images that are stored ones, not this step's fakes."""
+    swapped = tf.reduce_any(tf.not_equal(pooled, tf.cast(fakes, pooled.dtype)), axis=[1, 2, 3])
+    return tf.reduce_mean(tf.cast(swapped, tf.float32))
+
 
 class SummedAdam(keras.optimizers.Adam):
     """Adam given gradients already summed over the replicas (Keras's would all-reduce them again), updating each
@@ -117,25 +144,52 @@ class CycleGANTrainer:
         return tape.gradient(scaled, self.g_vars), terms, fakes["fake_a"], fakes["fake_b"]
 
     def _discriminator_grads(self, real_a, real_b, pooled_a, pooled_b):
+        judged = {}
         with tf.GradientTape() as tape:
             terms = self._mean(losses.discriminator_losses(self.loss_nets, real_a, real_b, pooled_a, pooled_b,
-                                                           self.loss_weights))
+                                                           self.loss_weights, judged=judged))
             scaled = self.d_opt.scale_loss(tf.add_n(list(terms.values())))
-        return tape.gradient(scaled, self.d_vars), terms
+        return tape.gradient(scaled, self.d_vars), terms, judged
 
     def _replica_step(self, real_a, real_b):
         g_grads, g_terms, fake_a, fake_b = self._generator_fn(real_a, real_b)
         pooled_a, pooled_b = self.pools["A"].query(fake_a), self.pools["B"].query(fake_b)
-        d_grads, d_terms = self._discriminator_fn(real_a, real_b, pooled_a, pooled_b)
-        self._update(g_grads, d_grads)
-        return {**g_terms, **d_terms}
+        d_grads, d_terms, judged = self._discriminator_fn(real_a, real_b, pooled_a, pooled_b)
+        sums = self._health_sums(fake_b, real_b, fake_a, real_a)
+        g_summed, d_summed, sums = self._update(g_grads, d_grads, sums)
+        health = self._health(judged, g_summed, d_summed, sums, (pooled_a, fake_a), (pooled_b, fake_b))
+        return {**g_terms, **d_terms, "health": health}
 
-    def _update(self, g_grads, d_grads):
-        summed = g_grads + d_grads  # one replica's are the sum
+    def _update(self, g_grads, d_grads, sums):
+        """Apply the gradients summed over the replicas: (the summed gradients of each optimizer, `sums` summed
+        over the replicas, which ride in the gradients' one all-reduce)."""
+        summed = g_grads + d_grads + sums  # one replica's are the sum
         if self.strategy.num_replicas_in_sync > 1:
             summed = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, summed)
-        self.g_opt.apply_gradients(zip(summed[:len(g_grads)], self.g_vars))
-        self.d_opt.apply_gradients(zip(summed[len(g_grads):], self.d_vars))
+        g_summed, d_summed = summed[:len(g_grads)], summed[len(g_grads):len(g_grads) + len(d_grads)]
+        self.g_opt.apply_gradients(zip(g_summed, self.g_vars))
+        self.d_opt.apply_gradients(zip(d_summed, self.d_vars))
+        return g_summed, d_summed, summed[len(g_grads) + len(d_grads):]
+
+    def _health_sums(self, *images):
+        """The per-replica sums the batch variances need: (sum, sum of squares) of each batch of `images`."""
+        return [total for batch in images for total in batch_sums(batch)]
+
+    def _health(self, judged, g_summed, d_summed, sums, *pooled_and_fakes):
+        """The HEALTH signals as one vector (see HEALTH)."""
+        health = dict(judged)
+        for optimizer, grads, names in ((self.g_opt, g_summed, ("G_AB", "G_BA")),
+                                        (self.d_opt, d_summed, ("D_A", "D_B"))):
+            scale = optimizer.dynamic_scale if isinstance(optimizer, keras.optimizers.LossScaleOptimizer) else 1.0
+            first = len(self.nets[names[0]].trainable_variables)
+            for name, part in zip(names, (grads[:first], grads[first:])):
+                health[f"{name}_grad_norm"] = tf.linalg.global_norm(part) / tf.cast(scale, tf.float32)
+        for domain, (pooled, fakes) in zip("AB", pooled_and_fakes):
+            health[f"pool_{domain}_swap_rate"] = swap_rate(pooled, fakes)
+        names = ("G_AB_output_variance", "B_variance", "G_BA_output_variance", "A_variance")
+        for i, name in enumerate(names):
+            health[name] = batch_variance(sums[2 * i], sums[2 * i + 1], self.global_batch)
+        return tf.stack([health[name] for name in HEALTH])
 
     def _train_step(self, real_a, real_b, requests):
         """One step on a global batch (per-replica values) -> the global mean losses, and "requests": how many
@@ -143,7 +197,9 @@ class CycleGANTrainer:
         every worker this way, so all of them save the same step together."""
         per_replica = self.strategy.run(self._replica_fn, args=(real_a, real_b))
         results = {name: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-                   for name, value in per_replica.items()}
+                   for name, value in per_replica.items() if name != "health"}
+        # every health signal is a mean or the same on every replica: their mean, in one reduce
+        results["health"] = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica["health"], axis=None)
         results["requests"] = self.strategy.reduce(tf.distribute.ReduceOp.SUM,
                                                    self.strategy.run(tf.identity, (requests,)), axis=None)
         self.step.assign_add(1)

@@ -4,6 +4,7 @@
     checkpoints/checkpoint    the manager's state file, rewritten only after a checkpoint is complete, so a
                               half-written checkpoint is never the latest one
     checkpoints/damaged/      checkpoints newer than the one a start resumed from, which did not load
+    checkpoints/collapsed/    checkpoints saved during the episode of a health alarm that ended the run
     run.json                  the config and dataset fingerprint of the run's first start
 
 (folder names: trainer/run/model_dir.py)
@@ -30,6 +31,7 @@ from trainer.run import preemption
 from trainer.run.model_dir import CHECKPOINTS, RUN_RECORD, model_path
 
 DAMAGED = "damaged"  # checkpoints/damaged/: the checkpoints a start found it could not load
+COLLAPSED = "collapsed"  # checkpoints/collapsed/: those saved during a health alarm's episode (--stop_on_collapse)
 CHECKPOINT_FILE = re.compile(r"^(ckpt-(\d+))\.(index|data-\d+-of-\d+)$")
 
 
@@ -102,24 +104,39 @@ class RunState:
         manager's rotation, which would otherwise delete good older checkpoints and keep them. Moved, not deleted:
         what did not load here may still be recoverable."""
         candidates = checkpoint_candidates(self.config.model_dir)
-        damaged = candidates[:candidates.index(restored)]
-        if not damaged:
+        self._set_aside(candidates[:candidates.index(restored)], DAMAGED, "which does not load", say)
+
+    def set_aside_from(self, step, say):
+        """Move the checkpoints of `step` and later into checkpoints/collapsed/ (a health alarm's episode began at
+        `step`), so that a restart resumes from before it; the newest checkpoint left, or None."""
+        candidates = checkpoint_candidates(self.config.model_dir)
+        during = [prefix for prefix in candidates if int(prefix.rsplit("-", 1)[1]) >= step]
+        self._set_aside(during, COLLAPSED, f"saved after the episode began at step {step}", say)
+        return candidates[len(during)] if len(candidates) > len(during) else None
+
+    def _set_aside(self, prefixes, folder_name, why, say):
+        """Move `prefixes` (the newest of the folder's checkpoints) into checkpoints/FOLDER_NAME/ and out of the
+        manager's state, which then names the newest one left."""
+        if not prefixes:
             return
-        folder = model_path(self.manager.directory, DAMAGED)
+        folder = model_path(self.manager.directory, folder_name)
         tf.io.gfile.makedirs(folder)
-        for prefix in damaged:
+        for prefix in prefixes:
             for path in tf.io.gfile.glob(f"{prefix}.*"):
                 tf.io.gfile.rename(path, model_path(folder, path.rsplit("/", 1)[-1]), overwrite=True)
-            say(f"moved {prefix}, which does not load, to {folder}/")
+            say(f"moved {prefix}, {why}, to {folder}/")
+        left = checkpoint_candidates(self.config.model_dir)
         listed = tf.train.get_checkpoint_state(self.manager.directory)
         kept = [(path, stamp) for path, stamp in zip(listed.all_model_checkpoint_paths,
                                                      listed.all_model_checkpoint_timestamps)
-                if model_path(self.manager.directory, path.rsplit("/", 1)[-1]) not in damaged] if listed else []
-        # names relative to the folder, as the manager writes them; the manager rotates only what has a timestamp
-        tf.compat.v1.train.update_checkpoint_state(
-            self.manager.directory, restored.rsplit("/", 1)[-1],
-            all_model_checkpoint_paths=[path.rsplit("/", 1)[-1] for path, _ in kept],
-            all_model_checkpoint_timestamps=[stamp for _, stamp in kept])
+                if model_path(self.manager.directory, path.rsplit("/", 1)[-1]) not in prefixes] if listed else []
+        if left:  # names relative to the folder, as the manager writes them; it rotates only what has a timestamp
+            tf.compat.v1.train.update_checkpoint_state(
+                self.manager.directory, left[0].rsplit("/", 1)[-1],
+                all_model_checkpoint_paths=[path.rsplit("/", 1)[-1] for path, _ in kept],
+                all_model_checkpoint_timestamps=[stamp for _, stamp in kept])
+        elif tf.io.gfile.exists(model_path(self.manager.directory, "checkpoint")):
+            tf.io.gfile.remove(model_path(self.manager.directory, "checkpoint"))
         self.manager = self._manager(self.manager.directory)
 
     def save(self):

@@ -13,9 +13,9 @@ from preprocessing.schema import TRAIN, load_manifest
 from trainer.config import view
 from trainer.evaluation.evaluator import Key
 from trainer.model import networks
-from trainer.model.step import CycleGANTrainer, requests
+from trainer.model.step import HEALTH, CycleGANTrainer, requests
 from trainer.run import best as best_checkpoint
-from trainer.run import checkpoints, data, data_checks, preemption, restarts, strategy as strategies, summaries
+from trainer.run import checkpoints, data, data_checks, health, preemption, restarts, strategy as strategies, summaries
 
 EVAL_SHOWN = (Key.GROUND_TRUTH_MAE, Key.IDENTITY_MAE, Key.CYCLE_MAE, Key.FID, Key.KID)
 LOSS_ORDER = ("G_AB_gan", "G_BA_gan", "cycle_A", "cycle_B", "identity_A", "identity_B", "D_A", "D_B")
@@ -46,9 +46,11 @@ def schedule_overrun(config, per_epoch, total):
 
 
 def fetch_losses(results):
-    """A step's results -> (whether any replica asked to stop, whether any asked to save, the losses as floats)."""
+    """A step's results -> (whether any replica asked to stop, whether any asked to save, the losses as floats,
+    the health signals as floats)."""
     stop, save = (float(count) > 0 for count in results["requests"].numpy())
-    return stop, save, {name: float(value) for name, value in results.items() if name != "requests"}
+    losses = {name: float(value) for name, value in results.items() if name not in ("requests", "health")}
+    return stop, save, losses, dict(zip(HEALTH, results["health"].numpy().tolist()))
 
 
 class NonFiniteLoss(Exception):
@@ -93,6 +95,7 @@ class Run:
     inputs: object  # this worker's batches
     logs: summaries.Summaries
     best: best_checkpoint.BestCheckpoint
+    watch: health.HealthWatch
     holder: object  # the model directory's lease.Lease (the chief's), or None
     chief: bool
     workers: int
@@ -199,8 +202,9 @@ def start(config, strategy, manifest, say):
         if holder:
             holder.release()
         raise
-    return Run(config, strategy, manifest, trainer, state, inputs, logs, best, holder, chief, workers, global_batch,
-               per_epoch, total, first)
+    return Run(config, strategy, manifest, trainer, state, inputs, logs, best,
+               health.HealthWatch(first, loss_scaled=config.precision == "mixed_float16"), holder,
+               chief, workers, global_batch, per_epoch, total, first)
 
 
 def train_step(run, step, window, stop_request):
@@ -216,11 +220,11 @@ def train_step(run, step, window, stop_request):
     fed = time.monotonic()
     save_due = bool(config.checkpoint_minutes) and time.monotonic() - run.saved_at >= 60 * config.checkpoint_minutes
     results = run.trainer.train_step(real_a, real_b, requests(stop_request.requested, save_due))
-    stop, save, losses = fetch_losses(results)
+    stop, save, losses, signals = fetch_losses(results)
     diverged = non_finite(losses, config.precision)
     if diverged:
         raise NonFiniteLoss(step, diverged, run.state.manager.latest_checkpoint)
-    window.add(step == run.first + 1, losses, fed - began, time.monotonic() - began)
+    window.add(step == run.first + 1, losses, signals, fed - began, time.monotonic() - began)
     return Tick(step, losses, stop, save)
 
 
@@ -246,6 +250,15 @@ def periodic_actions(run, window, say, compile_cache, stop_request):
                 f"{key} {evaluation[key]:.4f}" for key in EVAL_SHOWN if evaluation.get(key) is not None)
                 + (f" | {best}" if best else ""))
 
+    def log(tick):
+        losses, signals, *rates = window.flush(run.global_batch)
+        run.logs.scalars(tick.step, losses, signals, *rates)
+        for alarm in run.watch.observe(tick.step, losses, signals):
+            if config.stop_on_collapse:
+                kept = run.state.set_aside_from(alarm.since, say) if run.chief else None
+                raise health.Collapsed(alarm, kept)
+            say(alarm.line())
+
     def save(tick):
         if run.holder:
             run.holder.ensure_held(tick.step)
@@ -259,7 +272,7 @@ def periodic_actions(run, window, say, compile_cache, stop_request):
          lambda tick: compile_cache.publish(say)),
         # the first step's line says the run is up, and how long that took
         (lambda tick: every(config.log_every)(tick) or first_step(tick), progress),
-        (every(config.log_every), lambda tick: run.logs.scalars(tick.step, *window.flush(run.global_batch))),
+        (every(config.log_every), log),
         (every(config.image_every), lambda tick: run.logs.images(tick.step)),
         (every(config.eval_every), evaluate),
         (lambda tick: tick.stop or tick.save or every(config.checkpoint_every)(tick) or tick.step == total, save),
@@ -275,12 +288,13 @@ class ProgressWindow:
         self.reset()
 
     def reset(self):
-        self.steps, self.losses, self.timed, self.wait, self.busy = 0, {}, 0, 0.0, 0.0
+        self.steps, self.losses, self.signals, self.timed, self.wait, self.busy = 0, {}, {}, 0, 0.0, 0.0
 
-    def add(self, first, losses, wait, seconds):
+    def add(self, first, losses, signals, wait, seconds):
         self.steps += 1
-        for name, value in losses.items():
-            self.losses[name] = self.losses.get(name, 0.0) + value
+        for sums, values in ((self.losses, losses), (self.signals, signals)):
+            for name, value in values.items():
+                sums[name] = sums.get(name, 0.0) + value
         if not first:
             self.timed, self.wait, self.busy = self.timed + 1, self.wait + wait, self.busy + seconds
             self.run_steps, self.run_seconds = self.run_steps + 1, self.run_seconds + seconds
@@ -293,9 +307,11 @@ class ProgressWindow:
         return format_duration(steps_left / self.rate()) if self.rate() else "?"
 
     def flush(self, global_batch):
-        """(mean losses, pairs/s, mean step seconds, mean input-wait seconds); the window then starts afresh."""
+        """(mean losses, mean health signals, pairs/s, mean step seconds, mean input-wait seconds); the window then
+        starts afresh."""
         timed = max(self.timed, 1)
-        out = ({name: value / self.steps for name, value in self.losses.items()}, self.rate() * global_batch,
+        out = ({name: value / self.steps for name, value in self.losses.items()},
+               {name: value / self.steps for name, value in self.signals.items()}, self.rate() * global_batch,
                self.busy / timed, self.wait / timed)
         self.reset()
         return out

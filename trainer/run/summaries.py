@@ -64,12 +64,14 @@ class Summaries:
                                            [hparams_api.Metric(f"eval/{name}") for name in RANKED_ERRORS])
                 hparams_api.hparams(hparams, trial_id=config.model_dir)
 
-    def scalars(self, step, losses, pairs_per_second, step_time, input_wait):
+    def scalars(self, step, losses, signals, pairs_per_second, step_time, input_wait):
         if not self.chief:
             return
         with self.writer.as_default(step=step):
             for name, value in losses.items():
                 tf.summary.scalar(f"loss/{name}", value)
+            for name, value in signals.items():  # trainer/run/health.py says what each means
+                tf.summary.scalar(f"health/{name}", value)
             for name, optimizer in (("generators", self.trainer.g_opt), ("discriminators", self.trainer.d_opt)):
                 tf.summary.scalar(f"learning_rate/{name}", optimizer.learning_rate)
                 if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
