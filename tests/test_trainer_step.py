@@ -55,11 +55,13 @@ def test_two_replicas_match_one_device_on_the_same_global_batch(two_cpus):
             assert step_two[name] == pytest.approx(step_one[name], rel=1e-3), name
         assert step_one["A_variance"] > 0 and step_one["G_AB_grad_norm"] > 0
     # Kernels only: a conv bias followed by instance norm has a true gradient of zero, so what it gets is float
-    # noise, which Adam scales up to full learning-rate steps whatever the device split.
+    # noise, which Adam scales up to full learning-rate steps whatever the device split. Kernel entries whose
+    # gradient is near zero move by Adam's noise too, less: up to 3.4e-5 of the 6e-4 three steps can move a weight,
+    # on an Intel Xeon with AMX, whose oneDNN kernels sum in another order than an AMD EPYC's (1e-5 held there).
     for name in ("G_AB", "G_BA", "D_A", "D_B"):
         for w_two, w_one in zip(two.nets[name].weights, one.nets[name].weights):
             if "kernel" in w_one.path:
-                np.testing.assert_allclose(w_two.numpy(), w_one.numpy(), rtol=1e-3, atol=1e-5, err_msg=w_one.path)
+                np.testing.assert_allclose(w_two.numpy(), w_one.numpy(), rtol=1e-3, atol=5e-5, err_msg=w_one.path)
     assert int(two.g_opt.iterations.numpy()) == int(one.g_opt.iterations.numpy()) == 3
     moved = [np.abs(w.numpy()).sum() for w in one.nets["G_AB"].trainable_weights if "bias" in w.path]
     assert sum(moved) > 0  # biases start at zero: the step really trained
