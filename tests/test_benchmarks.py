@@ -146,3 +146,11 @@ def test_memory_benchmark_measures_each_size_in_a_process_of_its_own(tmp_path, j
     for row in rows:
         # a process with TensorFlow loaded, before and after the work, which took some time
         assert 0.1 < row["ready_gb"] <= row["peak_gb"] and row["seconds"] > 0
+
+
+@pytest.mark.slow
+def test_health_benchmark_times_the_step_with_and_without_its_signals(tmp_path):
+    rows, stdout = run_benchmark(tmp_path, "health_bench.py", "--xla", "off", "--batches", "2", "--replicas", "1",
+                                 "--steps", "1", "--repeat", "1")
+    assert len(rows) == 1 and rows[0]["with_ms"] > 0 and rows[0]["without_ms"] > 0
+    assert "without ms/step" in stdout
