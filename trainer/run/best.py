@@ -11,6 +11,7 @@ error (lower is better). The evaluation runs on the chief alone; with several wo
 others through one all-reduce of a flag, so that all of them take part in the save, as in every other one.
 """
 import json
+import math
 
 import tensorflow as tf
 
@@ -47,10 +48,11 @@ def checkpoint_of(model_dir):
 
 
 def chosen_metric(asked, report):
-    """The metric to rank by: --best_metric, or under auto the first of RANKED_ERRORS that `report` holds; None if the
-    report lacks it."""
+    """The metric to rank by: --best_metric, or under auto the first of RANKED_ERRORS that `report` holds as a
+    finite number; None if the report lacks it."""
     names = RANKED_ERRORS if asked == "auto" else (asked,)
-    return next((name for name in names if isinstance(report.get(name), float)), None)
+    return next((name for name in names if isinstance(report.get(name), float) and math.isfinite(report[name])),
+                None)
 
 
 class BestCheckpoint:
