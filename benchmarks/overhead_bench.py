@@ -65,9 +65,10 @@ def hollow(trainer, updates=True, pools=True):
         return zeros(trainer.g_vars, real_a), terms(False), tf.zeros_like(real_a), tf.zeros_like(real_b)
 
     trainer._generator_fn = tf.function(generator_outputs)
-    trainer._discriminator_fn = tf.function(lambda a, b, pa, pb: (zeros(trainer.d_vars, a), terms(True)))
+    judged = {f"{d}_{kind}": tf.zeros([]) for d in ("D_A", "D_B") for kind in ("real", "fake")}
+    trainer._discriminator_fn = tf.function(lambda a, b, pa, pb: (zeros(trainer.d_vars, a), terms(True), judged))
     if not updates:
-        trainer._update = lambda g_grads, d_grads: None
+        trainer._update = lambda g_grads, d_grads, sums: (g_grads, d_grads, sums)
     if not pools:
         trainer.pools = {d: type("NoPool", (), {"query": staticmethod(lambda images: images)}) for d in "AB"}
     trainer.train_step = tf.function(trainer._train_step)
