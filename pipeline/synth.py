@@ -10,9 +10,9 @@ colour (the default): procedural scenes (a gradient, shapes, stripes) in warm co
   red low there. The rotation is invertible and a 1x1 convolution can learn it, and the two palettes do not overlap,
   so the identity loss never asks a generator to keep colours of the wrong domain. It proves that training works,
   not that a generator learns spatial structure: a per-pixel colour map solves it.
-discs: dots of radius 2 px on a flat background; B has a disc of radius 6 px in each dot's place and colour. Every
-  colour is anywhere in both domains, so no colour map helps: a background pixel next to a dot must take the dot's
-  colour and one farther away must not, a function of its neighbourhood. Growing a dot and shrinking a disc are
+discs: white dots of radius 2 px on one dark background; B has a white disc of radius 6 px in each dot's place.
+  Both domains hold the same two colours, so no colour map helps: a background pixel next to a dot must turn
+  white and one farther away must not, a function of its neighbourhood. Growing a dot and shrinking a disc are
   both local (a 13 px window) and invertible, and both domains' images are fixed points of their own direction,
   which the identity loss asks for. The radii are in pixels: train it where test images keep their scale
   (`cyclegan train --preprocess crop`, whose test time translates images as stored).
