@@ -15,6 +15,7 @@ import re
 from preprocessing.flags import UsageError, job_parser
 from preprocessing.process import prepare_libraries
 from trainer.config import RANKED_ERRORS, identity_fields
+from trainer.evaluation.evaluator import finite
 
 RATE_TAG = "perf/pairs_per_second"
 
@@ -37,7 +38,7 @@ def read_run(model_dir):
 
     record = checkpoints.read_run_record(model_dir, "is it a `cyclegan train` model directory?")
     newest = checkpoints.checkpoint_candidates(model_dir)
-    step = int(newest[0].rsplit("-", 1)[1]) if newest else 0
+    step = checkpoints.step_of(newest[0]) if newest else 0
     reports = {}
     for path in tf.io.gfile.glob(model_path(model_dir, EVAL, "report-*.json")):
         with tf.io.gfile.GFile(path) as f:
@@ -56,12 +57,12 @@ def chosen_metric(rows, asked):
     if asked:
         return asked
     return next((name for name in RANKED_ERRORS for row in rows for report in row.reports.values()
-                 if isinstance(report.get(name), float)), None)
+                 if finite(report, name) is not None), None)
 
 
 def summarise(row, metric, differing):
     """One row as a plain dict: what the table and --json show."""
-    scored = {step: report[metric] for step, report in row.reports.items() if isinstance(report.get(metric), float)}
+    scored = {step: report[metric] for step, report in row.reports.items() if finite(report, metric) is not None}
     if row.best and row.best["metric"] == metric:
         best = {"value": row.best["value"], "step": row.best["step"]}
     elif scored:

@@ -1,6 +1,7 @@
 """The evaluation of a pair of translators on a raw dataset's test images: the report of `cyclegan evaluate` and
 of the trainer's --eval_every (see trainer/evaluate.py for what each figure means)."""
 import json
+import math
 
 import numpy as np
 
@@ -125,6 +126,13 @@ class Evaluator:
             with tf.io.gfile.GFile(f"{out}/report.json", "w") as f:
                 f.write(json.dumps(report, indent=2) + "\n")
         return report
+
+
+def finite(report, key):
+    """`report[key]` when it is a finite number; None when the report lacks it, skipped it, or it is NaN or inf.
+    What ranks checkpoints and runs (--best_metric, `cyclegan compare`)."""
+    value = report.get(key)
+    return value if isinstance(value, float) and math.isfinite(value) else None
 
 
 def mean(metric, xs, ys):

@@ -11,12 +11,12 @@ error (lower is better). The evaluation runs on the chief alone; with several wo
 others through one all-reduce of a flag, so that all of them take part in the save, as in every other one.
 """
 import json
-import math
 
 import tensorflow as tf
 
 from preprocessing.flags import UsageError
 from trainer.config import RANKED_ERRORS
+from trainer.evaluation.evaluator import finite
 from trainer.files import remove, write_whole
 from trainer.run import strategy as strategies
 from trainer.run.checkpoints import SaveError, load_failure
@@ -51,8 +51,7 @@ def chosen_metric(asked, report):
     """The metric to rank by: --best_metric, or under auto the first of RANKED_ERRORS that `report` holds as a
     finite number; None if the report lacks it."""
     names = RANKED_ERRORS if asked == "auto" else (asked,)
-    return next((name for name in names if isinstance(report.get(name), float) and math.isfinite(report[name])),
-                None)
+    return next((name for name in names if finite(report, name) is not None), None)
 
 
 class BestCheckpoint:
@@ -85,7 +84,7 @@ class BestCheckpoint:
         if metric is None:
             if report is not None and not self.warned:
                 self.say(f"warning: --best_metric {self.asked}: the evaluation does not compute it on its data "
-                         f"(it has {', '.join(k for k in RANKED_ERRORS if isinstance(report.get(k), float))}); no best "
+                         f"(it has {', '.join(k for k in RANKED_ERRORS if finite(report, k) is not None)}); no best "
                          "checkpoint is kept")
                 self.warned = True
             return False

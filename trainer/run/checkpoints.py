@@ -110,7 +110,7 @@ class RunState:
         """Move the checkpoints of `step` and later into checkpoints/collapsed/ (a health alarm's episode began at
         `step`), so that a restart resumes from before it; the newest checkpoint left, or None."""
         candidates = checkpoint_candidates(self.config.model_dir)
-        during = [prefix for prefix in candidates if int(prefix.rsplit("-", 1)[1]) >= step]
+        during = [prefix for prefix in candidates if step_of(prefix) >= step]
         self._set_aside(during, COLLAPSED, f"saved after the episode began at step {step}", say)
         return candidates[len(during)] if len(candidates) > len(during) else None
 
@@ -179,6 +179,11 @@ def checkpoint_candidates(model_dir):
         if match:
             steps[match.group(1)] = int(match.group(2))
     return [model_path(folder, prefix) for prefix in sorted(steps, key=steps.get, reverse=True)]
+
+
+def step_of(prefix):
+    """The step a checkpoint prefix (.../ckpt-STEP) was saved at."""
+    return int(prefix.rsplit("-", 1)[1])
 
 
 def load_failure(err):
