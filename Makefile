@@ -12,7 +12,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[train,preprocess,k8s,dev]'
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[train,preprocess,k8s,dev,onnx,litert,torch]'
 	touch $@
 
 # synth -> preprocess (Beam) -> train (tiny preset, every local device) -> export -> translate -> evaluate
@@ -33,7 +33,7 @@ images:
 # Re-pin after changing a dependency: resolves setup.py afresh in a scratch venv.
 constraints:
 	rm -rf /tmp/cyclegan-pin && $(PYTHON) -m venv /tmp/cyclegan-pin
-	/tmp/cyclegan-pin/bin/pip install --quiet '.[dev,k8s]'
+	/tmp/cyclegan-pin/bin/pip install --quiet '.[dev,k8s,onnx,litert,torch]'
 	{ echo "# Versions tested together (Python 3.11, Linux x86_64). Regenerate with: make constraints"; \
 	  /tmp/cyclegan-pin/bin/pip freeze --exclude cyclegan-pipeline; } > constraints.txt
 

@@ -26,6 +26,9 @@ setup(
         "train": ["tensorboard==2.21.*", "tqdm>=4"],  # train, export, translate, evaluate, TensorBoard
         "preprocess": ["apache-beam[gcp]==2.77.*"],  # preprocess, synth's job, the Dataflow launcher
         "k8s": ["kubernetes", "kubernetes-validate", "pyyaml"],  # submit
+        "onnx": ["tf2onnx>=1.17", "onnx", "onnxruntime"],  # export --format onnx, and running its files
+        "litert": ["ai-edge-litert"],  # running export --format litert's files (TensorFlow converts them)
+        "torch": ["torch"],  # tests only: `cyclegan import` checked against PyTorch itself (it reads .pth without)
         "dev": ["pytest", "pytest-timeout", "gcp-storage-emulator", "scipy", "jax"],  # jax: benchmarks/xla_step_jax.py
     },
     entry_points={"console_scripts": ["cyclegan = cyclegan:main"]},

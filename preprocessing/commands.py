@@ -19,6 +19,8 @@ SUBCOMMANDS = {
     "preprocess": ("pipeline.cli", "Beam job: raw image folders or a TFDS dataset -> validated, sharded TFRecords"),
     "train": ("trainer.cli", "build and train the CycleGAN on preprocessed TFRecords (resumes from checkpoints)"),
     "export": ("trainer.export", "a trained run's generators -> one SavedModel per direction"),
+    "import": ("trainer.import_reference", "the reference's PyTorch generators (.pth) -> a model directory to "
+                                           "export, evaluate or fine-tune"),
     "evaluate": ("trainer.evaluate", "ground-truth error, cycle error, FID and KID of a model on a test set"),
     "translate": ("trainer.translate", "translate a folder, glob or gs:// prefix of images with an exported model"),
     "compare": ("trainer.compare", "training runs side by side: what differs, their steps, rate and evaluations"),
@@ -28,7 +30,8 @@ SUBCOMMANDS = {
 # subcommand -> the setup.py extras it needs, each with the modules that show it is installed: an image holds one
 # role's extra (k8s/Dockerfile: train; k8s/Dockerfile.beam: preprocess)
 EXTRAS = {"demo": ("train", "preprocess"), "preprocess": ("preprocess",), "train": ("train",),
-          "export": ("train",), "evaluate": ("train",), "compare": ("train",), "translate": ("train",), "submit": ("k8s",)}
+          "export": ("train",), "import": ("train",), "evaluate": ("train",), "compare": ("train",),
+          "translate": ("train",), "submit": ("k8s",)}
 EXTRA_MODULES = {"train": ("tensorboard", "tqdm"), "preprocess": ("apache_beam",), "k8s": ("kubernetes", "yaml")}
 
 

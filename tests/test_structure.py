@@ -15,7 +15,8 @@ from tests.helpers import REPO
 from trainer.config import HOW_TO_RUN, IDENTITY, PRESETS, TrainConfig, identity_fields
 
 # The modules behind `cyclegan SUBCOMMAND` (and the examples' generator): argument parsing and printing only.
-COMMANDS = {"cyclegan", "trainer.cli", "trainer.translate", "trainer.export", "trainer.evaluate", "pipeline.cli",
+COMMANDS = {"cyclegan", "trainer.cli", "trainer.translate", "trainer.export", "trainer.evaluate",
+            "trainer.import_reference", "pipeline.cli",
             "pipeline.synth", "k8s.cli", "k8s.examples"}
 PACKAGES = ("preprocessing", "pipeline", "trainer", "k8s")
 

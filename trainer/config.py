@@ -64,6 +64,9 @@ class TrainConfig:
     # the run
     data: str = how_to_run("", "the --output folder of `cyclegan preprocess` (local or gs://)")
     model_dir: str = how_to_run("", "where the trained weights go (local, gs:// or ram://)")
+    init_from: str = how_to_run("", "start a new run from the networks of this model directory (its newest "
+                                     "checkpoint; one `cyclegan import` wrote, say) or checkpoint prefix: weights "
+                                     "only, with fresh optimizers at step 0. A resumed run ignores it")
     steps: int = how_to_run(0, "train this many steps; 0: --epochs, or n_epochs + n_epochs_decay", minimum=0)
     epochs: int = how_to_run(0, "train this many epochs; 0: n_epochs + n_epochs_decay", minimum=0)
     strategy: str = how_to_run("auto", "auto: several workers in TF_CONFIG -> multi_worker, else mirrored over all "

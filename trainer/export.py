@@ -1,14 +1,26 @@
-"""`cyclegan export`: a trained run's generators as SavedModels, one per direction.
+"""`cyclegan export`: a trained run's generators as SavedModels, one per direction, and ONNX or LiteRT files.
 
     cyclegan export --model_dir DIR --output EXPORT_DIR [--checkpoint PATH | --checkpoint best]
+                    [--format savedmodel,onnx,litert] [--versioned [--version N]] [--max_megapixels M]
 
-writes EXPORT_DIR/a2b and EXPORT_DIR/b2a (SavedModels) and EXPORT_DIR/export.json (what was exported). Each
-serving signature takes a batch of uint8 RGB images of any size (at least 4x4), pads them symmetrically to a
-multiple of 4 (and at least 8) as the generator needs, translates, crops back and returns uint8 of the input size.
+writes EXPORT_DIR/a2b and EXPORT_DIR/b2a (SavedModels; with --versioned, EXPORT_DIR/a2b/N/, the layout TF Serving's
+--model_base_path needs), EXPORT_DIR/a2b.onnx and .tflite for those formats, and EXPORT_DIR/export.json (what was
+exported). Two signatures:
+
+  serving_default  `images`: a batch of uint8 RGB images of any size (at least 4x4) -> `translated`: uint8 of the
+                   same size. Padded symmetrically to a multiple of 4 (and at least 8) as the generator needs,
+                   translated at the size given, cropped back. The ONNX and LiteRT files hold this function.
+  serve_bytes      `image_bytes`: encoded PNG or JPEG images (TF Serving's REST API takes {"b64": "..."}) ->
+                   `translated_bytes`: PNG. Each image is scaled as the model's training mode scales images at
+                   test time and back, as `cyclegan translate` does; grey becomes RGB and transparency is
+                   composited on white. An image above --max_megapixels, or bytes of no PNG or JPEG, fail the
+                   request with an error that says so.
+
 Loading one needs TensorFlow only: `tf.saved_model.load(EXPORT_DIR + "/a2b").signatures["serving_default"]`.
 """
-from preprocessing.flags import job_parser
+from preprocessing.flags import check_at_least, finite_float, job_parser
 from preprocessing.process import prepare_libraries
+from trainer.serving.formats import FORMATS, parse_formats
 from trainer.serving.image_files import check_writable
 
 
@@ -19,10 +31,21 @@ def main(argv, prog="cyclegan export"):
     parser.add_argument("--checkpoint", help="checkpoint prefix to export (default: the newest), e.g. "
                                              "DIR/checkpoints/ckpt-500, or best: the evaluation's best "
                                              "(--best_metric)")
+    parser.add_argument("--format", default="savedmodel",
+                        help=f"comma-separated, of {', '.join(FORMATS)} (default: savedmodel; it is always written)")
+    parser.add_argument("--versioned", action="store_true",
+                        help="write each SavedModel into a numbered folder, a2b/VERSION/, as TF Serving reads them")
+    parser.add_argument("--version", type=int, default=1, help="that number, with --versioned (default: 1)")
+    parser.add_argument("--max_megapixels", type=finite_float, default=4.0,
+                        help="serve_bytes refuses larger images, rather than the server running out of memory "
+                             "(default: 4, about 5 GB for the reference generator; 0: no limit)")
     args = parser.parse_args(argv)
+    check_at_least(("--version", args.version, 1), ("--max_megapixels", args.max_megapixels, 0.0))
+    formats = parse_formats(args.format)
     prepare_libraries()
     from trainer.run.trained import export  # imports TensorFlow: after prepare_libraries, which quiets it
 
     check_writable(args.output)
-    export(args.model_dir, args.output, args.checkpoint)
+    export(args.model_dir, args.output, args.checkpoint, formats=formats,
+           version=args.version if args.versioned else 0, max_megapixels=args.max_megapixels)
     return 0

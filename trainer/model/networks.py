@@ -215,13 +215,16 @@ def patch_discriminator(input_nc=3, ndf=64, n_layers=3, norm_kind="instance", na
     return keras.Model(inputs, outputs, name=name)
 
 
+NAMES = ("G_AB", "G_BA", "D_A", "D_B")
+
+
 def build(shape: Shape):
     """The four networks of a CycleGAN: G_AB (A->B), G_BA (B->A), D_A (judges A), D_B (judges B)."""
     gen = dict(input_nc=shape.input_nc, output_nc=shape.input_nc, ngf=shape.ngf, n_blocks=shape.n_blocks,
                norm_kind=shape.norm, upsample_mode=shape.upsample)
     disc = dict(input_nc=shape.input_nc, ndf=shape.ndf, n_layers=shape.n_layers_d, norm_kind=shape.norm)
-    return {"G_AB": resnet_generator(**gen, name="G_AB"), "G_BA": resnet_generator(**gen, name="G_BA"),
-            "D_A": patch_discriminator(**disc, name="D_A"), "D_B": patch_discriminator(**disc, name="D_B")}
+    nets = {name: resnet_generator(**gen, name=name) for name in NAMES[:2]}
+    return {**nets, **{name: patch_discriminator(**disc, name=name) for name in NAMES[2:]}}
 
 
 def parameter_report(nets):

@@ -66,7 +66,8 @@ class RunState:
     def restore_or_start(self, manifest, say=print):
         """Resume from the newest checkpoint that loads, after checking the run record; the step to continue
         from. A model directory that holds checkpoints never starts over: if none loads, a UsageError."""
-        if not checkpoint_candidates(self.config.model_dir):
+        self.fresh = not checkpoint_candidates(self.config.model_dir)
+        if self.fresh:
             if self.chief:
                 write_run_record(self.config, manifest)
             return 0

@@ -15,7 +15,8 @@ from trainer.evaluation.evaluator import Key
 from trainer.model import networks
 from trainer.model.step import HEALTH, CycleGANTrainer, requests
 from trainer.run import best as best_checkpoint
-from trainer.run import checkpoints, data, data_checks, health, preemption, restarts, strategy as strategies, summaries
+from trainer.run import checkpoints, data, data_checks, health, imported, preemption, restarts, summaries
+from trainer.run import strategy as strategies
 
 EVAL_SHOWN = (Key.GROUND_TRUTH_MAE, Key.IDENTITY_MAE, Key.CYCLE_MAE, Key.FID, Key.KID)
 LOSS_ORDER = ("G_AB_gan", "G_BA_gan", "cycle_A", "cycle_B", "identity_A", "identity_B", "D_A", "D_B")
@@ -186,6 +187,8 @@ def start(config, strategy, manifest, say):
         inputs = batches(config.seed) if workers == 1 else None  # one worker: its position is checkpointed
         state = checkpoints.RunState(config, trainer, inputs, chief, input_batch=global_batch // workers)
         first = state.restore_or_start(manifest, say)
+        if state.fresh and config.init_from:
+            imported.initialize_from(config, trainer.nets, say)
         if holder and first < total:
             restarts.record(config.model_dir, first, strategies.worker_index(strategy),
                             config.max_restarts_without_progress)

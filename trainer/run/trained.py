@@ -10,11 +10,12 @@ from preprocessing.process import PARTIAL
 from trainer.config import TrainConfig, view
 from trainer.files import move, remove
 from trainer.model import networks
-from trainer.run import best, checkpoints
+from trainer.run import best, checkpoints, imported
 from trainer.run.best import BEST
 from trainer.run.model_dir import RUN_RECORD, model_path
 from trainer.serving.image_files import inside
-from trainer.serving.translator import DIRECTIONS, EXPORT_RECORD, Scaling, make_translator
+from trainer.serving.formats import SUFFIX, write_formats
+from trainer.serving.translator import DIRECTIONS, EXPORT_RECORD, SERVE_BYTES, Scaling, make_translator
 
 
 def load_run(model_dir, checkpoint=None, say=print):
@@ -61,32 +62,44 @@ def check_same_run(checkpoint, model_dir, record):
                      f"would be paired with other weights. Pass --model_dir {other}, the run it belongs to")
 
 
-def export(model_dir, output, checkpoint=None, say=print):
-    """Write output/a2b, output/b2a (SavedModels) and output/export.json; returns the two SavedModel paths.
+def export(model_dir, output, checkpoint=None, say=print, formats=("savedmodel",), version=0, max_megapixels=0.0):
+    """Write output/a2b, output/b2a (SavedModels, or output/a2b/VERSION/ with `version`, TF Serving's layout),
+    any other `formats` beside them (a2b.onnx, a2b.tflite) and output/export.json; returns the SavedModel paths.
 
     Everything is written into OUTPUT.partial first, and moved into OUTPUT once complete, export.json last: a
     folder with export.json holds a whole export, and a kill or a full disk mid-export never leaves one that lacks
-    a direction. An earlier export in OUTPUT is replaced entry by entry; other files there are left alone."""
+    a direction. An earlier export in OUTPUT is replaced entry by entry; other files there are left alone. A
+    direction that `cyclegan import` gave no weights is not written."""
     config, nets, checkpoint, step = load_run(model_dir, checkpoint, say)
+    random = imported.random_nets(checkpoints.read_run_record(model_dir, ""))
+    directions = {direction: name for direction, name in DIRECTIONS.items() if name not in random}
     output = output.rstrip("/")
     staging = output + PARTIAL
     remove(staging)  # of an export that was stopped
-    for direction, name in DIRECTIONS.items():
-        translator = make_translator(nets[name])
-        tf.saved_model.save(translator, f"{staging}/{direction}",
-                            signatures={"serving_default": translator.translate.get_concrete_function()})
+    scaling = view(config, Scaling)
+    entries = []
+    for direction, name in directions.items():
+        translator = make_translator(nets[name], scaling, max_megapixels)
+        tf.saved_model.save(translator, f"{staging}/{direction}" + (f"/{version}" if version else ""),
+                            signatures={"serving_default": translator.translate.get_concrete_function(),
+                                        SERVE_BYTES: translator.translate_bytes.get_concrete_function()})
         say(f"export: {name} ({direction}) written")
+        entries += [direction, *write_formats(translator, formats, staging, direction, say).values()]
+    for direction in set(DIRECTIONS) - set(directions):
+        say(f"export: {DIRECTIONS[direction]} ({direction}) not written: `cyclegan import` gave it no weights")
     with tf.io.gfile.GFile(f"{staging}/{EXPORT_RECORD}", "w") as f:
-        json.dump({"checkpoint": checkpoint, "step": step, "directions": DIRECTIONS,
-                   "scale": view(config, Scaling).record(), "config": dataclasses.asdict(config)}, f, indent=2)
+        json.dump({"checkpoint": checkpoint, "step": step, "directions": directions, "formats": list(formats),
+                   "version": version or None, "max_megapixels": max_megapixels or None,
+                   "scale": scaling.record(), "config": dataclasses.asdict(config)}, f, indent=2)
     tf.io.gfile.makedirs(output)
     remove(f"{output}/{EXPORT_RECORD}")  # the earlier export is incomplete from here until the new record is in
-    for entry in (*DIRECTIONS, EXPORT_RECORD):
-        remove(f"{output}/{entry}")
+    for direction in DIRECTIONS:  # an earlier export's files of each direction, in any format
+        for stale in [direction, *(direction + suffix for suffix in SUFFIX.values())]:
+            remove(f"{output}/{stale}")
+    for entry in (*entries, EXPORT_RECORD):
         move(f"{staging}/{entry}", f"{output}/{entry}")
     remove(staging)
-    paths = {direction: f"{output}/{direction}" for direction in DIRECTIONS}
-    for direction, name in DIRECTIONS.items():
-        say(f"export: {name} ({direction}) -> {paths[direction]}")
+    for direction, name in directions.items():
+        say(f"export: {name} ({direction}) -> {output}/{direction}" + (f"/{version}" if version else ""))
     say(f"export: from {checkpoint} (step {step})")
-    return paths
+    return {direction: f"{output}/{direction}" for direction in directions}

@@ -41,32 +41,57 @@ class Scaling:
         return tuple(int(side) for side in scale_modes.scaled_shape(height, width, mode, load, self.crop_size))
 
 
-def export_scaling(direction_path):
-    """The Scaling of an exported direction (EXPORT_DIR/a2b), from EXPORT_DIR/export.json; None if there is none."""
+def saved_model_path(path):
+    """The SavedModel of an exported direction given as EXPORT_DIR/a2b, in either layout: the SavedModel itself,
+    or TF Serving's numbered versions under it (the highest, as TF Serving serves by default)."""
     import tensorflow as tf
 
-    record = f"{direction_path.rstrip('/').rsplit('/', 1)[0]}/{EXPORT_RECORD}"
-    if "/" not in direction_path.rstrip("/") or not tf.io.gfile.exists(record):
+    path = path.rstrip("/")
+    if tf.io.gfile.exists(f"{path}/saved_model.pb") or not tf.io.gfile.isdir(path):
+        return path
+    versions = [int(name.rstrip("/")) for name in tf.io.gfile.listdir(path) if name.rstrip("/").isdigit()]
+    return f"{path}/{max(versions)}" if versions else path
+
+
+def export_scaling(direction_path):
+    """The Scaling of an exported direction (EXPORT_DIR/a2b, or its version EXPORT_DIR/a2b/1), from
+    EXPORT_DIR/export.json; None if there is none."""
+    import tensorflow as tf
+
+    parts = direction_path.rstrip("/").split("/")
+    roots = ["/".join(parts[:-1])] + (["/".join(parts[:-2])] if parts[-1].isdigit() and len(parts) > 2 else [])
+    records = [f"{root}/{EXPORT_RECORD}" for root in roots if root and tf.io.gfile.exists(f"{root}/{EXPORT_RECORD}")]
+    if not records:
         return None
-    with tf.io.gfile.GFile(record) as f:
+    with tf.io.gfile.GFile(records[0]) as f:
         config = json.load(f)["config"]
     return Scaling(config.get("preprocess", "resize_and_crop"), config["load_size"], config["crop_size"])
 
 
 def load_direction(path, flag="--model"):
-    """The serving signature of one exported direction (EXPORT_DIR/a2b or /b2a), or a UsageError naming `flag`."""
+    """The serving signature of one exported direction (EXPORT_DIR/a2b or /b2a, in either layout), or a UsageError
+    naming `flag`."""
     import tensorflow as tf
 
     from trainer import files
 
     try:
-        return tf.saved_model.load(path).signatures["serving_default"]
+        return tf.saved_model.load(saved_model_path(path)).signatures["serving_default"]
     except (OSError, tf.errors.OpError, KeyError) as err:
         raise UsageError(files.cannot_read(flag, path) or
                          f"{flag} {path}: not an exported direction of `cyclegan export` ({err})") from None
 
 
-def make_translator(generator):
+# An exported direction's inputs for TF Serving's REST API: a name ending in "_bytes" takes {"b64": "..."} values.
+BYTES_INPUT, BYTES_OUTPUT = "image_bytes", "translated_bytes"
+SERVE_BYTES = "serve_bytes"  # the signature that takes them
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def make_translator(generator, scaling=None, max_megapixels=0.0):
+    """The tf.Module that `export` saves: `translate` (uint8 batch in and out, any size) and `translate_bytes`
+    (PNG or JPEG bytes in, PNG bytes out, each image at the model's test-time scale when a Scaling is given,
+    refused above `max_megapixels` when that is set)."""
     import tensorflow as tf
 
     from trainer.model.networks import ImageSizeCheck
@@ -89,11 +114,58 @@ def make_translator(generator):
             after = padded - size - before
             x = to_model_range(images)
             x = tf.pad(x, [[0, 0], [before[0], after[0]], [before[1], after[1]], [0, 0]], mode="SYMMETRIC")
+            x = tf.reshape(x, tf.concat([tf.shape(x)[:3], [3]], 0))  # channels static again: LiteRT's convs need it
             y = tf.cast(self.generator(x, training=False), tf.float32)
             y = y[:, before[0]:before[0] + size[0], before[1]:before[1] + size[1], :]
-            return {"images": to_uint8(y)}
+            return {"translated": to_uint8(y)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
+        def translate_bytes(self, image_bytes):
+            one = lambda data: tf.io.encode_png(self._translate_one(data))  # noqa: E731
+            return {BYTES_OUTPUT: tf.map_fn(one, image_bytes, fn_output_signature=tf.string)}
+
+        def _translate_one(self, data):
+            image = decoded_rgb(data)
+            height, width = tf.shape(image)[0], tf.shape(image)[1]
+            if max_megapixels:  # checked before the generator runs, which is what would run out of memory
+                small = tf.debugging.Assert(tf.cast(height * width, tf.float32) <= max_megapixels * 1e6, [
+                    f"{BYTES_INPUT}: the image is over --max_megapixels {max_megapixels:g}, the limit this model was "
+                    "exported with; send a smaller image. Width, height:", width, height])
+                with tf.control_dependencies([small]):
+                    image = tf.identity(image)
+            if scaling:
+                mode = scale_modes.TEST_MODE[scaling.preprocess]
+                load = scaling.crop_size if mode == "resize_and_crop" else scaling.load_size
+                size = scale_modes.scaled_shape(height, width, mode, load, scaling.crop_size)
+                image = tf.cast(tf.clip_by_value(tf.round(scale_modes.resize(image, *size)), 0, 255), tf.uint8)
+            out = self.translate(image[None])["translated"][0]
+            if scaling:
+                out = to_uint8(scale_modes.resize(out, height, width) / 127.5 - 1.0)
+            return out
 
     return Translator()
+
+
+def decoded_rgb(data):
+    """One encoded PNG or JPEG (a string tensor) -> uint8 HxWx3, as `translate` reads files: grey becomes RGB, and
+    transparency is composited on white. Anything else fails with an error that says what was sent."""
+    import tensorflow as tf
+
+    known = tf.logical_or(tf.io.is_jpeg(data), tf.equal(tf.strings.substr(data, 0, 8), PNG_SIGNATURE))
+    check = tf.debugging.Assert(known, [f"{BYTES_INPUT}: not a PNG or JPEG image (its first bytes are neither "
+                                        "signature); send the file's bytes, base64-encoded as {\"b64\": \"...\"} "
+                                        "in a JSON request"])
+    with tf.control_dependencies([check]):  # PIL's JPEG decoding, to the level, is the accurate integer DCT
+        image = tf.cond(tf.io.is_jpeg(data), lambda: tf.io.decode_jpeg(data, 3, dct_method="INTEGER_ACCURATE"),
+                        lambda: tf.io.decode_png(data))  # a PNG in its own channels: 1 to 4
+    channels = tf.shape(image)[2]
+    pixels = tf.cast(image, tf.float32)
+    colour = tf.cond(channels < 3, lambda: tf.repeat(pixels[:, :, :1], 3, axis=2), lambda: pixels[:, :, :3])
+    opaque = tf.ones_like(pixels[:, :, :1])
+    alpha = tf.cond(tf.equal(channels % 2, 0), lambda: pixels[:, :, -1:] / 255.0, lambda: opaque)  # LA, RGBA
+    rgb = tf.cast(tf.round(colour * alpha + 255.0 * (1.0 - alpha)), tf.uint8)
+    rgb.set_shape([None, None, 3])
+    return rgb
 
 
 def translate_pixels(translate, pixels, scaling=None, keep_size=True):
@@ -111,7 +183,7 @@ def translate_pixels(translate, pixels, scaling=None, keep_size=True):
     if min(image.shape[:2]) < MIN_SIDE:
         raise Rejected(TOO_SMALL, f"{image.shape[1]}x{image.shape[0]} px; the model translates images of at "
                                   f"least {MIN_SIDE}x{MIN_SIDE}")
-    out = translate(image[None])["images"][0]
+    out = next(iter(translate(image[None]).values()))[0]  # "translated" ("images" in exports before ONNX)
     if scaling and keep_size and tuple(out.shape[:2]) != tuple(pixels.shape[:2]):
         back = scale_modes.resize(out, *pixels.shape[:2])
         out = to_uint8(back / 127.5 - 1.0)
