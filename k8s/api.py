@@ -10,7 +10,9 @@ from preprocessing import exit_status
 from preprocessing.flags import UsageError
 
 JOBSET = ("jobset.x-k8s.io", "v1alpha2", "jobsets")
-OWNERS = ("Job", "JobSet", "Deployment")  # what runs a job; the other objects it needs are owned by it
+INFERENCE_SERVICE = ("serving.kserve.io", "v1beta1", "inferenceservices")
+CUSTOM = {"JobSet": JOBSET, "InferenceService": INFERENCE_SERVICE}  # kinds outside Kubernetes itself
+OWNERS = ("Job", "JobSet", "Deployment", "InferenceService")  # what runs a job; it owns the other objects
 SELECTOR = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 FOLLOW_SILENCE = 7 * 24 * 3600  # seconds a followed log may stay silent: as long as a job may print nothing
 
@@ -90,6 +92,8 @@ def api_error(err, what, namespace):
                           f"account needs the rights to do this in namespace {namespace} (`kubectl auth can-i`)")
     if err.status == 404 and "jobset" in what.lower():
         return UsageError(f"cannot {what}: this cluster has no JobSet API (install JobSet, or use --backend job)")
+    if err.status == 404 and "inferenceservice" in what.lower():
+        return UsageError(f"cannot {what}: this cluster has no KServe API (install KServe, or serve without --kserve)")
     return UsageError(f"cannot {what}: the API answered {err.status} {err.reason}: {message}")
 
 
@@ -120,8 +124,9 @@ def create(api, obj):
                                                          {"metadata": {"annotations": obj["metadata"]["annotations"]}})
     if kind == "Deployment":
         return apps.create_namespaced_deployment(namespace, obj)
-    if kind == "JobSet":
-        return custom.create_namespaced_custom_object(*JOBSET[:2], namespace, JOBSET[2], obj)
+    if kind in CUSTOM:
+        group, version, plural = CUSTOM[kind]
+        return custom.create_namespaced_custom_object(group, version, namespace, plural, obj)
     if kind == "PodDisruptionBudget":
         return client.PolicyV1Api(api).create_namespaced_pod_disruption_budget(namespace, obj)
     raise ValueError(f"no API call for kind {kind}")
@@ -136,8 +141,9 @@ def delete(api, kind, name, namespace):
         return core.delete_namespaced_service(name, namespace)
     if kind == "Deployment":
         return apps.delete_namespaced_deployment(name, namespace, **propagation)
-    if kind == "JobSet":
-        return custom.delete_namespaced_custom_object(*JOBSET[:2], namespace, JOBSET[2], name, **propagation)
+    if kind in CUSTOM:
+        group, version, plural = CUSTOM[kind]
+        return custom.delete_namespaced_custom_object(group, version, namespace, plural, name, **propagation)
     if kind == "PodDisruptionBudget":
         from kubernetes import client
 
@@ -189,12 +195,13 @@ def submitted_jobs(api, namespace, name=None):
     found = [("Job", job) for job in batch.list_namespaced_job(namespace, label_selector=selector).to_dict()["items"]]
     found += [("Deployment", d) for d in
               apps.list_namespaced_deployment(namespace, label_selector=selector).to_dict()["items"]]
-    try:
-        found += [("JobSet", js) for js in custom.list_namespaced_custom_object(
-            *JOBSET[:2], namespace, JOBSET[2], label_selector=selector)["items"]]
-    except ApiException as err:
-        if err.status != 404:  # 404: no JobSet API in this cluster
-            raise
+    for kind, (group, version, plural) in CUSTOM.items():
+        try:
+            found += [(kind, obj) for obj in custom.list_namespaced_custom_object(
+                group, version, namespace, plural, label_selector=selector)["items"]]
+        except ApiException as err:
+            if err.status != 404:  # 404: no such API in this cluster
+                raise
     return found
 
 
@@ -203,6 +210,9 @@ def job_state(kind, obj):
     status = obj.get("status") or {}
     if kind == "Deployment":
         return f"{status.get('ready_replicas') or status.get('readyReplicas') or 0}/{obj['spec']['replicas']} ready"
+    if kind == "InferenceService":  # KServe's Ready condition, and the URL it serves at once it has one
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        return f"ready at {status.get('url')}" if ready and status.get("url") else "ready" if ready else "not ready"
     conditions = [c["type"] for c in status.get("conditions") or [] if c.get("status") == "True"]
     for final in ("Complete", "Completed", "Failed"):
         if final in conditions:

@@ -4,6 +4,7 @@
     cyclegan submit train --image IMAGE --data gs://B/records --model_dir gs://B/runs/h2z --gpus 8 [--nodes 4]
                           [-- any `cyclegan train` flag]
     cyclegan submit tensorboard --image IMAGE --logdir gs://B/runs/h2z/logs
+    cyclegan submit serve --model gs://B/export/a2b [--gpus 1] [--replicas N] [--kserve]
     cyclegan submit list | status NAME | logs NAME [--worker N | --all] [--tail N] [--previous] [--follow]
     cyclegan submit delete NAME
 
@@ -16,11 +17,11 @@ import sys
 
 from k8s import api as cluster
 from k8s import config as submit_config
-from k8s.render import DATAFLOW_ANNOTATION, QUEUE_LABEL, TENSORBOARD_PORT, render
+from k8s.render import DATAFLOW_ANNOTATION, QUEUE_LABEL, SERVING_REST_PORT, TENSORBOARD_PORT, render
 from preprocessing.flags import UsageError, add_config_flags, check_fields, config_from_flags, job_parser
 from trainer.run.model_dir import LOGS, model_path
 
-ACTIONS = ("preprocess", "train", "tensorboard", "list", "status", "logs", "delete")
+ACTIONS = ("preprocess", "train", "tensorboard", "serve", "list", "status", "logs", "delete")
 
 
 def parse_submit(action, argv, prog="cyclegan submit"):
@@ -33,10 +34,13 @@ def parse_submit(action, argv, prog="cyclegan submit"):
                         help="print the objects as YAML; touch no cluster")
     add_config_flags(parser, submit_config.SubmitConfig, skip=("kind",))
     args = parser.parse_args(argv)
-    config = config_from_flags(dataclasses.replace(submit_config.SubmitConfig(), kind=action), args)
+    config = submit_config.with_defaults(config_from_flags(submit_config.for_kind(action), args))
     submit_config.check_config(config)
     if action == "train":
         check_train_flags(extra, config.preset)
+    if action == "serve" and config.kserve and extra:
+        raise UsageError(f"after --: {' '.join(extra)}: with --kserve, KServe's TensorFlow runtime sets TF Serving's "
+                         "flags; pass them without --kserve (they go to tensorflow_model_server)")
     return config, extra, args.dry_run
 
 
@@ -151,6 +155,12 @@ def print_submitted(config, objects, name):
     if config.kind == "tensorboard":
         print(f"submit: open TensorBoard with `kubectl port-forward -n {config.namespace} svc/{name} "
               f"{TENSORBOARD_PORT}:{TENSORBOARD_PORT}`, then http://localhost:{TENSORBOARD_PORT}")
+    elif config.kind == "serve":
+        where = (f"`kubectl get inferenceservice -n {config.namespace} {name}` shows its URL" if config.kserve else
+                 f"`kubectl port-forward -n {config.namespace} svc/{name} {SERVING_REST_PORT}:{SERVING_REST_PORT}`, "
+                 f"then http://localhost:{SERVING_REST_PORT}")
+        print(f"submit: {where}; POST images to /v1/models/{name}:predict as {{\"signature_name\": \"serve_bytes\", "
+              "\"instances\": [{\"b64\": \"...\"}]} (docs/operations.md, \"Serving\")")
     elif config.kind == "train":
         print(f"submit: watch training in TensorBoard: `cyclegan submit tensorboard --image {config.image} "
               f"--logdir {model_path(config.model_dir, LOGS)}`")
@@ -159,9 +169,9 @@ def print_submitted(config, objects, name):
 def print_list(api, namespace):
     rows = [(obj["metadata"]["name"], kind, obj["metadata"]["labels"].get("app.kubernetes.io/component", ""),
              cluster.job_state(kind, obj)) for kind, obj in cluster.submitted_jobs(api, namespace)]
-    print(f"{'NAME':<42}{'KIND':<12}{'JOB':<13}STATE")
+    print(f"{'NAME':<42}{'KIND':<18}{'JOB':<13}STATE")
     for row in sorted(rows):
-        print(f"{row[0]:<42}{row[1]:<12}{row[2]:<13}{row[3]}")
+        print(f"{row[0]:<42}{row[1]:<18}{row[2]:<13}{row[3]}")
 
 
 def print_status(api, namespace, name):
@@ -179,7 +189,12 @@ def print_status(api, namespace, name):
             admitted = not (obj.get("spec") or {}).get("suspend")
             print(f"  Kueue: {'admitted' if admitted else 'waiting for admission (the Job is suspended)'} in queue "
                   f"{obj['metadata']['labels'][QUEUE_LABEL]}")
-    workers = cluster.by_worker(cluster.pods_of(api, namespace, name))
+    pods = cluster.pods_of(api, namespace, name)
+    if objects[0][1]["metadata"]["labels"].get("app.kubernetes.io/component") == "serve":  # replicas, not workers
+        for pod in pods:
+            print(f"  replica {pod.metadata.name}: {cluster.why_waiting(pod) or pod.status.phase}")
+        return
+    workers = cluster.by_worker(pods)
     for index, pods in workers.items():
         newest, earlier = pods[0], pods[1:]
         waiting = cluster.why_waiting(newest)

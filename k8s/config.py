@@ -6,7 +6,7 @@ from preprocessing import exit_status
 from preprocessing.flags import UsageError, check_fields, config_field
 from trainer.config import PRESETS, TrainConfig
 
-KINDS = ("preprocess", "train", "tensorboard")
+KINDS = ("preprocess", "train", "tensorboard", "serve")
 # A name must leave room for what Kubernetes derives from it: a JobSet's pod hostnames are
 # <name>-workers-0-<index>, and a hostname is a DNS-1123 label of at most 63 characters.
 MAX_NAME = 40
@@ -27,8 +27,11 @@ ON_DEMAND_GRACE, SPOT_GRACE = 120, 15  # GKE: a spot node's shutdown gives ordin
 # and a step, round up to 10 s.
 SHORTEST_GRACE = 10
 # Each pod's requests unless --cpu/--memory say otherwise; "dataflow" is the launcher pod of a Dataflow run.
-DEFAULT_CPU = {"train": "8", "preprocess": "4", "tensorboard": "1", "dataflow": "1"}
-DEFAULT_MEMORY = {"train": "48Gi", "preprocess": "16Gi", "tensorboard": "4Gi", "dataflow": "2Gi"}
+DEFAULT_CPU = {"train": "8", "preprocess": "4", "tensorboard": "1", "dataflow": "1", "serve": "4"}
+DEFAULT_MEMORY = {"train": "48Gi", "preprocess": "16Gi", "tensorboard": "4Gi", "dataflow": "2Gi", "serve": "8Gi"}
+# TF Serving's published images for `submit serve` without --image (CPU; GPU with --gpus 1). Not run here: the
+# exported ops are TensorFlow's standard ones, which TF Serving 2.19 has; see docs/operations.md.
+SERVING_IMAGE, SERVING_GPU_IMAGE = "tensorflow/serving:2.19.1", "tensorflow/serving:2.19.1-gpu"
 UID = 10001  # the images' user (k8s/Dockerfile*): non-root, fixed, as the restricted profile wants
 
 
@@ -36,7 +39,8 @@ UID = 10001  # the images' user (k8s/Dockerfile*): non-root, fixed, as the restr
 class SubmitConfig:
     kind: str = config_field("train", "what to run", choices=KINDS)
     image: str = config_field("", "the container image: k8s/Dockerfile (train, tensorboard) or "
-                              "k8s/Dockerfile.beam (preprocess)")
+                              f"k8s/Dockerfile.beam (preprocess); serve: TF Serving's ({SERVING_IMAGE}, or "
+                              f"{SERVING_GPU_IMAGE} with --gpus 1) unless given")
     name: str = config_field("", f"the job's name, a DNS-1123 label of at most {MAX_NAME} characters "
                              "(default: KIND-DATE-TIME)")
     namespace: str = config_field("default", "Kubernetes namespace")
@@ -53,7 +57,8 @@ class SubmitConfig:
     data: str = config_field("", "train: the records (the --output of preprocess), usually gs://")
     model_dir: str = config_field("", "train: the model directory, usually gs:// (checkpoints, logs)")
     preset: str = config_field("reference", "train: the trainer's preset", choices=tuple(sorted(PRESETS)))
-    gpus: int = config_field(1, "train: GPUs per node (0: CPU only)", minimum=0, maximum=MAX_GPUS)
+    gpus: int = config_field(1, "train: GPUs per node (0: CPU only); serve: GPUs per replica, 0 (the default "
+                             "there) or 1", minimum=0, maximum=MAX_GPUS)
     nodes: int = config_field(1, "train: nodes; more than 1 runs MultiWorkerMirroredStrategy", minimum=1)
     accelerator: str = config_field("nvidia-h100-80gb", "train: GKE accelerator type of the GPU node pool")
     spot: bool = config_field(False, "train: run on spot (preemptible) nodes")
@@ -95,8 +100,26 @@ class SubmitConfig:
     temp_location: str = config_field("", "preprocess on Dataflow: a gs:// folder for temporary files")
     # tensorboard
     logdir: str = config_field("", "tensorboard: the run's logs, e.g. gs://BUCKET/runs/NAME/logs")
+    # serve
+    model: str = config_field("", "serve: one exported direction in TF Serving's layout (`cyclegan export "
+                              "--versioned`), e.g. gs://BUCKET/export/a2b, which holds 1/, 2/, ...")
+    replicas: int = config_field(1, "serve: server replicas", minimum=1)
+    kserve: bool = config_field(False, "serve: a KServe InferenceService (modelFormat tensorflow) instead of a "
+                                "Deployment and a Service")
 
 
+
+
+def for_kind(kind, config=None):
+    """The SubmitConfig a `submit KIND` starts from, before its flags: serve runs on the CPU unless --gpus says."""
+    return dataclasses.replace(config or SubmitConfig(), kind=kind, **({"gpus": 0} if kind == "serve" else {}))
+
+
+def with_defaults(config):
+    """`config` with what its flags left to the kind: serve's image is TF Serving's."""
+    if config.kind == "serve" and not config.image:
+        return dataclasses.replace(config, image=SERVING_GPU_IMAGE if config.gpus else SERVING_IMAGE)
+    return config
 
 
 def minor_version(version):
@@ -150,13 +173,15 @@ def check_config(config):
                          f"from {'.'.join(map(str, OLDEST_KUBERNETES))}; upgrade the cluster")
     required = {"train": (("--data", config.data), ("--model_dir", config.model_dir)),
                 "preprocess": (("--input", config.input), ("--output", config.output)),
-                "tensorboard": (("--logdir", config.logdir),)}[config.kind]
+                "tensorboard": (("--logdir", config.logdir),), "serve": (("--model", config.model),)}[config.kind]
     missing = [flag for flag, value in required if not value]
     if config.kind == "preprocess" and config.runner == "dataflow":
         missing += [flag for flag, value in (("--project", config.project), ("--region", config.region),
                                              ("--temp_location", config.temp_location)) if not value]
     if missing:
         raise UsageError(f"submit {config.kind} needs {', '.join(missing)}")
+    if config.kind == "serve" and config.gpus > 1:
+        raise UsageError(f"--gpus {config.gpus}: a TF Serving replica uses one GPU; add --replicas instead")
 
 
 def check_network_profile(config):

@@ -32,6 +32,9 @@ EXAMPLES = {
                                  "--region", "europe-west4", "--temp_location", "gs://my-bucket/tmp"],
     "tensorboard.yaml": ["tensorboard", "--image", IMAGE, "--name", "h2z-tensorboard", "--logdir",
                          "gs://my-bucket/runs/h2z/logs"],
+    "serve.yaml": ["serve", "--name", "h2z-serve", "--model", "gs://my-bucket/export/h2z/a2b", "--replicas", "2"],
+    "serve-kserve-gpu.yaml": ["serve", "--name", "h2z-serve", "--model", "gs://my-bucket/export/h2z/a2b", "--kserve",
+                              "--gpus", "1", "--accelerator", "nvidia-l4"],
 }
 
 

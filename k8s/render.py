@@ -7,6 +7,8 @@ examples in k8s/examples/ and the tests.
     preprocess          a Job running the Beam job on the local runner in the pod, or a launcher Job that runs it
                         on Dataflow and waits, so the Job's status is the Dataflow job's
     tensorboard         a Deployment + a ClusterIP Service reading the logs straight from gs://
+    serve               TF Serving: a Deployment + a ClusterIP Service loading an export's numbered versions
+                        straight from gs://, or a KServe InferenceService (--kserve)
 
 Failures are sorted as the trainer reports them: exit 75 ("saved, restart me": SIGTERM, or a peer worker died)
 and node disruptions (drain, spot preemption) restart without counting against backoffLimit; exit 2 (a usage
@@ -17,12 +19,14 @@ import datetime
 import json
 
 from k8s import fast_network
-from k8s.config import DEFAULT_CPU, DEFAULT_MEMORY, UID, grace_period, minor_version
+from k8s.config import DEFAULT_CPU, DEFAULT_MEMORY, SERVING_IMAGE, UID, grace_period, minor_version
 from preprocessing import exit_status
 from preprocessing.lease import RUN_ENV
 
 TF_PORT = 2222
 TENSORBOARD_PORT = 6006
+SERVING_GRPC_PORT, SERVING_REST_PORT = 8500, 8501  # TF Serving's own defaults
+KSERVE_API = "serving.kserve.io/v1beta1"
 WORKERS = "workers"  # the JobSet's replicated job
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -284,6 +288,61 @@ def tensorboard_objects(config, name, extra):
                       "ports": [{"name": "http", "port": TENSORBOARD_PORT, "targetPort": TENSORBOARD_PORT}]}}]
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# serve
+
+
+def model_status_probe(name, **timing):
+    """TF Serving's model status endpoint: 200 once the model `name` is loaded."""
+    return {"httpGet": {"path": f"/v1/models/{name}", "port": SERVING_REST_PORT}, **timing}
+
+
+def serving_container(config, name):
+    return {"name": "serving", "image": config.image, "command": ["tensorflow_model_server"],
+            "args": [f"--model_name={name}", f"--model_base_path={config.model.rstrip('/')}",
+                     f"--port={SERVING_GRPC_PORT}", f"--rest_api_port={SERVING_REST_PORT}"],
+            "ports": [{"name": "grpc", "containerPort": SERVING_GRPC_PORT},
+                      {"name": "http", "containerPort": SERVING_REST_PORT}],
+            # a reference generator loads in seconds from a bucket; ten minutes covers a slow one before liveness
+            "startupProbe": model_status_probe(name, periodSeconds=10, failureThreshold=60),
+            "readinessProbe": model_status_probe(name, periodSeconds=10),
+            "livenessProbe": model_status_probe(name, periodSeconds=20, failureThreshold=3),
+            "resources": resources(config, "serve", config.gpus)}
+
+
+def serve_objects(config, name, extra):
+    """TF Serving as a Deployment and a Service: clients POST to http://NAME:8501/v1/models/NAME:predict."""
+    container = serving_container(config, name)
+    container["args"] += list(extra)
+    selector = {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": "serve"}
+    if config.kserve:
+        return [inference_service(config, name, container)]
+    return [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(config, name),
+             "spec": {"replicas": config.replicas, "selector": {"matchLabels": selector},
+                      "template": {"metadata": {"labels": pod_labels(config, name)},
+                                   "spec": pod_spec(config, container, restart="Always", **gpu_scheduling(config))}}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": metadata(config, name),
+             "spec": {"type": "ClusterIP", "selector": selector,
+                      "ports": [{"name": "http", "port": SERVING_REST_PORT, "targetPort": SERVING_REST_PORT},
+                                {"name": "grpc", "port": SERVING_GRPC_PORT, "targetPort": SERVING_GRPC_PORT}]}}]
+
+
+def inference_service(config, name, container):
+    """KServe's InferenceService: its TensorFlow runtime runs TF Serving on the model its storage initializer
+    copies from storageUri (which must hold the numbered versions), and names the model after the service.
+    The predictor is the same pod as the Deployment's (restricted, the service account, GPU scheduling)."""
+    pod = pod_spec(config, container, restart="Always", **gpu_scheduling(config))
+    model = {"modelFormat": {"name": "tensorflow"}, "storageUri": config.model.rstrip("/"),
+             "resources": container["resources"], "securityContext": pod["containers"][0]["securityContext"]}
+    if config.image != SERVING_IMAGE:  # a GPU build, or the image given: the runtime's own is a CPU build
+        model["image"] = config.image
+    predictor = {"minReplicas": config.replicas, "maxReplicas": config.replicas, "model": model,
+                 **{key: pod[key] for key in ("serviceAccountName", "securityContext", "nodeSelector", "tolerations",
+                                              "priorityClassName") if key in pod}}
+    return {"apiVersion": KSERVE_API, "kind": "InferenceService", "metadata": metadata(config, name),
+            "spec": {"predictor": predictor}}
+
+
 def service_account(config):
     """Workload Identity: the pods' Kubernetes service account acts as the Google one for GCS."""
     return {"apiVersion": "v1", "kind": "ServiceAccount",
@@ -297,8 +356,8 @@ def render(config, extra=(), now=None):
     JobSet or Deployment) comes first: `submit` creates it first and makes it the owner of the objects after it
     (k8s/api.py), so that deleting it, or its TTL, removes them too."""
     name = config.name or default_name(config.kind, now)
-    objects = {"train": train_objects, "preprocess": preprocess_objects,
-               "tensorboard": tensorboard_objects}[config.kind](config, name, list(extra))
+    objects = {"train": train_objects, "preprocess": preprocess_objects, "tensorboard": tensorboard_objects,
+               "serve": serve_objects}[config.kind](config, name, list(extra))
     if config.gcp_service_account:
         objects.insert(0, service_account(config))
     return name, objects

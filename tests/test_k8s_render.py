@@ -30,7 +30,12 @@ SPREAD = {
                  "dataflow", "--project", "p", "--region", "europe-west4", "--temp_location", "gs://b/tmp"],
     "tensorboard": ["tensorboard", "--image", "img:1", "--logdir", "gs://b/runs/x/logs", "--gcp_service_account",
                     "sa@p.iam.gserviceaccount.com"],
+    "serve": ["serve", "--model", "gs://b/export/a2b", "--name", "h2z-serve", "--replicas", "2"],
+    "serve gpu": ["serve", "--model", "gs://b/export/a2b", "--name", "h2z-serve", "--gpus", "1", "--accelerator",
+                  "nvidia-l4"],
 }
+KSERVE = ["serve", "--model", "gs://b/export/a2b/", "--name", "h2z-serve", "--kserve", "--gpus", "1", "--accelerator",
+          "nvidia-l4", "--replicas", "2", "--priority_class", "serving"]
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ALLOWED_VOLUMES = {"configMap", "downwardAPI", "emptyDir", "projected", "secret", "csi", "persistentVolumeClaim",
                    "ephemeral", "image"}
@@ -167,7 +172,7 @@ def test_every_job_pod_names_its_run_so_that_a_replacement_pod_takes_its_lease_o
     """train holds the model directory and preprocess its output folder (preprocessing/lease.py): a pod replaced
     after its node was lost must not be refused by its predecessor's lease, which looks alive for a while."""
     for case, argv in SPREAD.items():
-        if argv[0] == "tensorboard":
+        if argv[0] in ("tensorboard", "serve"):
             continue
         name, objects = render(*parse_submit(argv[0], argv[1:])[:2])
         for obj in objects:
@@ -220,6 +225,75 @@ def test_the_jobset_holds_only_what_jobset_v0_6_0_defines():
     bad = {**jobset["spec"], "failurePolicy": {"rules": [{"action": "RestartJob", "name": "r"}]}}
     with pytest.raises(jsonschema.ValidationError):  # an action that came after v0.6.0
         jsonschema.validate(bad, JOBSET_V0_6)
+
+
+# KServe's serving.kserve.io/v1beta1 InferenceService as far as a rendered one's fields go, written from its API
+# types (pkg/apis/serving/v1beta1 of kserve/kserve at 0217bdab: PredictorSpec = the model's ModelSpec + an inline
+# PodSpec + ComponentExtensionSpec; ModelSpec = ModelFormat, runtime, PredictorExtensionSpec with an inline
+# Container). The inline PodSpec and Container fields are checked against Kubernetes' own schema below.
+CONTAINER_FIELDS = {"image", "args", "env", "resources", "securityContext", "ports"}
+POD_FIELDS = {"serviceAccountName", "securityContext", "nodeSelector", "tolerations", "priorityClassName"}
+KSERVE_V1BETA1 = {
+    "type": "object", "additionalProperties": False, "required": ["predictor"],
+    "properties": {"predictor": {
+        "type": "object", "additionalProperties": False, "required": ["model"],
+        "properties": {
+            "minReplicas": {"type": "integer", "minimum": 0}, "maxReplicas": {"type": "integer", "minimum": 0},
+            **{field: {} for field in POD_FIELDS},
+            "model": {"type": "object", "additionalProperties": False, "required": ["modelFormat"], "properties": {
+                "modelFormat": {"type": "object", "additionalProperties": False, "required": ["name"],
+                                "properties": {"name": {"type": "string"}, "version": {"type": "string"}}},
+                "runtime": {"type": "string"}, "storageUri": {"type": "string"}, "runtimeVersion": {"type": "string"},
+                "protocolVersion": {"enum": ["v1", "v2", "grpc-v1", "grpc-v2"]},
+                **{field: {} for field in CONTAINER_FIELDS}}}}}},
+}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_inference_service_holds_only_what_kserve_defines_and_a_restricted_pod(version):
+    import jsonschema
+
+    (service,) = objects_for(KSERVE, version)
+    assert service["apiVersion"] == "serving.kserve.io/v1beta1" and service["kind"] == "InferenceService"
+    jsonschema.validate(service["spec"], KSERVE_V1BETA1)  # raises naming a field KServe does not have
+    predictor = service["spec"]["predictor"]
+    model = predictor["model"]
+    assert model["modelFormat"] == {"name": "tensorflow"} and model["storageUri"] == "gs://b/export/a2b"
+    assert model["image"] == "tensorflow/serving:2.19.1-gpu" and predictor["minReplicas"] == 2
+    container = {"name": "kserve-container", **{k: v for k, v in model.items() if k in CONTAINER_FIELDS}}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
+           "spec": {"containers": [container], **{k: v for k, v in predictor.items() if k in POD_FIELDS}}}
+    kubernetes_validate.validate(pod, version, strict=True)  # the inline PodSpec and Container, as Kubernetes'
+    assert restricted_violations(pod["spec"]) == []
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"predictor": {**predictor, "tensorflow": {}}}, KSERVE_V1BETA1)
+    cpu = objects_for(["serve", "--model", "gs://b/export/a2b", "--name", "x", "--kserve"])[0]
+    assert "image" not in cpu["spec"]["predictor"]["model"]  # the runtime's own
+
+
+def test_the_serving_deployment_probes_the_model_status_and_scales():
+    deployment, service = objects_for(SPREAD["serve"])
+    assert deployment["spec"]["replicas"] == 2
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "tensorflow/serving:2.19.1" and container["args"] == [
+        "--model_name=h2z-serve", "--model_base_path=gs://b/export/a2b", "--port=8500", "--rest_api_port=8501"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/v1/models/h2z-serve", "port": 8501}
+    assert "nvidia.com/gpu" not in container["resources"]["limits"]
+    assert [p["port"] for p in service["spec"]["ports"]] == [8501, 8500]
+    gpu, _ = objects_for(SPREAD["serve gpu"])
+    pod = gpu["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["containers"][0]["image"] == "tensorflow/serving:2.19.1-gpu"
+    config, extra, _ = parse_submit("serve", [*SPREAD["serve"][1:], "--", "--enable_batching"])
+    assert render(config, extra)[1][0]["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "--enable_batching"
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
+    for argv, message in ((["--gpus", "2"], "--gpus 2: a TF Serving replica uses one GPU"),
+                          (["--kserve", "--", "--enable_batching"], "with --kserve, KServe's TensorFlow runtime")):
+        with pytest.raises(UsageError, match=re.escape(message)):
+            parse_submit("serve", [*SPREAD["serve"][1:], *argv])
+    with pytest.raises(UsageError, match="submit serve needs --model"):
+        parse_submit("serve", ["--name", "x"])
 
 
 def test_the_checkers_catch_what_they_check():

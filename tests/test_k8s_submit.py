@@ -74,7 +74,9 @@ class FakeApi(http.server.BaseHTTPRequestHandler):
             return self.wfile.write(data)
         if path.endswith("/pods"):
             return self.reply(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": self.pods()})
-        items = [obj for key, obj in self.store.items() if key.startswith(path + "/")]
+        wanted = dict(term.split("=") for term in query.get("labelSelector", [""])[0].split(",") if term)
+        items = [obj for key, obj in self.store.items() if key.startswith(path + "/")  # selected as the API does
+                 and wanted.items() <= obj["metadata"].get("labels", {}).items()]
         for obj in items:  # what the Job controller would have written by now
             if obj["kind"] == "Job":
                 obj["status"] = {"active": 1, "succeeded": 1}
@@ -212,6 +214,39 @@ def test_submit_sends_exactly_the_rendered_objects(api):
     stopped = submit(api, "delete", "pre", "--namespace", NAMESPACE)
     assert stopped.returncode == 0 and "its launcher cancels Dataflow job pre as it stops; to check: gcloud dataflow " \
         "jobs list --project p --region europe-west4 --filter name=pre" in stopped.stdout, stopped.stderr
+
+
+def test_serve_creates_follows_and_deletes_a_server_and_an_inference_service(api):
+    flags = ["--model", "gs://b/export/a2b", "--namespace", NAMESPACE, "--replicas", "2"]
+    rendered = list(yaml.safe_load_all(submit(api, "serve", *flags, "--name", "h2z-serve", "--dry-run").stdout))
+    done = submit(api, "serve", *flags, "--name", "h2z-serve")
+    assert done.returncode == 0, done.stderr
+    assert f"kubectl port-forward -n {NAMESPACE} svc/h2z-serve 8501:8501" in done.stdout
+    assert "/v1/models/h2z-serve:predict" in done.stdout
+    posts = [(path, body) for method, path, _, body in FakeApi.calls if method == "POST"]
+    assert [path for path, _ in posts] == [f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments",
+                                           f"/api/v1/namespaces/{NAMESPACE}/services"]
+    rendered[1]["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                                   "name": "h2z-serve", "uid": "1"}]
+    assert [body for _, body in posts] == rendered
+    status = submit(api, "status", "h2z-serve", "--namespace", NAMESPACE)
+    assert status.returncode == 0 and f"Deployment {NAMESPACE}/h2z-serve: 0/2 ready" in status.stdout, status.stderr
+
+    FakeApi.calls.clear()
+    kserve = submit(api, "serve", *flags, "--name", "h2z-kserve", "--kserve")
+    assert kserve.returncode == 0, kserve.stderr
+    (post,) = [(path, body) for method, path, _, body in FakeApi.calls if method == "POST"]
+    assert post[0] == f"/apis/serving.kserve.io/v1beta1/namespaces/{NAMESPACE}/inferenceservices"
+    assert post[1]["spec"]["predictor"]["model"]["storageUri"] == "gs://b/export/a2b"
+    status = submit(api, "status", "h2z-kserve", "--namespace", NAMESPACE)
+    assert f"InferenceService {NAMESPACE}/h2z-kserve: not ready" in status.stdout, status.stderr
+    listed = submit(api, "list", "--namespace", NAMESPACE)
+    assert any(line.split()[:3] == ["h2z-kserve", "InferenceService", "serve"] for line in listed.stdout.splitlines())
+    FakeApi.calls.clear()
+    deleted = submit(api, "delete", "h2z-kserve", "--namespace", NAMESPACE)
+    assert deleted.returncode == 0, deleted.stderr
+    assert [path for method, path, _, _ in FakeApi.calls if method == "DELETE"] == [
+        f"/apis/serving.kserve.io/v1beta1/namespaces/{NAMESPACE}/inferenceservices/h2z-kserve"]
 
 
 def test_refusals_and_a_missing_cluster_are_one_line_errors(api, tmp_path):
