@@ -29,7 +29,8 @@ def cyclegan(*args):
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
-    """(versioned export with every format, the same model exported plainly, a folder of input images)."""
+    """(versioned export with every format, the same model exported plainly with serving_default taking bytes, a
+    folder of input images)."""
     base = tmp_path_factory.mktemp("formats")
     model_dir = str(base / "imported")
     cyclegan("import", "--a2b", fixture.WEIGHTS, "--b2a", fixture.WEIGHTS, "--model_dir", model_dir, "--preset",
@@ -38,7 +39,7 @@ def exports(tmp_path_factory):
     out = cyclegan("export", "--model_dir", model_dir, "--output", versioned, "--format", "savedmodel,onnx,litert",
                    "--versioned", "--version", "3", "--max_megapixels", str(MAX_MEGAPIXELS))
     assert f"export: G_AB (a2b) -> {versioned}/a2b/3" in out
-    cyclegan("export", "--model_dir", model_dir, "--output", plain)
+    cyclegan("export", "--model_dir", model_dir, "--output", plain, "--bytes_default")
     images = base / "images"
     images.mkdir()
     rng = np.random.default_rng(0)
@@ -133,8 +134,11 @@ def test_serve_bytes_refuses_a_non_image_and_a_large_image_with_an_error_that_sa
     assert "[200] [100]" in refused["error"]  # width, height
 
 
-def test_translate_reads_both_layouts_alike(exports, tmp_path):
+def test_translate_reads_both_layouts_alike_and_bytes_can_be_the_default(exports, tmp_path):
     versioned, plain, images = exports
+    default = tf_serving_predict(saved_model(f"{plain}/a2b").signatures, json.dumps(
+        {"instances": [{"b64": base64.b64encode((images / "rgb.png").read_bytes()).decode()}]}))
+    assert base64.b64decode(default["predictions"][0]["b64"]).startswith(b"\x89PNG")  # no signature_name given
     assert sorted(os.listdir(f"{versioned}/a2b")) == ["3"] and os.path.exists(f"{plain}/a2b/saved_model.pb")
     for layout, model in (("versioned", f"{versioned}/a2b"), ("version", f"{versioned}/a2b/3"),
                           ("plain", f"{plain}/a2b")):

@@ -132,10 +132,13 @@ def test_the_reader_matches_torch_load_on_the_zip_layout_and_strided_tensors():
 
 def test_training_from_an_import_starts_from_its_weights_with_fresh_state(tiny_records, tmp_path):
     """--lr 0: the imported generator must come out of a step unchanged, at step 1 of a new run."""
-    records, _ = tiny_records
+    records, raw = tiny_records
     imported = str(tmp_path / "imported")
     assert cyclegan("import", "--a2b", fixture.WEIGHTS, "--model_dir", imported, "--preset", "tiny", "--ngf", "4",
                     "--ndf", "4", "--n_blocks", "2").returncode == 0  # the networks of train_command's run
+    evaluated = cyclegan("evaluate", "--model_dir", imported, "--data", raw, "--output", str(tmp_path / "eval"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "evaluate: warning: G_BA holds random weights (`cyclegan import` gave it none)" in evaluated.stdout
     tuned = str(tmp_path / "tuned")
     command = train_command(records, tuned, 1, "--n_blocks", "2", "--lr", "0", "--init_from", imported)
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)

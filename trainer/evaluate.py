@@ -49,9 +49,15 @@ def main(argv, prog="cyclegan evaluate"):
         source_text, scaling = args.model, export_scaling(f"{args.model.rstrip('/')}/a2b")
     else:
         from trainer.config import view
+        from trainer.run.checkpoints import read_run_record
+        from trainer.run.imported import random_nets
         from trainer.run.trained import load_run  # imports TensorFlow: after prepare_libraries, which quiets it
 
         config, nets, checkpoint, step = load_run(args.model_dir, args.checkpoint)
+        untrained = [net for net in random_nets(read_run_record(args.model_dir, "")) if net.startswith("G_")]
+        if untrained:
+            print(f"evaluate: warning: {', '.join(untrained)} holds random weights (`cyclegan import` gave it none): "
+                  "the figures of its direction, and the cycle errors, are an untrained network's", flush=True)
         translators = [make_translator(nets[name]) for name in ("G_AB", "G_BA")]  # kept: methods hold them weakly
         a2b, b2a = (translator.translate for translator in translators)
         source_text, scaling = f"{checkpoint} (step {step})", view(config, Scaling)

@@ -16,7 +16,8 @@ exported). Two signatures:
                    composited on white. An image above --max_megapixels, or bytes of no PNG or JPEG, fail the
                    request with an error that says so.
 
-Loading one needs TensorFlow only: `tf.saved_model.load(EXPORT_DIR + "/a2b").signatures["serving_default"]`.
+With --bytes_default, serve_bytes is serving_default and the pixel signature serve_pixels (Vertex AI's prebuilt
+TensorFlow containers call only serving_default). Loading one needs TensorFlow only: `tf.saved_model.load(EXPORT_DIR + "/a2b").signatures["serving_default"]`.
 """
 from preprocessing.flags import check_at_least, finite_float, job_parser
 from preprocessing.process import prepare_libraries
@@ -36,6 +37,9 @@ def main(argv, prog="cyclegan export"):
     parser.add_argument("--versioned", action="store_true",
                         help="write each SavedModel into a numbered folder, a2b/VERSION/, as TF Serving reads them")
     parser.add_argument("--version", type=int, default=1, help="that number, with --versioned (default: 1)")
+    parser.add_argument("--bytes_default", action="store_true",
+                        help="make serve_bytes the serving_default signature (Vertex AI's prebuilt containers call "
+                             "only that one); the pixel signature is then serve_pixels")
     parser.add_argument("--max_megapixels", type=finite_float, default=4.0,
                         help="serve_bytes refuses larger images, rather than the server running out of memory "
                              "(default: 4, about 5 GB for the reference generator; 0: no limit)")
@@ -47,5 +51,6 @@ def main(argv, prog="cyclegan export"):
 
     check_writable(args.output)
     export(args.model_dir, args.output, args.checkpoint, formats=formats,
-           version=args.version if args.versioned else 0, max_megapixels=args.max_megapixels)
+           version=args.version if args.versioned else 0, max_megapixels=args.max_megapixels,
+           bytes_default=args.bytes_default)
     return 0

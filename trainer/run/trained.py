@@ -15,7 +15,7 @@ from trainer.run.best import BEST
 from trainer.run.model_dir import RUN_RECORD, model_path
 from trainer.serving.image_files import inside
 from trainer.serving.formats import SUFFIX, write_formats
-from trainer.serving.translator import DIRECTIONS, EXPORT_RECORD, SERVE_BYTES, Scaling, make_translator
+from trainer.serving.translator import DIRECTIONS, EXPORT_RECORD, SERVE_BYTES, SERVE_PIXELS, Scaling, make_translator
 
 
 def load_run(model_dir, checkpoint=None, say=print):
@@ -62,7 +62,8 @@ def check_same_run(checkpoint, model_dir, record):
                      f"would be paired with other weights. Pass --model_dir {other}, the run it belongs to")
 
 
-def export(model_dir, output, checkpoint=None, say=print, formats=("savedmodel",), version=0, max_megapixels=0.0):
+def export(model_dir, output, checkpoint=None, say=print, formats=("savedmodel",), version=0, max_megapixels=0.0,
+           bytes_default=False):
     """Write output/a2b, output/b2a (SavedModels, or output/a2b/VERSION/ with `version`, TF Serving's layout),
     any other `formats` beside them (a2b.onnx, a2b.tflite) and output/export.json; returns the SavedModel paths.
 
@@ -80,9 +81,12 @@ def export(model_dir, output, checkpoint=None, say=print, formats=("savedmodel",
     entries = []
     for direction, name in directions.items():
         translator = make_translator(nets[name], scaling, max_megapixels)
+        pixels, encoded = (translator.translate.get_concrete_function(),
+                           translator.translate_bytes.get_concrete_function())
+        signatures = ({"serving_default": encoded, SERVE_PIXELS: pixels} if bytes_default
+                      else {"serving_default": pixels, SERVE_BYTES: encoded})
         tf.saved_model.save(translator, f"{staging}/{direction}" + (f"/{version}" if version else ""),
-                            signatures={"serving_default": translator.translate.get_concrete_function(),
-                                        SERVE_BYTES: translator.translate_bytes.get_concrete_function()})
+                            signatures=signatures)
         say(f"export: {name} ({direction}) written")
         entries += [direction, *write_formats(translator, formats, staging, direction, say).values()]
     for direction in set(DIRECTIONS) - set(directions):
@@ -90,6 +94,7 @@ def export(model_dir, output, checkpoint=None, say=print, formats=("savedmodel",
     with tf.io.gfile.GFile(f"{staging}/{EXPORT_RECORD}", "w") as f:
         json.dump({"checkpoint": checkpoint, "step": step, "directions": directions, "formats": list(formats),
                    "version": version or None, "max_megapixels": max_megapixels or None,
+                   "serving_default": "bytes" if bytes_default else "pixels",
                    "scale": scaling.record(), "config": dataclasses.asdict(config)}, f, indent=2)
     tf.io.gfile.makedirs(output)
     remove(f"{output}/{EXPORT_RECORD}")  # the earlier export is incomplete from here until the new record is in

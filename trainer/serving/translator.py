@@ -76,7 +76,8 @@ def load_direction(path, flag="--model"):
     from trainer import files
 
     try:
-        return tf.saved_model.load(saved_model_path(path)).signatures["serving_default"]
+        signatures = tf.saved_model.load(saved_model_path(path)).signatures
+        return signatures[SERVE_PIXELS] if SERVE_PIXELS in signatures else signatures["serving_default"]
     except (OSError, tf.errors.OpError, KeyError) as err:
         raise UsageError(files.cannot_read(flag, path) or
                          f"{flag} {path}: not an exported direction of `cyclegan export` ({err})") from None
@@ -85,6 +86,7 @@ def load_direction(path, flag="--model"):
 # An exported direction's inputs for TF Serving's REST API: a name ending in "_bytes" takes {"b64": "..."} values.
 BYTES_INPUT, BYTES_OUTPUT = "image_bytes", "translated_bytes"
 SERVE_BYTES = "serve_bytes"  # the signature that takes them
+SERVE_PIXELS = "serve_pixels"  # the pixel signature's name where serving_default takes bytes (export --bytes_default)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
