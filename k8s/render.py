@@ -11,8 +11,9 @@ examples in k8s/examples/ and the tests.
                         straight from gs://, or a KServe InferenceService (--kserve)
 
 Failures are sorted as the trainer reports them: exit 75 ("saved, restart me": SIGTERM, or a peer worker died)
-and node disruptions (drain, spot preemption) restart without counting against backoffLimit; exit 2 (a usage
-error, which no restart fixes) fails the job at once; anything else counts. Every pod meets the Pod Security
+and node disruptions (drain, spot preemption) restart without counting against backoffLimit; exits that need a
+person (2 a usage error, 4 a restart loop, 5 a collapse), which no restart fixes, fail the job at once; anything
+else counts. Every pod meets the Pod Security
 Standards' "restricted" profile and reaches GCS through Workload Identity, never a key file.
 """
 import datetime
@@ -112,12 +113,17 @@ def gpu_scheduling(config):
     return {**({"nodeSelector": selector} if selector else {}), **({"tolerations": tolerations} if tolerations else {})}
 
 
+# The exits that need a person: a usage error, a restart loop the trainer stopped, a collapse it stopped on. A
+# restart brings back the same state, so each fails the Job at once instead of costing more full-size start-ups.
+NEEDS_A_PERSON = [exit_status.USAGE, exit_status.NO_PROGRESS, exit_status.COLLAPSED]
+
+
 def failure_policy(container_name):
-    """podFailurePolicy (it needs restartPolicy: Never): usage errors fail, "restart me" and disruptions do not
-    count."""
+    """podFailurePolicy (it needs restartPolicy: Never): what needs a person fails, "restart me" and disruptions do
+    not count."""
     return {"rules": [
         {"action": "FailJob", "onExitCodes": {"containerName": container_name, "operator": "In",
-                                              "values": [exit_status.USAGE]}},
+                                              "values": NEEDS_A_PERSON}},
         {"action": "Ignore", "onExitCodes": {"containerName": container_name, "operator": "In",
                                              "values": [exit_status.PREEMPTED]}},
         {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
