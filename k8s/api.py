@@ -252,7 +252,9 @@ def how_it_ended(pod):
     if not codes:
         return pod.status.phase or "unknown"
     rule = {0: "done", exit_status.USAGE: "a usage error: FailJob", exit_status.PREEMPTED: "saved and stopped: "
-            "restarted, not counted"}.get(codes[0], "counted against --backoff_limit")
+            "restarted, not counted", exit_status.STALLED: "stalled: restarted, not counted",
+            exit_status.NO_PROGRESS: "a restart loop: FailJob", exit_status.COLLAPSED: "collapsed: FailJob"}.get(
+        codes[0], "counted against --backoff_limit")
     return f"exited {codes[0]} ({rule})"
 
 

@@ -10,8 +10,8 @@ examples in k8s/examples/ and the tests.
     serve               TF Serving: a Deployment + a ClusterIP Service loading an export's numbered versions
                         straight from gs://, or a KServe InferenceService (--kserve)
 
-Failures are sorted as the trainer reports them: exit 75 ("saved, restart me": SIGTERM, or a peer worker died)
-and node disruptions (drain, spot preemption) restart without counting against backoffLimit; exits that need a
+Failures are sorted as the trainer reports them: exit 75 ("saved, restart me": SIGTERM, or a peer worker died),
+exit 6 (no step completed for --stall_minutes: a wedged collective) and node disruptions (drain, spot preemption) restart without counting against backoffLimit; exits that need a
 person (2 a usage error, 4 a restart loop, 5 a collapse), which no restart fixes, fail the job at once; anything
 else counts. Every pod meets the Pod Security
 Standards' "restricted" profile and reaches GCS through Workload Identity, never a key file.
@@ -125,7 +125,7 @@ def failure_policy(container_name):
         {"action": "FailJob", "onExitCodes": {"containerName": container_name, "operator": "In",
                                               "values": NEEDS_A_PERSON}},
         {"action": "Ignore", "onExitCodes": {"containerName": container_name, "operator": "In",
-                                             "values": [exit_status.PREEMPTED]}},
+                                             "values": [exit_status.PREEMPTED, exit_status.STALLED]}},
         {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
     ]}
 

@@ -8,6 +8,8 @@ PEERS_MISSING = 3  # several workers, and not all of them joined within --startu
 NO_PROGRESS = 4  # the run keeps starting from the same step: a restart loop, stopped before it costs more
 COLLAPSED = 5  # --stop_on_collapse: a health alarm (trainer/run/health.py); counted, since resuming from the kept
 #                checkpoint repeats the same steps on the same data and a person has to change something
+STALLED = 6  # no step completed for --stall_minutes (trainer/run/watchdog.py): a wedged collective; uncounted, as
+#              a lost peer, and the group restarts from the newest checkpoint
 PREEMPTED = 75  # EX_TEMPFAIL, "try again later": saved, and the scheduler should start it again
 
 

@@ -316,7 +316,7 @@ def test_failure_semantics_scheduling_and_shapes_match_the_trainer():
     (job,) = objects_for(SPREAD["8 gpus spot"])
     rules = job["spec"]["podFailurePolicy"]["rules"]
     assert [(r["action"], r.get("onExitCodes", {}).get("values")) for r in rules] == [
-        ("FailJob", [2, 4, 5]), ("Ignore", [75]), ("Ignore", None)]
+        ("FailJob", [2, 4, 5]), ("Ignore", [75, 6]), ("Ignore", None)]
     from tests.podrunner import matches
 
     first = lambda code: next(r["action"] for r in rules if matches(r, "trainer", code))  # noqa: E731

@@ -83,6 +83,10 @@ class TrainConfig:
                                  "have GPUs, TensorFlow's ring over gRPC on CPUs)", choices=("auto", "nccl", "ring"))
     bytes_per_pack: int = how_to_run(32 << 20, "several workers: gradients are all-reduced in packs of about this "
                                      "many bytes (0: one pack)", minimum=0)
+    stall_minutes: float = how_to_run(0.0, f"end the process with exit {exit_status.STALLED} when no step completes "
+                                      "for this many minutes: a wedged collective or device (0: the larger of 30 "
+                                      "minutes, 20x the median step and 2x the longest gap between steps so far)",
+                                      minimum=0.0)
     lease_timeout: int = how_to_run(120, "a model directory whose writer's heartbeat stopped this many seconds ago "
                                     "may be taken over by another run", minimum=10)
     max_restarts_without_progress: int = how_to_run(5, f"exit with {exit_status.NO_PROGRESS} when this many starts "

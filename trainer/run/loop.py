@@ -17,6 +17,7 @@ from trainer.model.step import HEALTH, CycleGANTrainer, requests
 from trainer.run import best as best_checkpoint
 from trainer.run import checkpoints, data, data_checks, health, imported, preemption, restarts, summaries
 from trainer.run import strategy as strategies
+from trainer.run.watchdog import StallWatchdog, injected_stall
 
 EVAL_SHOWN = (Key.GROUND_TRUTH_MAE, Key.IDENTITY_MAE, Key.CYCLE_MAE, Key.FID, Key.KID)
 LOSS_ORDER = ("G_AB_gan", "G_BA_gan", "cycle_A", "cycle_B", "identity_A", "identity_B", "D_A", "D_B")
@@ -129,10 +130,12 @@ def train(config, strategy=None, manifest=None, say=print, compile_cache=None):
     run = start(config, strategy or strategies.create(view(config, strategies.Distribution), say), manifest, say)
     history, window, step = [], ProgressWindow(), run.first
     try:
-        with preemption.stop_flag(say) as stop_request:
+        with preemption.stop_flag(say) as stop_request, StallWatchdog(config.stall_minutes, run.first, say) as dog:
             actions = periodic_actions(run, window, say, compile_cache, stop_request)
             for step in range(run.first + 1, run.total + 1):
+                began = time.monotonic()
                 tick = train_step(run, step, window, stop_request)
+                dog.step_done(step, time.monotonic() - began)
                 history.append(tick.losses)
                 for due, action in actions:
                     if due(tick):
@@ -220,6 +223,7 @@ def train_step(run, step, window, stop_request):
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
         raise (data_checks.read_error(config.data, run.manifest, err) or err) from None
     real_a, real_b = strategies.distribute(run.strategy, batch)
+    injected_stall(step)
     fed = time.monotonic()
     save_due = bool(config.checkpoint_minutes) and time.monotonic() - run.saved_at >= 60 * config.checkpoint_minutes
     results = run.trainer.train_step(real_a, real_b, requests(stop_request.requested, save_due))
