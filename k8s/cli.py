@@ -94,8 +94,9 @@ def main(argv, prog="cyclegan submit"):
                   "a batch/v1 Job", file=sys.stderr)
         if config.network_profile != "none":
             print(f"{prog}: --network_profile {config.network_profile}: the pods mount host paths (GKE's NCCL plugin)"
-                  + (" and run GKE's tcpxo-daemon sidecar as root with NET_ADMIN" if config.network_profile == "tcpxo"
-                     else "") + f", which Pod Security's restricted and baseline profiles refuse: namespace "
+                  + (f" and run GKE's {config.network_profile}-daemon sidecar as root with NET_ADMIN"
+                     if config.network_profile in ("tcpx", "tcpxo") else "")
+                  + f", which Pod Security's restricted and baseline profiles refuse: namespace "
                   f"{config.namespace} needs the label pod-security.kubernetes.io/enforce=privileged", file=sys.stderr)
         if dry_run:
             import yaml

@@ -67,9 +67,15 @@ class SubmitConfig:
                                  "cloud.google.com/gce-topology-block) that all workers must share, through Kueue's "
                                  "topology-aware scheduling")
     network_profile: str = config_field("none", "train, several nodes of 8 GPUs: attach the pods to GKE's GPU NICs "
-                                        "so NCCL uses them: tcpxo (A3 Mega, GPUDirect-TCPXO) or rdma (A3 Ultra, "
-                                        "GPUDirect RDMA); leaves the restricted Pod Security profile",
-                                        choices=("none", "tcpxo", "rdma"))
+                                        "so NCCL uses them: tcpx (A3 High, GPUDirect-TCPX), tcpxo (A3 Mega, "
+                                        "GPUDirect-TCPXO) or rdma (A3 Ultra, GPUDirect RDMA); leaves the restricted "
+                                        "Pod Security profile", choices=("none", "tcpx", "tcpxo", "rdma"))
+    networks: str = config_field("", "with --network_profile: the cluster's GKE Network names for the GPU NICs, "
+                                 "comma-separated in NIC order (default: GKE's guide's: vpc1..vpc4 for tcpx, "
+                                 "vpc1..vpc8 for tcpxo, rdma-0..rdma-7 for rdma)")
+    network_daemon_image: str = config_field("", "with --network_profile tcpx or tcpxo: the receive daemon's image, "
+                                             "the one paired with the NCCL plugin the cluster's nodes run "
+                                             "(default: the newest pair GKE publishes; k8s/fast_network.py)")
     backend: str = config_field("job", "train, several nodes: an Indexed Job with a headless Service, or a JobSet "
                                 "(restarts the whole worker group when one fails)", choices=("job", "jobset"))
     kubernetes_version: str = config_field("1.33", "the cluster's minor version: from 1.33 a multi-node Job also "
@@ -168,6 +174,8 @@ def check_config(config):
                          "\"Checkpoint save\")")
     if config.network_profile != "none":
         check_network_profile(config)
+    elif config.networks or config.network_daemon_image:
+        raise UsageError("--networks and --network_daemon_image go with --network_profile")
     if minor_version(config.kubernetes_version) < OLDEST_KUBERNETES:
         raise UsageError(f"--kubernetes_version {config.kubernetes_version}: the Jobs need podFailurePolicy, GA "
                          f"from {'.'.join(map(str, OLDEST_KUBERNETES))}; upgrade the cluster")
@@ -185,9 +193,20 @@ def check_config(config):
 
 
 def check_network_profile(config):
-    from k8s.fast_network import GPUS, PROFILES
+    from k8s.fast_network import GPUS, PROFILES, default_networks
 
     flag = f"--network_profile {config.network_profile}"
+    wanted_networks = len(default_networks(config.network_profile))
+    names = [name.strip() for name in config.networks.split(",") if name.strip()]
+    if config.networks and len(names) != wanted_networks:
+        raise UsageError(f"--networks {config.networks}: {flag} attaches {wanted_networks} GPU NICs, so it needs "
+                         f"{wanted_networks} GKE Network names (got {len(names)})")
+    if bad := [name for name in names if not (DNS_LABEL.match(name) and len(name) <= 63)]:
+        raise UsageError(f"--networks: {bad[0]!r} is not a GKE Network name (lower-case letters, digits and '-')")
+    if config.network_daemon_image and not PROFILES[config.network_profile]["sidecar"]:
+        raise UsageError(f"--network_daemon_image: {flag} runs no daemon in the pod")
+    if config.network_daemon_image and not IMAGE.match(config.network_daemon_image):
+        raise UsageError(f"--network_daemon_image {config.network_daemon_image!r}: not an image reference")
     wanted = PROFILES[config.network_profile]["accelerator"]
     if config.kind != "train" or config.nodes < 2:
         raise UsageError(f"{flag} is for training on several nodes (--nodes 2 or more): one node's GPUs talk over "

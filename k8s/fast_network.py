@@ -2,23 +2,68 @@
 the primary interface (about 4 GB/s per node; benchmarks/RESULTS.md, "Multi-node scaling, on paper").
 
 Every field below is taken from GKE's published manifests in GoogleCloudPlatform/container-engine-accelerators:
-    tcpxo   A3 Mega (H100 Mega), GPUDirect-TCPXO: gpudirect-tcpxo/nccl-test-latest.yaml
+    tcpx    A3 High (H100, a3-highgpu-8g), GPUDirect-TCPX:  gpudirect-tcpx/nccl-test-latest.yaml (the daemon, the
+            devices, the mounts) and gpudirect-tcpx/nccl-config-latest.yaml (the NCCL environment)
+    tcpxo   A3 Mega (H100 Mega), GPUDirect-TCPXO: gpudirect-tcpxo/nccl-test-latest.yaml, the daemon and plugin pair
+            of gpudirect-tcpxo/README.md's newest release (Jan 9, 2026: daemon v1.0.21 with plugin installer
+            v1.0.15; the daemon's --num_nics was retired in v1.0.20, --uid and --alsologtostderr in v1.0.18), and
+            the startup probe of gpudirect-tcpxo/best-practice.md
     rdma    A3 Ultra (H200), GPUDirect RDMA:       gpudirect-rdma/nccl-test.yaml
 and GKE's guide "Maximize GPU network bandwidth in Standard mode clusters", which has the cluster's side: the GKE
-Network objects these pods attach to (vpc1..vpc8, rdma-0..rdma-7), and the DaemonSet that installs the NCCL
-plugin under /home/kubernetes/bin on each node. Two things are ours: the TCPXO daemon runs as a native sidecar (an
-init container with restartPolicy Always, Kubernetes 1.29+) so that the Job completes when training does, and it
-states the root user that its image runs as, since the pod's own securityContext asks for non-root.
+Network objects these pods attach to (vpc1..vpc4, vpc1..vpc8, rdma-0..rdma-7 by default; --networks gives a
+cluster's own names), and the DaemonSet that installs the NCCL plugin under /home/kubernetes/bin on each node. The
+daemon's version is coupled with the plugin's, which the platform team installs on the nodes: --network_daemon_image
+passes the daemon of the pair their cluster runs. Two things are ours: the daemons run as native sidecars (init
+containers with restartPolicy Always, Kubernetes 1.29+) so that the Job completes when training does, and they
+state the root user their images run as, since the pod's own securityContext asks for non-root.
 
-Both leave the restricted Pod Security profile (and the baseline one: host paths; TCPXO's daemon also runs as root
-with NET_ADMIN), so the namespace must allow privileged pods; `submit` says so.
+All three leave the restricted Pod Security profile (and the baseline one: host paths; the TCPX and TCPXO daemons
+also run as root with NET_ADMIN), so the namespace must allow privileged pods; `submit` says so. The daemons'
+`devices.gke.io` annotation is read by GKE's NRI device injector DaemonSet (gpudirect-tcpx/nri-device-injector.yaml),
+which the platform team installs too.
 """
 import json
 
-TCPXO_DEVICES = [*(f"/dev/nvidia{i}" for i in range(8)), "/dev/nvidiactl", "/dev/nvidia-uvm",
-                 "/dev/dmabuf_import_helper"]
+GPU_DEVICES = [*(f"/dev/nvidia{i}" for i in range(8)), "/dev/nvidiactl", "/dev/nvidia-uvm"]
+TCPXO_DEVICES = [*GPU_DEVICES, "/dev/dmabuf_import_helper"]
+HEALTH_FILE = "/run/health-check"  # the TCPXO daemon writes it once initialised (a name without "_", as GKE says)
 
 PROFILES = {
+    "tcpx": {
+        "accelerator": "nvidia-h100-80gb",
+        "interfaces": [("eth0", "default"), *((f"eth{i}", f"vpc{i}") for i in range(1, 5))],
+        "nccl_setup": None,  # TCPX's plugin ships no environment script: its configuration is the env below
+        "env": {"LD_LIBRARY_PATH": "/usr/local/nvidia/lib64", "NCCL_GPUDIRECTTCPX_UNIX_CLIENT_PREFIX": "/run/tcpx",
+                "NCCL_GPUDIRECTTCPX_FORCE_ACK": "0", "NCCL_GPUDIRECTTCPX_TX_COMPLETION_NANOSLEEP": "1000",
+                "NCCL_SOCKET_IFNAME": "eth0", "NCCL_DYNAMIC_CHUNK_SIZE": "524288", "NCCL_P2P_NET_CHUNKSIZE": "524288",
+                "NCCL_P2P_PCI_CHUNKSIZE": "524288", "NCCL_P2P_NVL_CHUNKSIZE": "1048576",
+                "NCCL_GPUDIRECTTCPX_TX_BINDINGS": "eth1:8-21,112-125;eth2:8-21,112-125;eth3:60-73,164-177;"
+                                                  "eth4:60-73,164-177",
+                "NCCL_GPUDIRECTTCPX_RX_BINDINGS": "eth1:22-35,124-139;eth2:22-35,124-139;eth3:74-87,178-191;"
+                                                  "eth4:74-87,178-191",
+                "NCCL_NSOCKS_PERTHREAD": "4", "NCCL_SOCKET_NTHREADS": "1", "NCCL_MAX_NCHANNELS": "8",
+                "NCCL_MIN_NCHANNELS": "8", "NCCL_GPUDIRECTTCPX_SOCKET_IFNAME": "eth1,eth2,eth3,eth4",
+                "NCCL_GPUDIRECTTCPX_CTRL_DEV": "eth0",
+                "NCCL_GPUDIRECTTCPX_PROGRAM_FLOW_STEERING_WAIT_MICROS": "1000000",
+                "NCCL_CROSS_NIC": "0", "NCCL_ALGO": "Ring", "NCCL_PROTO": "Simple", "NCCL_NET_GDR_LEVEL": "PIX",
+                "NCCL_P2P_PXN_LEVEL": "0"},
+        "mounts": {"libraries": ("/home/kubernetes/bin/nvidia/lib64", "/usr/local/nvidia/lib64"),
+                   "tcpx-socket": ("/run/tcpx", "/run/tcpx")},
+        "shm": None,
+        "sidecar": {
+            "name": "tcpx-daemon", "image": "us-docker.pkg.dev/gce-ai-infra/gpudirect-tcpx/tcpgpudmarxd-dev:v2.0.12",
+            "restartPolicy": "Always",
+            "command": ["/tcpgpudmarxd/build/app/tcpgpudmarxd", "--gpu_nic_preset", "a3vm", "--gpu_shmem_type", "fd",
+                        "--uds_path", "/run/tcpx", "--setup_param", "\"--verbose 128 2 0 \""],
+            "securityContext": {"runAsUser": 0, "runAsNonRoot": False, "capabilities": {"add": ["NET_ADMIN"]}},
+            "env": [{"name": "LD_LIBRARY_PATH", "value": "/usr/local/nvidia/lib64"}],
+            "volumeMounts": [{"name": "libraries", "mountPath": "/usr/local/nvidia/lib64"},
+                             {"name": "tcpx-socket", "mountPath": "/run/tcpx"},
+                             {"name": "sys", "mountPath": "/hostsysfs"},
+                             {"name": "proc-sys", "mountPath": "/hostprocsysfs"}]},
+        "sidecar_volumes": {"sys": "/sys", "proc-sys": "/proc/sys"},
+        "annotations": {"devices.gke.io/container.tcpx-daemon": "".join(f"- path: {d}\n" for d in GPU_DEVICES)},
+    },
     "tcpxo": {
         "accelerator": "nvidia-h100-mega-80gb",
         "interfaces": [("eth0", "default"), *((f"eth{i}", f"vpc{i}") for i in range(1, 9))],
@@ -29,13 +74,17 @@ PROFILES = {
                    "aperture-devices": ("/dev/aperture_devices", "/dev/aperture_devices")},
         "shm": "1Gi",
         "sidecar": {
-            "name": "tcpxo-daemon", "image": "us-docker.pkg.dev/gce-ai-infra/gpudirect-tcpxo/tcpgpudmarxd-dev:v1.0.9",
+            "name": "tcpxo-daemon", "image": "us-docker.pkg.dev/gce-ai-infra/gpudirect-tcpxo/tcpgpudmarxd-dev:v1.0.21",
             "restartPolicy": "Always", "command": ["/bin/sh", "-c"],
             "args": ["chmod 755 /fts/entrypoint_rxdm_container.sh && exec /fts/entrypoint_rxdm_container.sh "
-                     "--num_hops=2 --num_nics=8 --uid= --alsologtostderr"],
+                     "--num_hops=2"],
             "securityContext": {"runAsUser": 0, "runAsNonRoot": False,
                                 "capabilities": {"add": ["NET_ADMIN", "NET_BIND_SERVICE"]}},
-            "env": [{"name": "LD_LIBRARY_PATH", "value": "/usr/local/nvidia/lib64"}],
+            "env": [{"name": "LD_LIBRARY_PATH", "value": "/usr/local/nvidia/lib64"},
+                    {"name": "HEALTH_CHECK_LOG_FILE", "value": HEALTH_FILE}],
+            # a bad node (host components broken) fails here, before the trainer starts
+            "startupProbe": {"initialDelaySeconds": 1, "periodSeconds": 5, "timeoutSeconds": 1, "successThreshold": 1,
+                             "failureThreshold": 6, "exec": {"command": ["cat", HEALTH_FILE]}},
             "volumeMounts": [{"name": "nvidia", "mountPath": "/usr/local/nvidia/lib64"},
                              {"name": "sys", "mountPath": "/hostsysfs"},
                              {"name": "proc-sys", "mountPath": "/hostprocsysfs"}]},
@@ -56,29 +105,39 @@ PROFILES = {
 GPUS = 8  # the GPU NICs pair with a whole node's GPUs: GKE's manifests take all eight
 
 
-def annotations(profile):
-    """The pod template's annotations: GKE's multi-network interfaces, and the devices the sidecar needs."""
+def default_networks(profile):
+    """The GKE Network names GKE's guide gives the profile's GPU NICs."""
+    return [network for _, network in PROFILES[profile]["interfaces"][1:]]
+
+
+def annotations(profile, networks=()):
+    """The pod template's annotations: GKE's multi-network interfaces (on `networks`, or GKE's guide's names), and
+    the devices the sidecar needs."""
     spec = PROFILES[profile]
-    interfaces = [{"interfaceName": nic, "network": network} for nic, network in spec["interfaces"]]
+    names = list(networks) or default_networks(profile)
+    interfaces = [{"interfaceName": "eth0", "network": "default"},
+                  *({"interfaceName": nic, "network": name} for (nic, _), name in zip(spec["interfaces"][1:], names))]
     return {"networking.gke.io/default-interface": "eth0",
             "networking.gke.io/interfaces": json.dumps(interfaces), **spec["annotations"]}
 
 
-def attach(profile, pod):
-    """The trainer pod's spec with the profile's host mounts, environment, shared memory size and sidecar; the
-    trainer starts after the NCCL plugin's environment script has run in its shell."""
+def attach(profile, pod, daemon_image=""):
+    """The trainer pod's spec with the profile's host mounts, environment, shared memory size and sidecar (its
+    image `daemon_image` when given); the trainer starts after the NCCL plugin's environment script, if the
+    profile has one, has run in its shell."""
     spec = PROFILES[profile]
     trainer, *others = pod["containers"]
-    command = ["/bin/bash", "-c", f'{spec["nccl_setup"]} && exec "$0" "$@"', *trainer["command"]]
+    command = (["/bin/bash", "-c", f'{spec["nccl_setup"]} && exec "$0" "$@"', *trainer["command"]]
+               if spec["nccl_setup"] else trainer["command"])
     trainer = {**trainer, "command": command,
                "env": [*trainer["env"], *({"name": k, "value": v} for k, v in spec["env"].items())],
                "volumeMounts": [*trainer["volumeMounts"], *({"name": name, "mountPath": inside}
                                                             for name, (_, inside) in spec["mounts"].items())]}
     host_paths = {**{name: host for name, (host, _) in spec["mounts"].items()}, **spec["sidecar_volumes"]}
-    volumes = [{**v, "emptyDir": {**v["emptyDir"], "sizeLimit": spec["shm"]}} if v["name"] == "dshm" else v
-               for v in pod["volumes"]]
+    volumes = [{**v, "emptyDir": {**v["emptyDir"], "sizeLimit": spec["shm"]}} if v["name"] == "dshm" and spec["shm"]
+               else v for v in pod["volumes"]]
     volumes += [{"name": name, "hostPath": {"path": path}} for name, path in host_paths.items()]
     out = {**pod, "containers": [trainer, *others], "volumes": volumes}
     if spec["sidecar"]:
-        out["initContainers"] = [spec["sidecar"]]
+        out["initContainers"] = [{**spec["sidecar"], **({"image": daemon_image} if daemon_image else {})}]
     return out

@@ -11,10 +11,10 @@ examples in k8s/examples/ and the tests.
                         straight from gs://, or a KServe InferenceService (--kserve)
 
 Failures are sorted as the trainer reports them: exit 75 ("saved, restart me": SIGTERM, or a peer worker died),
-exit 6 (no step completed for --stall_minutes: a wedged collective) and node disruptions (drain, spot preemption) restart without counting against backoffLimit; exits that need a
-person (2 a usage error, 4 a restart loop, 5 a collapse), which no restart fixes, fail the job at once; anything
-else counts. Every pod meets the Pod Security
-Standards' "restricted" profile and reaches GCS through Workload Identity, never a key file.
+exit 6 (no step completed for --stall_minutes: a wedged collective) and node disruptions (drain, spot
+preemption) restart without counting against backoffLimit; exits that need a person (2 a usage error, 4 a
+restart loop, 5 a collapse), which no restart fixes, fail the job at once; anything else counts. Every pod meets
+the Pod Security Standards' "restricted" profile and reaches GCS through Workload Identity, never a key file.
 """
 import datetime
 import json
@@ -186,8 +186,10 @@ def trainer_pod(config, name, extra):
             extra_spec["subdomain"] = name
     spec = pod_spec(config, container, shm=True, terminationGracePeriodSeconds=grace_period(config), **extra_spec)
     if config.network_profile != "none":
-        return {"labels": pod_labels(config, name), "annotations": fast_network.annotations(config.network_profile),
-                "spec": fast_network.attach(config.network_profile, spec)}
+        networks = [network.strip() for network in config.networks.split(",") if network.strip()]
+        return {"labels": pod_labels(config, name),
+                "annotations": fast_network.annotations(config.network_profile, networks),
+                "spec": fast_network.attach(config.network_profile, spec, config.network_daemon_image)}
     return {"labels": pod_labels(config, name), "spec": spec}
 
 

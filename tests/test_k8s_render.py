@@ -380,6 +380,7 @@ def test_failure_semantics_scheduling_and_shapes_match_the_trainer():
 
 
 FAST = {  # --network_profile: GKE's GPU NICs for NCCL, on nodes of 8 GPUs
+    "tcpx": ["train", *TRAIN, "--gpus", "8", "--nodes", "2", "--network_profile", "tcpx"],
     "tcpxo": ["train", *TRAIN, "--gpus", "8", "--nodes", "2", "--network_profile", "tcpxo", "--accelerator",
               "nvidia-h100-mega-80gb"],
     "rdma jobset": ["train", *TRAIN, "--gpus", "8", "--nodes", "4", "--network_profile", "rdma", "--accelerator",
@@ -398,25 +399,49 @@ def test_fast_network_profiles_attach_gkes_nics_and_leave_only_what_they_must_of
         kubernetes_validate.validate(job, version, strict=True)
         template, pod = spec["template"], spec["template"]["spec"]
         nics = json.loads(template["metadata"]["annotations"]["networking.gke.io/interfaces"])
-        assert len(nics) == 9 and nics[0] == {"interfaceName": "eth0", "network": "default"}, case
+        assert len(nics) == (5 if case == "tcpx" else 9) and nics[0] == {"interfaceName": "eth0", "network": "default"}
         assert ("kueue.x-k8s.io/podset-required-topology" in template["metadata"]["annotations"]) == ("jobset" in case)
         trainer = pod["containers"][0]
-        # the trainer's own command and arguments run unchanged, after the plugin's environment script
-        assert trainer["command"][:2] == ["/bin/bash", "-c"] and trainer["command"][3:] == ["cyclegan", "train"]
-        assert trainer["command"][2].endswith(' && exec "$0" "$@"') and trainer["args"][:2] == ["--preset", "reference"]
+        # the trainer's own command and arguments run unchanged, after the plugin's environment script if any
+        if case == "tcpx":
+            assert trainer["command"] == ["cyclegan", "train"]
+        else:
+            assert trainer["command"][:2] == ["/bin/bash", "-c"] and trainer["command"][3:] == ["cyclegan", "train"]
+            assert trainer["command"][2].endswith(' && exec "$0" "$@"')
+        assert trainer["args"][:2] == ["--preset", "reference"]
         host_paths = sorted(v["name"] for v in pod["volumes"] if "hostPath" in v)
-        shm = [v["emptyDir"]["sizeLimit"] for v in pod["volumes"] if v["name"] == "dshm"]
+        shm = [v["emptyDir"].get("sizeLimit") for v in pod["volumes"] if v["name"] == "dshm"]
         problems = restricted_violations(pod)
         assert [p for p in problems if p.startswith("trainer")] == [], case  # the trainer itself stays restricted
-        if case == "tcpxo":
-            assert host_paths == ["aperture-devices", "nvidia", "proc-sys", "sys"] and shm == ["1Gi"]
+        if case in ("tcpx", "tcpxo"):
             (daemon,) = pod["initContainers"]
-            assert daemon["name"] == "tcpxo-daemon" and daemon["restartPolicy"] == "Always"  # a native sidecar
-            assert "devices.gke.io/container.tcpxo-daemon" in template["metadata"]["annotations"]
+            assert daemon["name"] == f"{case}-daemon" and daemon["restartPolicy"] == "Always"  # a native sidecar
+            assert f"devices.gke.io/container.{case}-daemon" in template["metadata"]["annotations"]
             assert sorted(problems) == sorted([*(f"volume {n}: {{'hostPath'}}" for n in host_paths),
-                                               "tcpxo-daemon: runAsNonRoot", "tcpxo-daemon: runAsUser 0",
-                                               "tcpxo-daemon: allowPrivilegeEscalation",
-                                               "tcpxo-daemon: capabilities.drop ALL", "tcpxo-daemon: capabilities.add"])
+                                               *(f"{case}-daemon: {p}" for p in (
+                                                   "runAsNonRoot", "runAsUser 0", "allowPrivilegeEscalation",
+                                                   "capabilities.drop ALL", "capabilities.add"))])
+        if case == "tcpx":  # gpudirect-tcpx/nccl-test-latest.yaml and nccl-config-latest.yaml, field for field
+            assert host_paths == ["libraries", "proc-sys", "sys", "tcpx-socket"] and shm == [None]
+            assert [n["network"] for n in nics[1:]] == ["vpc1", "vpc2", "vpc3", "vpc4"]
+            assert daemon["image"] == "us-docker.pkg.dev/gce-ai-infra/gpudirect-tcpx/tcpgpudmarxd-dev:v2.0.12"
+            assert daemon["command"] == ["/tcpgpudmarxd/build/app/tcpgpudmarxd", "--gpu_nic_preset", "a3vm",
+                                         "--gpu_shmem_type", "fd", "--uds_path", "/run/tcpx", "--setup_param",
+                                         '"--verbose 128 2 0 "']
+            assert daemon["securityContext"]["capabilities"] == {"add": ["NET_ADMIN"]}
+            env = {e["name"]: e.get("value") for e in trainer["env"]}
+            assert env["NCCL_GPUDIRECTTCPX_SOCKET_IFNAME"] == "eth1,eth2,eth3,eth4"
+            assert env["NCCL_GPUDIRECTTCPX_UNIX_CLIENT_PREFIX"] == "/run/tcpx"
+            assert env["NCCL_GPUDIRECTTCPX_TX_BINDINGS"].startswith("eth1:8-21,112-125;")
+            assert {"name": "tcpx-socket", "mountPath": "/run/tcpx"} in trainer["volumeMounts"]
+            assert template["metadata"]["annotations"]["devices.gke.io/container.tcpx-daemon"].count("- path:") == 10
+        elif case == "tcpxo":  # the newest pair of gpudirect-tcpxo/README.md, and best-practice.md's probe
+            assert host_paths == ["aperture-devices", "nvidia", "proc-sys", "sys"] and shm == ["1Gi"]
+            assert daemon["image"].endswith("/gpudirect-tcpxo/tcpgpudmarxd-dev:v1.0.21")
+            assert daemon["args"][0].endswith("entrypoint_rxdm_container.sh --num_hops=2")  # retired flags gone
+            assert {"name": "HEALTH_CHECK_LOG_FILE", "value": "/run/health-check"} in daemon["env"]
+            assert daemon["startupProbe"]["exec"] == {"command": ["cat", "/run/health-check"]}
+            assert daemon["startupProbe"]["failureThreshold"] * daemon["startupProbe"]["periodSeconds"] == 30
         else:
             assert host_paths == ["gib", "library-dir-host"] and shm == ["250Gi"] and "initContainers" not in pod
             assert [n["network"] for n in nics[1:]] == [f"rdma-{i}" for i in range(8)]
@@ -424,6 +449,27 @@ def test_fast_network_profiles_attach_gkes_nics_and_leave_only_what_they_must_of
     done = subprocess.run([os.path.join(BIN, "cyclegan"), "submit", *FAST["tcpxo"], "--dry-run"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "pod-security.kubernetes.io/enforce=privileged" in done.stderr
+
+
+def test_a_clusters_own_network_names_and_daemon_image_are_used_and_checked():
+    names = ",".join(f"gpu-nic-{i}" for i in range(4))
+    daemon = "europe-docker.pkg.dev/platform/mirror/tcpgpudmarxd-dev:v2.0.11"
+    (job, _, _) = objects_for([*FAST["tcpx"], "--networks", names, "--network_daemon_image", daemon])
+    template = job["spec"]["template"]
+    nics = json.loads(template["metadata"]["annotations"]["networking.gke.io/interfaces"])
+    assert [(n["interfaceName"], n["network"]) for n in nics] == [
+        ("eth0", "default"), *((f"eth{i + 1}", f"gpu-nic-{i}") for i in range(4))]
+    assert template["spec"]["initContainers"][0]["image"] == daemon
+    for flags, message in ((["--networks", "a,b"], "--network_profile tcpx attaches 4 GPU NICs, so it needs 4 GKE "
+                                                   "Network names (got 2)"),
+                           (["--networks", "a,b,c,Bad_Name"], "'Bad_Name' is not a GKE Network name"),
+                           (["--network_daemon_image", "not an image"], "not an image reference")):
+        with pytest.raises(UsageError, match=re.escape(message)):
+            parse_submit("train", [*FAST["tcpx"][1:], *flags])
+    with pytest.raises(UsageError, match="--network_profile rdma runs no daemon in the pod"):
+        parse_submit("train", [*FAST["rdma jobset"][1:], "--network_daemon_image", daemon])
+    with pytest.raises(UsageError, match="go with --network_profile"):
+        parse_submit("train", [*TRAIN, "--networks", "a"])
 
 
 def test_golden_examples_are_what_the_renderer_writes():
