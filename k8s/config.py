@@ -78,6 +78,10 @@ class SubmitConfig:
                                              "(default: the newest pair GKE publishes; k8s/fast_network.py)")
     backend: str = config_field("job", "train, several nodes: an Indexed Job with a headless Service, or a JobSet "
                                 "(restarts the whole worker group when one fails)", choices=("job", "jobset"))
+    jobset_version: str = config_field("0.6", "train, --backend jobset: the cluster's JobSet release (MAJOR.MINOR); "
+                                       "from 0.10 a preemption (exit 75), a stall (exit 6) or a disruption of one "
+                                       "worker restarts the whole group at once, uncounted, instead of each worker "
+                                       "waiting out --peer_timeout")
     kubernetes_version: str = config_field("1.33", "the cluster's minor version: from 1.33 a multi-node Job also "
                                            "gets a successPolicy (worker 0 done = Job done)")
     backoff_limit: int = config_field(6, f"restarts for real crashes (exit {exit_status.PREEMPTED} and node "
@@ -128,11 +132,23 @@ def with_defaults(config):
     return config
 
 
-def minor_version(version):
-    match = re.match(r"^(\d+)\.(\d+)", version)
+def minor_version(version, flag="--kubernetes_version", example="1.33"):
+    match = re.match(r"^v?(\d+)\.(\d+)", version)
     if not match:
-        raise UsageError(f"--kubernetes_version {version}: expected MAJOR.MINOR, e.g. 1.33")
+        raise UsageError(f"{flag} {version}: expected MAJOR.MINOR, e.g. {example}")
     return int(match.group(1)), int(match.group(2))
+
+
+OLDEST_JOBSET = (0, 6)  # failurePolicy.rules and network.publishNotReadyAddresses (k8s/render.py)
+MESSAGE_RULES_JOBSET = (0, 10)  # onJobFailureMessagePatterns (JobSet PR #1033)
+
+
+def jobset_version(config):
+    version = minor_version(config.jobset_version, "--jobset_version", "0.10")
+    if version < OLDEST_JOBSET:
+        raise UsageError(f"--jobset_version {config.jobset_version}: the JobSet needs v0.6.0 or later (its failure "
+                         "policy rules); upgrade JobSet, or use --backend job")
+    return version
 
 
 def check_config(config):
@@ -176,6 +192,7 @@ def check_config(config):
         check_network_profile(config)
     elif config.networks or config.network_daemon_image:
         raise UsageError("--networks and --network_daemon_image go with --network_profile")
+    jobset_version(config)
     if minor_version(config.kubernetes_version) < OLDEST_KUBERNETES:
         raise UsageError(f"--kubernetes_version {config.kubernetes_version}: the Jobs need podFailurePolicy, GA "
                          f"from {'.'.join(map(str, OLDEST_KUBERNETES))}; upgrade the cluster")

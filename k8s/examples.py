@@ -25,6 +25,8 @@ EXAMPLES = {
                            "cyclegan@my-project.iam.gserviceaccount.com"],
     "train-4-nodes-jobset.yaml": ["train", *TRAIN, "--name", "h2z", "--gpus", "8", "--nodes", "4", "--backend",
                                   "jobset"],
+    "train-4-nodes-jobset-v0.10.yaml": ["train", *TRAIN, "--name", "h2z", "--gpus", "8", "--nodes", "4", "--backend",
+                                        "jobset", "--jobset_version", "0.10"],
     "train-2-nodes-tcpx.yaml": ["train", *TRAIN, "--name", "h2z", "--gpus", "8", "--nodes", "2", "--network_profile",
                                 "tcpx"],
     "train-2-nodes-tcpxo.yaml": ["train", *TRAIN, "--name", "h2z", "--gpus", "8", "--nodes", "2",

@@ -20,7 +20,8 @@ import datetime
 import json
 
 from k8s import fast_network
-from k8s.config import DEFAULT_CPU, DEFAULT_MEMORY, SERVING_IMAGE, UID, grace_period, minor_version
+from k8s.config import (DEFAULT_CPU, DEFAULT_MEMORY, MESSAGE_RULES_JOBSET, SERVING_IMAGE, UID, grace_period,
+                        jobset_version, minor_version)
 from preprocessing import exit_status
 from preprocessing.lease import RUN_ENV
 
@@ -118,16 +119,34 @@ def gpu_scheduling(config):
 NEEDS_A_PERSON = [exit_status.USAGE, exit_status.NO_PROGRESS, exit_status.COLLAPSED]
 
 
-def failure_policy(container_name):
+RESTART_ME = [exit_status.PREEMPTED, exit_status.STALLED]  # saved (or stalled): start again, uncounted
+
+
+def failure_policy(container_name, restart_action="Ignore"):
     """podFailurePolicy (it needs restartPolicy: Never): what needs a person fails, "restart me" and disruptions do
-    not count."""
+    not count (Ignore: the pod is replaced in place; FailJob, for a JobSet that restarts the whole group on it)."""
     return {"rules": [
         {"action": "FailJob", "onExitCodes": {"containerName": container_name, "operator": "In",
                                               "values": NEEDS_A_PERSON}},
-        {"action": "Ignore", "onExitCodes": {"containerName": container_name, "operator": "In",
-                                             "values": [exit_status.PREEMPTED, exit_status.STALLED]}},
-        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        {"action": restart_action, "onExitCodes": {"containerName": container_name, "operator": "In",
+                                                   "values": RESTART_ME}},
+        {"action": restart_action, "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
     ]}
+
+
+def jobset_failure_policy(config):
+    """The JobSet's failurePolicy. Its rules see a child Job's failure reason, which a podFailurePolicy FailJob sets
+    to PodFailurePolicy whatever the exit code; from JobSet v0.10 they also see its message, which ends "matching
+    FailJob rule at index N" (the Job controller's wording), and so tell the child Job's rules apart."""
+    if jobset_version(config) < MESSAGE_RULES_JOBSET:
+        return {"maxRestarts": config.backoff_limit, "rules": [
+            {"name": "failOnUsageError", "action": "FailJobSet", "onJobFailureReasons": ["PodFailurePolicy"]}]}
+    return {"maxRestarts": config.backoff_limit, "rules": [
+        {"name": "failWhenAPersonIsNeeded", "action": "FailJobSet", "onJobFailureReasons": ["PodFailurePolicy"],
+         "onJobFailureMessagePatterns": ["matching FailJob rule at index 0$"]},
+        {"name": "restartOnPreemptionOrStall", "action": "RestartJobSetAndIgnoreMaxRestarts",
+         "onJobFailureReasons": ["PodFailurePolicy"],
+         "onJobFailureMessagePatterns": ["matching FailJob rule at index 1$", "matching FailJob rule at index 2$"]}]}
 
 
 def job_spec(config, pod, container_name):
@@ -218,20 +237,20 @@ def train_objects(config, name, extra):
     spec.update(completionMode="Indexed", completions=config.nodes, parallelism=config.nodes)
     if config.backend == "jobset":
         # JobSet v0.6.0 is the oldest release with every field below (failurePolicy.rules: jobset PR #537;
-        # network.publishNotReadyAddresses: PR #505; ttlSecondsAfterFinished came in v0.5.0). Its rules match a
-        # child Job's failure reason only, and a podFailurePolicy FailJob gives the reason PodFailurePolicy whatever
-        # the exit code, so a JobSet rule cannot tell exit 2 from exit 75. Hence exit 75 and disruptions stay
-        # Ignore inside the child Job (the pod is replaced in place, uncounted; its peers exit 75 and are replaced
-        # too), the only FailJob is exit 2, and FailJobSet on PodFailurePolicy ends the run on it: nothing loops
-        # but the uncounted replacements, which the trainer's --max_restarts_without_progress bounds.
+        # network.publishNotReadyAddresses: PR #505; ttlSecondsAfterFinished came in v0.5.0). Before v0.10 its
+        # rules match a child Job's failure reason only, which cannot tell exit 2 from exit 75: exit 75 and
+        # disruptions stay Ignore inside the child Job (the pod is replaced in place, uncounted; its peers exit 75
+        # within --peer_timeout and are replaced too), and FailJobSet on PodFailurePolicy ends the run on what
+        # needs a person. From v0.10 (--jobset_version) they are FailJob in the child Job too, and the JobSet's
+        # message rules restart the whole group at once without counting (jobset_failure_policy).
         spec["backoffLimit"] = 0  # any crash fails the child Job, and the JobSet restarts the whole group
         spec.pop("ttlSecondsAfterFinished")
+        if jobset_version(config) >= MESSAGE_RULES_JOBSET:
+            spec["podFailurePolicy"] = failure_policy("trainer", restart_action="FailJob")
         return [{"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": metadata(config, name),
                  "spec": {"network": {"enableDNSHostnames": True, "subdomain": name,
                                       "publishNotReadyAddresses": True},
-                          "failurePolicy": {"maxRestarts": config.backoff_limit, "rules": [
-                              {"name": "failOnUsageError", "action": "FailJobSet",
-                               "onJobFailureReasons": ["PodFailurePolicy"]}]},
+                          "failurePolicy": jobset_failure_policy(config),
                           "successPolicy": {"operator": "All", "targetReplicatedJobs": [WORKERS]},
                           "ttlSecondsAfterFinished": config.ttl_hours * 3600,
                           "replicatedJobs": [{"name": WORKERS, "replicas": 1, "template": {

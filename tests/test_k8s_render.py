@@ -215,6 +215,65 @@ JOBSET_V0_6 = {
 }
 
 
+# JobSet v0.10.0 adds onJobFailureMessagePatterns to a rule (jobset PR #1033; api/jobset/v1alpha2/jobset_types.go:
+# regexes in RE2 syntax, unique items).
+JOBSET_V0_10 = json.loads(json.dumps(JOBSET_V0_6))
+JOBSET_V0_10["properties"]["failurePolicy"]["properties"]["rules"]["items"]["properties"][
+    "onJobFailureMessagePatterns"] = {"type": "array", "uniqueItems": True, "items": {"type": "string"}}
+# What the Job controller writes into a child Job's Failed condition when a podFailurePolicy FailJob rule matches
+# (pkg/controller/job/pod_failure_policy.go).
+EXIT_MESSAGE = "Container trainer for pod ns/{pod} failed with exit code {code} matching FailJob rule at index {index}"
+CONDITION_MESSAGE = "Pod ns/{pod} has condition DisruptionTarget matching FailJob rule at index {index}"
+
+
+def jobset_action(jobset, reason, message):
+    """What the JobSet controller does on a child Job's failure: its first rule that matches the reason and (from
+    v0.10) one of the message patterns, searched as Go's regexp.MatchString does; RestartJobSet when none does."""
+    for rule in jobset["spec"]["failurePolicy"]["rules"]:
+        reasons, patterns = rule.get("onJobFailureReasons", []), rule.get("onJobFailureMessagePatterns", [])
+        if (not reasons or reason in reasons) and (not patterns or any(re.search(p, message) for p in patterns)):
+            return rule["action"]
+    return "RestartJobSet"
+
+
+def child_failure(job_spec, code=None, disrupted=False):
+    """(reason, message) of the child Job's failure for one worker pod's exit `code` (or a disruption)."""
+    for index, rule in enumerate(job_spec["podFailurePolicy"]["rules"]):
+        matched = (disrupted and "onPodConditions" in rule) or (
+            code is not None and code in rule.get("onExitCodes", {}).get("values", []))
+        if matched and rule["action"] == "FailJob":
+            template = CONDITION_MESSAGE if disrupted else EXIT_MESSAGE
+            return "PodFailurePolicy", template.format(pod="w-0", code=code, index=index)
+        if matched:
+            return None  # Ignore: the pod is replaced in place, and the child Job does not fail
+    return "BackoffLimitExceeded", "Job has reached the specified backoff limit"  # backoffLimit 0
+
+
+def test_jobset_v0_10_restarts_the_group_at_once_on_preemption_and_fails_on_what_needs_a_person():
+    import jsonschema
+
+    argv = [*SPREAD["4 nodes jobset"], "--jobset_version", "0.10"]
+    jobset, _ = objects_for(argv)
+    jsonschema.validate(jobset["spec"], JOBSET_V0_10)
+    with pytest.raises(jsonschema.ValidationError):  # the field v0.6.0 lacks: the default rendering avoids it
+        jsonschema.validate(jobset["spec"], JOBSET_V0_6)
+    (job_spec,) = job_specs(jobset)
+    kubernetes_validate.validate({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"},
+                                  "spec": job_spec}, "1.33", strict=True)
+    outcome = {code: jobset_action(jobset, *child_failure(job_spec, code)) for code in (2, 4, 5, 75, 6, 1, 3)}
+    assert outcome == {2: "FailJobSet", 4: "FailJobSet", 5: "FailJobSet", 75: "RestartJobSetAndIgnoreMaxRestarts",
+                       6: "RestartJobSetAndIgnoreMaxRestarts", 1: "RestartJobSet", 3: "RestartJobSet"}
+    assert jobset_action(jobset, *child_failure(job_spec, disrupted=True)) == "RestartJobSetAndIgnoreMaxRestarts"
+    old, _ = objects_for(SPREAD["4 nodes jobset"])  # v0.6: exit 75 and disruptions replaced inside the child Job
+    (old_spec,) = job_specs(old)
+    assert child_failure(old_spec, 75) is None and child_failure(old_spec, disrupted=True) is None
+    assert {code: jobset_action(old, *child_failure(old_spec, code)) for code in (2, 4, 1)} == {
+        2: "FailJobSet", 4: "FailJobSet", 1: "RestartJobSet"}
+    for version, message in (("0.5", "the JobSet needs v0.6.0 or later"), ("ten", "expected MAJOR.MINOR, e.g. 0.10")):
+        with pytest.raises(UsageError, match=re.escape(message)):
+            parse_submit("train", [*argv[1:-2], "--jobset_version", version])
+
+
 def test_the_jobset_holds_only_what_jobset_v0_6_0_defines():
     import jsonschema
 
