@@ -27,6 +27,16 @@ ON_DEMAND_GRACE, SPOT_GRACE = 120, 15  # GKE: a spot node's shutdown gives ordin
 # and a step, round up to 10 s.
 SHORTEST_GRACE = 10
 # Each pod's requests unless --cpu/--memory say otherwise; "dataflow" is the launcher pod of a Dataflow run.
+# GKE accelerator -> (vCPUs, memory GB, GPUs) of the largest machine type that carries it (Google Cloud's machine
+# type tables): a train pod requests its GPUs' share of the machine, less a tenth for the node's own daemons.
+MACHINES = {"nvidia-h100-80gb": (208, 1872, 8),  # a3-highgpu-8g
+            "nvidia-h100-mega-80gb": (208, 1872, 8),  # a3-megagpu-8g
+            "nvidia-h200-141gb": (224, 2952, 8),  # a3-ultragpu-8g
+            "nvidia-b200": (224, 3968, 8),  # a4-highgpu-8g
+            "nvidia-a100-80gb": (96, 1360, 8),  # a2-ultragpu-8g
+            "nvidia-tesla-a100": (96, 680, 8),  # a2-highgpu-8g
+            "nvidia-l4": (96, 384, 8)}  # g2-standard-96
+NODE_SHARE = 0.9
 DEFAULT_CPU = {"train": "8", "preprocess": "4", "tensorboard": "1", "dataflow": "1", "serve": "4"}
 DEFAULT_MEMORY = {"train": "48Gi", "preprocess": "16Gi", "tensorboard": "4Gi", "dataflow": "2Gi", "serve": "8Gi"}
 # TF Serving's published images for `submit serve` without --image (CPU; GPU with --gpus 1). Not run here: the
@@ -95,6 +105,11 @@ class SubmitConfig:
                                           "node stopped answering (Kubernetes' default: 300)", minimum=1)
     ttl_hours: int = config_field(168, "delete the finished job after this many hours", minimum=1)
     deadline_hours: int = config_field(0, "fail the job after this many hours running (0: never)", minimum=0)
+    max_pending_minutes: int = config_field(0, "train, several nodes: give up when not every worker has started "
+                                            "within this many minutes (no capacity, not admitted): the workers that "
+                                            f"did start wait that long for the others, then exit "
+                                            f"{exit_status.PEERS_MISSING}, which then fails the run instead of "
+                                            "counting (0: each start waits --startup_timeout, counted)", minimum=0)
     peer_timeout: int = config_field(TrainConfig.peer_timeout, "train, several nodes: seconds before a worker whose "
                                      f"peer died exits with {exit_status.PREEMPTED}, so that the whole group "
                                      "restarts from the newest checkpoint", minimum=10)
@@ -188,6 +203,10 @@ def check_config(config):
         raise UsageError(f"--grace_period {config.grace_period}: below {SHORTEST_GRACE} s, the trainer cannot finish "
                          "its step and save a reference-size checkpoint before SIGKILL (benchmarks/RESULTS.md, "
                          "\"Checkpoint save\")")
+    if config.max_pending_minutes and (config.kind != "train" or config.nodes < 2):
+        raise UsageError("--max_pending_minutes is for training on several nodes, whose started workers wait for the "
+                         "others; one pod that is not scheduled holds nothing (Kueue's waitForPodsReady bounds that "
+                         "on the cluster's side: docs/kubernetes.md)")
     if config.network_profile != "none":
         check_network_profile(config)
     elif config.networks or config.network_daemon_image:
@@ -232,6 +251,28 @@ def check_network_profile(config):
         raise UsageError(f"{flag} needs --gpus {GPUS}: a node's GPU NICs pair with all of its GPUs")
     if config.accelerator != wanted:
         raise UsageError(f"{flag} runs on {wanted} nodes: pass --accelerator {wanted} (got {config.accelerator})")
+
+
+def train_size(config):
+    """(cpu, memory) a train pod requests: --cpu/--memory, else its GPUs' share of the accelerator's machine, else
+    the defaults."""
+    if config.gpus and config.accelerator in MACHINES:
+        vcpus, gigabytes, gpus = MACHINES[config.accelerator]
+        share = NODE_SHARE * min(config.gpus, gpus) / gpus
+        cpu, memory = str(int(vcpus * share)), f"{int(gigabytes * 1e9 * share / 2 ** 30)}Gi"
+    else:
+        cpu, memory = DEFAULT_CPU["train"], DEFAULT_MEMORY["train"]
+    return config.cpu or cpu, config.memory or memory
+
+
+SUFFIXES = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "m": 1e-3, "n": 1e-9, "u": 1e-6,
+            **{f"{p}i": 2 ** (10 * (i + 1)) for i, p in enumerate("KMGTPE")}}
+
+
+def quantity_bytes(quantity):
+    """A Kubernetes memory quantity (QUANTITY's forms) in bytes."""
+    number, suffix = re.match(r"^\+?([\d.]+(?:[eE][-+]?\d+)?)(\D*)$", quantity).groups()
+    return float(number) * SUFFIXES[suffix]
 
 
 def grace_period(config):

@@ -21,7 +21,7 @@ import json
 
 from k8s import fast_network
 from k8s.config import (DEFAULT_CPU, DEFAULT_MEMORY, MESSAGE_RULES_JOBSET, SERVING_IMAGE, UID, grace_period,
-                        jobset_version, minor_version)
+                        jobset_version, minor_version, quantity_bytes, train_size)
 from preprocessing import exit_status
 from preprocessing.lease import RUN_ENV
 
@@ -65,14 +65,19 @@ def container_security():
             "runAsUser": UID, "runAsGroup": UID, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
+SHM_SHARE = 4  # /dev/shm is memory the container's limit counts: at most a quarter of it
+
+
 def pod_spec(config, container, restart="Never", shm=False, **extra):
-    """The pod: restricted security, the service account, a writable HOME, memory-backed /dev/shm if asked."""
+    """The pod: restricted security, the service account, a writable HOME, memory-backed /dev/shm if asked (within
+    the container's memory limit)."""
     volumes = [{"name": "home", "emptyDir": {}}]
     container = {**container, "securityContext": container_security(),
                  "env": [{"name": "HOME", "value": "/home/cyclegan"}, *container.get("env", [])],
                  "volumeMounts": [{"name": "home", "mountPath": "/home/cyclegan"}]}
     if shm:  # tf.data and NCCL use shared memory; a container's default /dev/shm is 64 MB
-        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+        limit = quantity_bytes(container["resources"]["limits"]["memory"]) // SHM_SHARE
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{int(limit // 2 ** 20)}Mi"}})
         container["volumeMounts"].append({"name": "dshm", "mountPath": "/dev/shm"})
     if config.priority_class:  # Kueue orders its queue by it too, when no WorkloadPriorityClass label says otherwise
         extra["priorityClassName"] = config.priority_class
@@ -84,13 +89,14 @@ def pod_spec(config, container, restart="Never", shm=False, **extra):
 
 def whole_cores(config, kind):
     """The CPU request as the number of worker processes or CPU replicas it can hold: at least one."""
-    cpu = config.cpu or DEFAULT_CPU[kind]
+    cpu = resources(config, kind)["requests"]["cpu"]
     cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
     return max(1, int(cores))
 
 
 def resources(config, kind, gpus=0):
-    cpu, memory = config.cpu or DEFAULT_CPU[kind], config.memory or DEFAULT_MEMORY[kind]
+    cpu, memory = train_size(config) if kind == "train" else (config.cpu or DEFAULT_CPU[kind],
+                                                              config.memory or DEFAULT_MEMORY[kind])
     out = {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
     if gpus:
         out["limits"]["nvidia.com/gpu"] = str(gpus)  # a quantity: the API's clients want it as a string
@@ -122,12 +128,12 @@ NEEDS_A_PERSON = [exit_status.USAGE, exit_status.NO_PROGRESS, exit_status.COLLAP
 RESTART_ME = [exit_status.PREEMPTED, exit_status.STALLED]  # saved (or stalled): start again, uncounted
 
 
-def failure_policy(container_name, restart_action="Ignore"):
+def failure_policy(container_name, restart_action="Ignore", give_up_waiting=False):
     """podFailurePolicy (it needs restartPolicy: Never): what needs a person fails, "restart me" and disruptions do
     not count (Ignore: the pod is replaced in place; FailJob, for a JobSet that restarts the whole group on it)."""
     return {"rules": [
-        {"action": "FailJob", "onExitCodes": {"containerName": container_name, "operator": "In",
-                                              "values": NEEDS_A_PERSON}},
+        {"action": "FailJob", "onExitCodes": {"containerName": container_name, "operator": "In", "values": sorted(
+            NEEDS_A_PERSON + [exit_status.PEERS_MISSING] * give_up_waiting)}},
         {"action": restart_action, "onExitCodes": {"containerName": container_name, "operator": "In",
                                                    "values": RESTART_ME}},
         {"action": restart_action, "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
@@ -155,7 +161,8 @@ def job_spec(config, pod, container_name):
     if annotations:
         template["annotations"] = annotations
     spec = {"backoffLimit": config.backoff_limit, "ttlSecondsAfterFinished": config.ttl_hours * 3600,
-            "podFailurePolicy": failure_policy(container_name), "podReplacementPolicy": "Failed",
+            "podFailurePolicy": failure_policy(container_name, give_up_waiting=bool(config.max_pending_minutes)),
+            "podReplacementPolicy": "Failed",
             "template": {"metadata": template, "spec": pod["spec"]}}
     if config.deadline_hours:
         spec["activeDeadlineSeconds"] = config.deadline_hours * 3600
@@ -187,6 +194,8 @@ def trainer_args(config, extra):
     args = ["--preset", config.preset, "--data", config.data, "--model_dir", config.model_dir]
     if config.nodes > 1:
         args += ["--peer_timeout", str(config.peer_timeout)]
+    if config.max_pending_minutes:
+        args += ["--startup_timeout", str(60 * config.max_pending_minutes)]
     if not config.gpus:  # a CPU pod: one replica per requested core
         args += ["--cpu_replicas", str(whole_cores(config, "train"))]
     return args + list(extra)
@@ -246,7 +255,8 @@ def train_objects(config, name, extra):
         spec["backoffLimit"] = 0  # any crash fails the child Job, and the JobSet restarts the whole group
         spec.pop("ttlSecondsAfterFinished")
         if jobset_version(config) >= MESSAGE_RULES_JOBSET:
-            spec["podFailurePolicy"] = failure_policy("trainer", restart_action="FailJob")
+            spec["podFailurePolicy"] = failure_policy("trainer", restart_action="FailJob",
+                                                      give_up_waiting=bool(config.max_pending_minutes))
         return [{"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": metadata(config, name),
                  "spec": {"network": {"enableDNSHostnames": True, "subdomain": name,
                                       "publishNotReadyAddresses": True},

@@ -389,7 +389,9 @@ def test_failure_semantics_scheduling_and_shapes_match_the_trainer():
                                    "cloud.google.com/gke-spot": "true"}
     assert {t["key"] for t in pod["tolerations"]} == {"nvidia.com/gpu", "cloud.google.com/gke-spot"}
     assert {"mountPath": "/dev/shm", "name": "dshm"} in container["volumeMounts"]
-    assert {"name": "dshm", "emptyDir": {"medium": "Memory"}} in pod["volumes"]
+    # 8 H100s of an a3-highgpu-8g (208 vCPUs, 1,872 GB): nine tenths of the machine; /dev/shm a quarter of that
+    assert container["resources"]["requests"] == {"cpu": "187", "memory": "1569Gi"}
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{1569 * 1024 // 4}Mi"}} in pod["volumes"]
     # a spot node's shutdown gives a pod 15 s; on-demand nodes the trainer gets 120 s, and either can be raised
     assert pod["terminationGracePeriodSeconds"] == 15 and job["spec"]["ttlSecondsAfterFinished"] == 7 * 86400
     assert objects_for(SPREAD["1 gpu"])[0]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 120
@@ -481,7 +483,7 @@ def test_fast_network_profiles_attach_gkes_nics_and_leave_only_what_they_must_of
                                                    "runAsNonRoot", "runAsUser 0", "allowPrivilegeEscalation",
                                                    "capabilities.drop ALL", "capabilities.add"))])
         if case == "tcpx":  # gpudirect-tcpx/nccl-test-latest.yaml and nccl-config-latest.yaml, field for field
-            assert host_paths == ["libraries", "proc-sys", "sys", "tcpx-socket"] and shm == [None]
+            assert host_paths == ["libraries", "proc-sys", "sys", "tcpx-socket"] and shm == [f"{1569 * 1024 // 4}Mi"]
             assert [n["network"] for n in nics[1:]] == ["vpc1", "vpc2", "vpc3", "vpc4"]
             assert daemon["image"] == "us-docker.pkg.dev/gce-ai-infra/gpudirect-tcpx/tcpgpudmarxd-dev:v2.0.12"
             assert daemon["command"] == ["/tcpgpudmarxd/build/app/tcpgpudmarxd", "--gpu_nic_preset", "a3vm",
@@ -508,6 +510,31 @@ def test_fast_network_profiles_attach_gkes_nics_and_leave_only_what_they_must_of
     done = subprocess.run([os.path.join(BIN, "cyclegan"), "submit", *FAST["tcpxo"], "--dry-run"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "pod-security.kubernetes.io/enforce=privileged" in done.stderr
+
+
+def test_pods_are_sized_from_the_accelerators_machine_and_a_run_gives_up_waiting_for_capacity():
+    sizes = {}
+    for accelerator, gpus in (("nvidia-h100-80gb", 1), ("nvidia-h200-141gb", 8), ("nvidia-l4", 2), ("other-gpu", 8)):
+        (job,) = objects_for(["train", *TRAIN, "--gpus", str(gpus), "--accelerator", accelerator])
+        sizes[accelerator] = job["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert sizes == {"nvidia-h100-80gb": {"cpu": "23", "memory": "196Gi"},  # an eighth of a3-highgpu-8g's, less a tenth
+                     "nvidia-h200-141gb": {"cpu": "201", "memory": "2474Gi"},
+                     "nvidia-l4": {"cpu": "21", "memory": "80Gi"},
+                     "other-gpu": {"cpu": "8", "memory": "48Gi"}}  # an unknown machine: the defaults
+    (cpu_job,) = objects_for(SPREAD["cpu"])  # --cpu 4, memory by default: /dev/shm is a quarter of the 48Gi limit
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "12288Mi"}} in cpu_job["spec"]["template"][
+        "spec"]["volumes"]
+    job, _, _ = objects_for([*SPREAD["4 nodes"], "--max_pending_minutes", "20"])
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--startup_timeout") + 1] == "1200"
+    assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 3, 4, 5]
+    jobset, _ = objects_for([*SPREAD["4 nodes jobset"], "--jobset_version", "0.10", "--max_pending_minutes", "20"])
+    (spec,) = job_specs(jobset)
+    assert jobset_action(jobset, *child_failure(spec, 3)) == "FailJobSet"  # no capacity: the run ends, uncounted
+    with pytest.raises(UsageError, match="--max_pending_minutes is for training on several nodes"):
+        parse_submit("train", [*TRAIN, "--max_pending_minutes", "5"])
+    with pytest.raises(UsageError, match="after --: --startup_timeout is set by submit itself"):
+        parse_submit("train", [*SPREAD["4 nodes"][1:], "--", "--startup_timeout", "60"])
 
 
 def test_a_clusters_own_network_names_and_daemon_image_are_used_and_checked():
