@@ -154,7 +154,8 @@ def test_a_format_without_its_extra_or_unknown_is_one_line_and_exit_2(monkeypatc
     from trainer.serving import formats
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(formats.importlib.util, "find_spec", lambda name: None if name == "tf2onnx" else find_spec(name))
+    missing = lambda name: None if name == "tf2onnx" else find_spec(name)  # noqa: E731
+    monkeypatch.setattr(formats.importlib.util, "find_spec", missing)
     args = ["--model_dir", str(tmp_path), "--output", str(tmp_path / "out")]
     assert run_job("export", [*args, "--format", "savedmodel,onnx"], "cyclegan export") == 2
     assert capsys.readouterr().err.strip() == (

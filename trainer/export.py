@@ -17,7 +17,8 @@ exported). Two signatures:
                    request with an error that says so.
 
 With --bytes_default, serve_bytes is serving_default and the pixel signature serve_pixels (Vertex AI's prebuilt
-TensorFlow containers call only serving_default). Loading one needs TensorFlow only: `tf.saved_model.load(EXPORT_DIR + "/a2b").signatures["serving_default"]`.
+TensorFlow containers call only serving_default). Loading one needs TensorFlow only:
+`tf.saved_model.load(EXPORT_DIR + "/a2b").signatures["serving_default"]`.
 """
 from preprocessing.flags import check_at_least, finite_float, job_parser
 from preprocessing.process import prepare_libraries
