@@ -69,7 +69,11 @@ class Unpickler(pickle.Unpickler):
 
 def load(path_or_bytes):
     """The object a `.pth` holds (a state dict: names -> NumPy arrays). `path_or_bytes`: a path or the bytes."""
-    data = path_or_bytes if isinstance(path_or_bytes, bytes) else open(path_or_bytes, "rb").read()
+    if isinstance(path_or_bytes, bytes):
+        data = path_or_bytes
+    else:
+        with open(path_or_bytes, "rb") as f:
+            data = f.read()
     if zipfile.is_zipfile(io.BytesIO(data)):
         return _load_zip(data)
     return _load_legacy(data)
