@@ -115,7 +115,7 @@ def test_whole_flow_on_the_ram_filesystem(tiny_records, two_cpus):
     paths = trained.export(model_dir, export_dir, say=lambda line: None)
     translate = tf.saved_model.load(paths["a2b"]).signatures["serving_default"]
     image = np.asarray(gradient(37, 21))[None]
-    out = translate(images=tf.constant(image))["images"]
+    out = translate(images=tf.constant(image))["translated"]
     assert out.dtype == tf.uint8 and out.shape == (1, 21, 37, 3)
 
 
