@@ -3,8 +3,8 @@
 A collective that never completes (NCCL or the gRPC ring wedged by one GPU NIC down while the host's heartbeat is
 fine, a peer stuck in a driver call) blocks every worker in a C++ call that no Python exception reaches, and
 neither the peers' connections nor the kubelet see anything wrong. A thread here watches the time since the last
-completed step; past the bound it prints one line (the step, the time since it, and where the main thread is),
-the main thread's whole stack, and ends the process with exit status 6 (exit_status.STALLED), which the
+completed step; past the bound it prints one line (the step, the time since it, and where the main thread is)
+and the main thread's whole stack, and ends the process with exit status 6 (exit_status.STALLED), which the
 Kubernetes failure policy treats as a lost peer: the group restarts from the newest checkpoint, uncounted, and
 the trainer's own --max_restarts_without_progress ends a run that keeps stalling at one step.
 
@@ -86,8 +86,8 @@ class StallWatchdog:
         self.say(f"train: stalled: no step completed for {waited / 60:.1f} min after step {self.step} (bound "
                  f"{self.bound() / 60:.1f} min, --stall_minutes); the main thread is {where(stack)}; ending with "
                  f"exit {exit_status.STALLED} so that the group restarts from the newest checkpoint")
-        print("".join(["the main thread's stack when the run stalled:\n", *traceback.format_list(stack)]),
-              file=sys.stderr, flush=True)
+        # on stdout, as the line: the trainer holds stderr to filter TensorFlow's C++ logs, and _exit would drop it
+        self.say("".join(["the main thread's stack when the run stalled:\n", *traceback.format_list(stack)]).rstrip())
 
     def watch(self):
         while not self.done.wait(CHECK_SECONDS):
