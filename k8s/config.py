@@ -270,9 +270,10 @@ SUFFIXES = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18
 
 
 def quantity_bytes(quantity):
-    """A Kubernetes memory quantity (QUANTITY's forms) in bytes."""
-    number, suffix = re.match(r"^\+?([\d.]+(?:[eE][-+]?\d+)?)(\D*)$", quantity).groups()
-    return float(number) * SUFFIXES[suffix]
+    """A Kubernetes memory quantity (QUANTITY's forms, which check_config checked) in bytes."""
+    number, _, suffix = QUANTITY.match(quantity).groups()
+    exponent = re.fullmatch(r"[eE]([-+]?\d+)", suffix or "")
+    return float(number) * (10.0 ** int(exponent.group(1)) if exponent else SUFFIXES[suffix or ""])
 
 
 def grace_period(config):

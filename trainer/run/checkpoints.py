@@ -182,6 +182,11 @@ def checkpoint_candidates(model_dir):
     return [model_path(folder, prefix) for prefix in sorted(steps, key=steps.get, reverse=True)]
 
 
+def model_dir_of(prefix):
+    """The model directory a checkpoint prefix (MODEL_DIR/checkpoints/ckpt-STEP) lies in."""
+    return prefix.rsplit("/", 2)[0] if prefix.count("/") >= 2 else "."
+
+
 def step_of(prefix):
     """The step a checkpoint prefix (.../ckpt-STEP) was saved at."""
     return int(prefix.rsplit("-", 1)[1])

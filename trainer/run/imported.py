@@ -87,7 +87,7 @@ def initialize_from(config, nets, say=print):
     source = config.init_from.rstrip("/")
     is_model_dir = tf.io.gfile.exists(model_path(source, RUN_RECORD))
     prefix = None if is_model_dir else checkpoints.prefix_of(source)
-    model_dir = source if is_model_dir else prefix.rsplit("/", 2)[0] if prefix.count("/") >= 2 else "."
+    model_dir = source if is_model_dir else checkpoints.model_dir_of(prefix)
     record = (checkpoints.read_run_record(model_dir, "")
               if tf.io.gfile.exists(model_path(model_dir, RUN_RECORD)) else None)
     if record:

@@ -115,6 +115,7 @@ class Tick:
     losses: dict
     stop: bool  # a replica asked to stop (SIGTERM, Ctrl-C): save and end
     save: bool  # a replica asked for a save (--checkpoint_minutes)
+    seconds: float  # the step's own time, input included
 
 
 def train(config, strategy=None, manifest=None, say=print, compile_cache=None):
@@ -133,9 +134,8 @@ def train(config, strategy=None, manifest=None, say=print, compile_cache=None):
         with preemption.stop_flag(say) as stop_request, StallWatchdog(config.stall_minutes, run.first, say) as dog:
             actions = periodic_actions(run, window, say, compile_cache, stop_request)
             for step in range(run.first + 1, run.total + 1):
-                began = time.monotonic()
                 tick = train_step(run, step, window, stop_request)
-                dog.step_done(step, time.monotonic() - began)
+                dog.step_done(step, tick.seconds)
                 history.append(tick.losses)
                 for due, action in actions:
                     if due(tick):
@@ -231,8 +231,9 @@ def train_step(run, step, window, stop_request):
     diverged = non_finite(losses, config.precision)
     if diverged:
         raise NonFiniteLoss(step, diverged, run.state.manager.latest_checkpoint)
-    window.add(step == run.first + 1, losses, signals, fed - began, time.monotonic() - began)
-    return Tick(step, losses, stop, save)
+    seconds = time.monotonic() - began
+    window.add(step == run.first + 1, losses, signals, fed - began, seconds)
+    return Tick(step, losses, stop, save, seconds)
 
 
 def periodic_actions(run, window, say, compile_cache, stop_request):

@@ -50,7 +50,7 @@ def check_same_run(checkpoint, model_dir, record):
     export would pair this run's config with another run's weights."""
     if inside(checkpoint, model_dir):
         return
-    other = checkpoint.rsplit("/", 2)[0] if checkpoint.count("/") >= 2 else "."
+    other = checkpoints.model_dir_of(checkpoint)
     if not tf.io.gfile.exists(model_path(other, RUN_RECORD)):
         why = "has no run record beside it"
     else:

@@ -34,11 +34,28 @@ class Scaling:
         """export.json's "scale": the training mode and sizes, and the test-time mode they imply."""
         return {**dataclasses.asdict(self), "test_time": scale_modes.TEST_MODE[self.preprocess]}
 
-    def shape(self, height, width):
-        """(height, width) of an image of that size as the model meets it."""
+    def scaled_shape(self, height, width):
+        """(height, width) of an image of that size as the model meets it, as int32 tensors."""
         mode = scale_modes.TEST_MODE[self.preprocess]
         load = self.crop_size if mode == "resize_and_crop" else self.load_size
-        return tuple(int(side) for side in scale_modes.scaled_shape(height, width, mode, load, self.crop_size))
+        return scale_modes.scaled_shape(height, width, mode, load, self.crop_size)
+
+    def shape(self, height, width):
+        """scaled_shape as Python ints."""
+        return tuple(int(side) for side in self.scaled_shape(height, width))
+
+    def scale_in(self, image, height, width):
+        """A uint8 image resized to (height, width), the size the model meets it at, as uint8."""
+        import tensorflow as tf
+
+        return tf.cast(tf.clip_by_value(tf.round(scale_modes.resize(image, height, width)), 0, 255), tf.uint8)
+
+    @staticmethod
+    def scale_back(translation, height, width):
+        """A uint8 translation resized back to the image's own (height, width), as uint8."""
+        from trainer.model.pixels import to_uint8
+
+        return to_uint8(scale_modes.resize(translation, height, width) / 127.5 - 1.0)
 
 
 def saved_model_path(path):
@@ -136,14 +153,9 @@ def make_translator(generator, scaling=None, max_megapixels=0.0):
                 with tf.control_dependencies([small]):
                     image = tf.identity(image)
             if scaling:
-                mode = scale_modes.TEST_MODE[scaling.preprocess]
-                load = scaling.crop_size if mode == "resize_and_crop" else scaling.load_size
-                size = scale_modes.scaled_shape(height, width, mode, load, scaling.crop_size)
-                image = tf.cast(tf.clip_by_value(tf.round(scale_modes.resize(image, *size)), 0, 255), tf.uint8)
+                image = scaling.scale_in(image, *scaling.scaled_shape(height, width))
             out = self.translate(image[None])["translated"][0]
-            if scaling:
-                out = to_uint8(scale_modes.resize(out, height, width) / 127.5 - 1.0)
-            return out
+            return scaling.scale_back(out, height, width) if scaling else out
 
     return Translator()
 
@@ -176,19 +188,16 @@ def translate_pixels(translate, pixels, scaling=None, keep_size=True):
     import tensorflow as tf
 
     from preprocessing.images import TOO_SMALL, Rejected
-    from trainer.model.pixels import to_uint8
 
     image = tf.constant(pixels)
     if scaling:
-        height, width = scaling.shape(*pixels.shape[:2])
-        image = tf.cast(tf.clip_by_value(tf.round(scale_modes.resize(image, height, width)), 0, 255), tf.uint8)
+        image = scaling.scale_in(image, *scaling.shape(*pixels.shape[:2]))
     if min(image.shape[:2]) < MIN_SIDE:
         raise Rejected(TOO_SMALL, f"{image.shape[1]}x{image.shape[0]} px; the model translates images of at "
                                   f"least {MIN_SIDE}x{MIN_SIDE}")
     out = next(iter(translate(image[None]).values()))[0]  # "translated" ("images" in exports before ONNX)
     if scaling and keep_size and tuple(out.shape[:2]) != tuple(pixels.shape[:2]):
-        back = scale_modes.resize(out, *pixels.shape[:2])
-        out = to_uint8(back / 127.5 - 1.0)
+        out = scaling.scale_back(out, *pixels.shape[:2])
     return out.numpy()
 
 
