@@ -130,12 +130,13 @@ RESTART_ME = [exit_status.PREEMPTED, exit_status.STALLED]  # saved (or stalled):
 
 def failure_policy(container_name, restart_action="Ignore", give_up_waiting=False):
     """podFailurePolicy (it needs restartPolicy: Never): what needs a person fails, "restart me" and disruptions do
-    not count (Ignore: the pod is replaced in place; FailJob, for a JobSet that restarts the whole group on it)."""
+    not count (Ignore: the pod is replaced in place; FailJob, for a JobSet that restarts the whole group on it).
+    The API server refuses exit-code lists that are not sorted and unique, hence sorted() on both."""
     return {"rules": [
         {"action": "FailJob", "onExitCodes": {"containerName": container_name, "operator": "In", "values": sorted(
             NEEDS_A_PERSON + [exit_status.PEERS_MISSING] * give_up_waiting)}},
         {"action": restart_action, "onExitCodes": {"containerName": container_name, "operator": "In",
-                                                   "values": RESTART_ME}},
+                                                   "values": sorted(RESTART_ME)}},
         {"action": restart_action, "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
     ]}
 

@@ -15,6 +15,7 @@ from k8s.render import render
 from preprocessing.flags import UsageError
 from preprocessing.lease import RUN_ENV
 from tests.helpers import BIN
+from tests.k8s_server_rules import job_specs, pod_specs, server_side_violations
 
 VERSIONS = ("1.31", "1.32", "1.33", "1.34", "1.35")
 TRAIN = ["--image", "img:1", "--data", "gs://b/records", "--model_dir", "gs://b/runs/x", "--name", "run"]
@@ -44,21 +45,6 @@ ALLOWED_VOLUMES = {"configMap", "downwardAPI", "emptyDir", "projected", "secret"
 def objects_for(argv, version="1.33"):
     config, extra, _ = parse_submit(argv[0], [*argv[1:], "--kubernetes_version", version])
     return render(config, extra)[1]
-
-
-def job_specs(obj):
-    """The batch/v1 JobSpecs an object holds: its own, or each of a JobSet's replicated jobs."""
-    if obj["kind"] == "Job":
-        return [obj["spec"]]
-    if obj["kind"] == "JobSet":
-        return [rj["template"]["spec"] for rj in obj["spec"]["replicatedJobs"]]
-    return []
-
-
-def pod_specs(obj):
-    if obj["kind"] == "Deployment":
-        return [obj["spec"]["template"]["spec"]]
-    return [spec["template"]["spec"] for spec in job_specs(obj)]
 
 
 def restricted_violations(pod):
@@ -161,6 +147,7 @@ def test_pods_are_restricted_and_the_api_servers_rules_hold(version):
     for case, argv in SPREAD.items():
         objects = objects_for(argv, version)
         assert invariant_violations(objects, version) == [], case
+        assert server_side_violations(objects) == [], case
         for obj in objects:
             for pod in pod_specs(obj):
                 assert restricted_violations(pod) == [], (case, obj["kind"])
@@ -375,7 +362,7 @@ def test_failure_semantics_scheduling_and_shapes_match_the_trainer():
     (job,) = objects_for(SPREAD["8 gpus spot"])
     rules = job["spec"]["podFailurePolicy"]["rules"]
     assert [(r["action"], r.get("onExitCodes", {}).get("values")) for r in rules] == [
-        ("FailJob", [2, 4, 5]), ("Ignore", [75, 6]), ("Ignore", None)]
+        ("FailJob", [2, 4, 5]), ("Ignore", [6, 75]), ("Ignore", None)]
     from tests.podrunner import matches
 
     first = lambda code: next(r["action"] for r in rules if matches(r, "trainer", code))  # noqa: E731
@@ -455,6 +442,7 @@ def test_fast_network_profiles_attach_gkes_nics_and_leave_only_what_they_must_of
     for case, argv in FAST.items():
         objects = objects_for(argv, version)
         assert invariant_violations(objects, version) == [], case
+        assert server_side_violations(objects) == [], case
         (spec,) = [spec for obj in objects for spec in job_specs(obj)]
         job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"}, "spec": spec}
         kubernetes_validate.validate(job, version, strict=True)
@@ -563,7 +551,9 @@ def test_golden_examples_are_what_the_renderer_writes():
     assert written == sorted(examples.EXAMPLES), "run: python -m k8s.examples"
     for filename, argv in examples.EXAMPLES.items():
         with open(os.path.join(examples.FOLDER, filename)) as f:
-            assert list(yaml.safe_load_all(f)) == examples.rendered(argv), f"{filename}: run python -m k8s.examples"
+            objects = list(yaml.safe_load_all(f))
+        assert objects == examples.rendered(argv), f"{filename}: run python -m k8s.examples"
+        assert server_side_violations(objects) == [], filename
 
 
 def test_bad_flags_get_one_line_errors():
@@ -662,3 +652,90 @@ def test_flags_after_the_separator_are_checked_as_the_trainer_would():
     config, extra, _ = parse_submit("train", [*TRAIN, "--", "--batch_size", "4", "--precision", "mixed_bfloat16"])
     args = render(config, extra)[1][0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[-4:] == ["--batch_size", "4", "--precision", "mixed_bfloat16"]
+
+
+def _copy(obj):
+    return json.loads(json.dumps(obj))
+
+
+SERVER_RULES_BROKEN = {
+    # (what the server refuses, how to break a rendered object that way): each must be caught alone
+    "exit codes unsorted": ("ordered and unique", lambda job: job["spec"]["podFailurePolicy"]["rules"][1][
+        "onExitCodes"].update(values=[75, 6])),
+    "exit codes repeated": ("ordered and unique", lambda job: job["spec"]["podFailurePolicy"]["rules"][1][
+        "onExitCodes"].update(values=[6, 6])),
+    "exit code 0 with In": ("0 cannot be used", lambda job: job["spec"]["podFailurePolicy"]["rules"][0][
+        "onExitCodes"].update(values=[0, 2])),
+    "256 exit codes": ("1 to 255", lambda job: job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"].update(
+        values=list(range(1, 257)))),
+    "no such container": ("names none of", lambda job: job["spec"]["podFailurePolicy"]["rules"][0][
+        "onExitCodes"].update(containerName="sidecar")),
+    "21 rules": ("at most 20", lambda job: job["spec"]["podFailurePolicy"]["rules"].extend(
+        [job["spec"]["podFailurePolicy"]["rules"][2]] * 18)),
+    "condition status": ("condition status", lambda job: job["spec"]["podFailurePolicy"]["rules"][2][
+        "onPodConditions"][0].update(status="true")),
+    "FailIndex without per-index limit": ("FailIndex needs", lambda job: job["spec"]["podFailurePolicy"]["rules"][0]
+                                          .update(action="FailIndex")),
+    "Indexed without completions": ("needs completions", lambda job: job["spec"].pop("completions")),
+    "per-index limit on a NonIndexed Job": ("needs completionMode Indexed", lambda job: [
+        job["spec"].pop("successPolicy"), job["spec"].update(completionMode="NonIndexed", backoffLimitPerIndex=1)]),
+    "maxFailedIndexes above completions": ("maxFailedIndexes above", lambda job: job["spec"].update(
+        backoffLimitPerIndex=1, maxFailedIndexes=99)),
+    "successPolicy count": ("succeededCount", lambda job: job["spec"].update(
+        successPolicy={"rules": [{"succeededCount": 99}]})),
+    "deadline zero": ("activeDeadlineSeconds 0", lambda job: job["spec"].update(activeDeadlineSeconds=0)),
+    "negative ttl": ("ttlSecondsAfterFinished -1", lambda job: job["spec"].update(ttlSecondsAfterFinished=-1)),
+    "long Job name": ("job-name label", lambda job: job["metadata"].update(name="r" * 64)),
+    "name not DNS": ("not a DNS subdomain", lambda job: job["metadata"].update(name="Run_1")),
+    "label value too long": ("not a valid label value", lambda job: job["metadata"]["labels"].update(
+        {"app.kubernetes.io/instance": "x" * 64})),
+    "label key": ("not a qualified name", lambda job: job["metadata"]["labels"].update({"-bad": "x"})),
+    "request above limit": ("above its limit", lambda job: job["spec"]["template"]["spec"]["containers"][0][
+        "resources"].update(requests={"memory": "2Ti"}, limits={"memory": "1Ti"})),
+    "quantity": ("quantity", lambda job: job["spec"]["template"]["spec"]["containers"][0]["resources"][
+        "requests"].update(cpu="1.5 cores")),
+    "GPU request unequal": ("equal to its limit", lambda job: job["spec"]["template"]["spec"]["containers"][0][
+        "resources"]["requests"].update({"nvidia.com/gpu": "4"})),
+    "probe handlers": ("exactly one handler", lambda job: job["spec"]["template"]["spec"]["containers"][0].update(
+        livenessProbe={"exec": {"command": ["true"]}, "tcpSocket": {"port": 2222}})),
+    "liveness success threshold": ("successThreshold must be 1", lambda job: job["spec"]["template"]["spec"][
+        "containers"][0].update(livenessProbe={"exec": {"command": ["true"]}, "successThreshold": 2})),
+    "probe port name": ("names no container port", lambda job: job["spec"]["template"]["spec"]["containers"][
+        0].update(readinessProbe={"tcpSocket": {"port": "grpc"}})),
+    "container restartPolicy": ("restartPolicy is allowed only", lambda job: job["spec"]["template"]["spec"][
+        "containers"][0].update(restartPolicy="Always")),
+    "duplicate container": ("not unique", lambda job: job["spec"]["template"]["spec"].update(
+        initContainers=[{**job["spec"]["template"]["spec"]["containers"][0], "restartPolicy": "Always"}])),
+}
+
+
+@pytest.mark.parametrize("case", SERVER_RULES_BROKEN)
+def test_each_server_side_rule_is_caught_on_a_broken_job(case):
+    expected, breaks = SERVER_RULES_BROKEN[case]
+    indexed, service, *rest = objects_for(SPREAD["4 nodes"])
+    assert server_side_violations([indexed, service, *rest]) == []
+    broken = _copy(indexed)
+    breaks(broken)
+    problems = server_side_violations([broken])
+    assert problems and all(expected in p for p in problems), problems
+
+
+def test_each_jobset_webhook_rule_is_caught():
+    (jobset,) = [o for o in objects_for([*SPREAD["4 nodes jobset"], "--jobset_version", "0.10"])
+                 if o["kind"] == "JobSet"]
+    assert server_side_violations([jobset]) == []
+    breaks = {
+        "not a DNS-1035 label": lambda js: js["spec"]["replicatedJobs"][0].update(name="1workers"),
+        "is longer than 63": lambda js: js["metadata"].update(name="j" * 60),
+        "not a replicatedJob": lambda js: js["spec"]["successPolicy"].update(targetReplicatedJobs=["ps"]),
+        "rule names": lambda js: js["spec"]["failurePolicy"]["rules"][1].update(
+            name=js["spec"]["failurePolicy"]["rules"][0]["name"]),
+        "does not compile": lambda js: js["spec"]["failurePolicy"]["rules"][0].update(
+            onJobFailureMessagePatterns=["index (0$"]),
+        "maxRestarts is negative": lambda js: js["spec"]["failurePolicy"].update(maxRestarts=-1),
+    }
+    for expected, breaking in breaks.items():
+        broken = _copy(jobset)
+        breaking(broken)
+        problems = server_side_violations([broken])
+        assert problems and any(expected in p for p in problems), (expected, problems)
