@@ -154,3 +154,87 @@ def test_training_from_an_import_starts_from_its_weights_with_fresh_state(tiny_r
                            capture_output=True, text=True, timeout=600)  # --n_blocks 1: another generator
     assert other.returncode == 2
     assert f"--init_from {imported}: its networks are not this run's (n_blocks 2 there, 1 here)" in other.stderr
+
+
+FLOATS4 = np.arange(4, dtype="<f4").tobytes()
+LYING_VIEWS = {  # what each crafted tensor claims -> the refusal
+    "stride far past the storage": (dict(numel=4, offset=0, size=[64], stride=[1 << 28]), "reaches element"),
+    "a kernel over four floats": (dict(numel=4, offset=0, size=[16, 3, 7, 7], stride=[147, 49, 7, 1]),
+                                  "reaches element"),
+    "offset past the end": (dict(numel=4, offset=4, size=[1], stride=[1]), "reaches element"),
+    "negative stride": (dict(numel=4, offset=3, size=[4], stride=[-1]), "zero and negative strides"),
+    "stride 0 repeating one float": (dict(numel=4, offset=0, size=[750_000_000], stride=[0]),
+                                     "zero and negative strides"),
+    "a storage the record does not hold": (dict(numel=750_000_000, offset=0, size=[750_000_000], stride=[1]),
+                                           "claims 750000000 elements"),
+}
+
+
+@pytest.mark.parametrize("case", LYING_VIEWS)
+def test_the_reader_refuses_views_and_sizes_its_bytes_do_not_back(case, tmp_path):
+    from tests import crafted_pth
+    from trainer.model import pth
+
+    claims, refusal = LYING_VIEWS[case]
+    for layout in ("zip", "legacy"):
+        path = tmp_path / f"{layout}.pth"
+        tensors = {"model.1.weight": crafted_pth.tensor("0", **claims)}
+        if layout == "zip":
+            crafted_pth.zip_file(path, tensors, {"0": FLOATS4})
+        else:
+            crafted_pth.legacy_file(path, tensors, {"0": (claims["numel"], FLOATS4)})
+        with pytest.raises(ValueError, match=refusal):
+            pth.load(str(path))
+
+
+def test_bfloat16_weights_are_read_exactly_as_float32(tmp_path):
+    from tests import crafted_pth
+    from trainer.model import pth
+
+    values = np.array([1.0, -2.5, 3.140625, 0.0], "<f4")
+    bf16 = (values.view("<u4") >> 16).astype("<u2").tobytes()  # these four are exact in bfloat16
+    crafted_pth.zip_file(tmp_path / "b.pth", {"w": crafted_pth.tensor("0", 4, 0, [2, 2], [2, 1], "BFloat16Storage")},
+                         {"0": bf16})
+    read = pth.load(str(tmp_path / "b.pth"))["w"]
+    assert read.dtype == np.float32
+    np.testing.assert_array_equal(read, values.reshape(2, 2))
+
+
+def _peak_rss_mib_of(*args):
+    """Runs `cyclegan ARGS` in a fresh parent and returns (result, the child's own peak RSS in MiB)."""
+    import sys
+
+    probe = ("import json, resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True, "
+             "text=True); print(json.dumps([done.returncode, done.stderr, "
+             "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
+    out = subprocess.run([sys.executable, "-c", probe, os.path.join(BIN, "cyclegan"), *args], capture_output=True,
+                         text=True, timeout=600)
+    import json
+
+    code, stderr, peak_kib = json.loads(out.stdout)
+    return code, stderr, peak_kib / 1024
+
+
+def test_files_whose_sizes_lie_are_refused_in_one_line_before_they_cost_memory(tmp_path):
+    from tests import crafted_pth
+
+    zero_mib = bytes(1 << 20)
+    lying = {
+        "stride0.pth": lambda p: crafted_pth.zip_file(p, {"model.1.weight": crafted_pth.tensor(
+            "0", 4, 0, [750_000_000], [0])}, {"0": FLOATS4}),
+        "deflated.pth": lambda p: crafted_pth.zip_file(p, {"model.1.weight": crafted_pth.tensor(
+            "0", 4, 0, [4], [1])}, {"0": (zero_mib, 1100)}, compress=True),  # 1.1 GB of zeros in 5 MB
+        "legacy.pth": lambda p: crafted_pth.legacy_file(p, {"model.1.weight": crafted_pth.tensor(
+            "0", 900_000_000, 0, [900_000_000], [1])}, {"0": (900_000_000, FLOATS4)}),
+    }
+    for name, make in lying.items():
+        path = tmp_path / name
+        make(path)
+        assert os.path.getsize(path) < 8 << 20
+        code, stderr, peak_mib = _peak_rss_mib_of("import", "--a2b", str(path), "--model_dir",
+                                                  str(tmp_path / "out"), "--preset", "tiny")
+        assert code == 2, stderr
+        (line,) = [line for line in stderr.splitlines() if "--a2b" in line]
+        assert "not a PyTorch state dict" in line and str(path) in line, stderr
+        assert peak_mib < 1536, (name, peak_mib)
+        assert not os.path.exists(tmp_path / "out" / "checkpoints")

@@ -21,7 +21,7 @@ def read_state_dict(flag, path):
     """A reference .pth (local or gs://) -> {key: array}, or a UsageError naming the flag and the file."""
     try:
         with tf.io.gfile.GFile(path, "rb") as f:
-            data = f.read()
+            data = f.read(pth.MAX_FILE_BYTES + 1)  # a larger file is refused, never read whole
     except (tf.errors.OpError, OSError) as err:
         folder = path.rsplit("/", 1)[0] if "/" in path else "."
         raise UsageError(files.cannot_read(flag, folder) or f"{flag} {path}: cannot be read "
