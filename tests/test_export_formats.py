@@ -164,3 +164,42 @@ def test_a_format_without_its_extra_or_unknown_is_one_line_and_exit_2(monkeypatc
     assert run_job("export", [*args, "--format", "savedmodel,tensorrt"], "cyclegan export") == 2
     assert "--format savedmodel,tensorrt: give one or more of savedmodel, onnx, litert" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "out")
+
+
+def bomb_png(path, width, height, channels):
+    """A PNG of zeros written row by row: hundreds of megapixels in a few hundred kilobytes."""
+    import struct
+    import zlib
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    colour_type = {1: 0, 3: 2}[channels]
+    packer, row = zlib.compressobj(9), bytes(1 + width * channels)  # filter byte 0, then the row
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0))
+                + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+def test_serve_bytes_refuses_a_decompression_bomb_from_its_header_in_bounded_memory(exports, tmp_path):
+    """A 12000x12000 RGB and a 20000x20000 grey PNG of under 1 MB each: refused before decoding, under 1.5 GB."""
+    import sys
+
+    versioned, _, _ = exports
+    probe = ("import base64, json, resource, sys; import numpy as np; import tensorflow as tf; "
+             "sig = tf.saved_model.load(sys.argv[1]).signatures['serve_bytes']; "
+             "data = open(sys.argv[2], 'rb').read(); error = ''\n"
+             "try:\n  sig(image_bytes=np.array([data], dtype=object))\n"
+             "except tf.errors.InvalidArgumentError as err:\n  error = err.message\n"
+             "print(json.dumps([error, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024]))")
+    for width, height, channels in ((12000, 12000, 3), (20000, 20000, 1)):
+        path = tmp_path / f"bomb{channels}.png"
+        bomb_png(path, width, height, channels)
+        assert os.path.getsize(path) < 1 << 20
+        done = subprocess.run([sys.executable, "-c", probe, f"{versioned}/a2b/3", str(path)], capture_output=True,
+                              text=True, timeout=600)
+        error, peak_mib = json.loads(done.stdout.strip().splitlines()[-1])
+        assert f"image_bytes: the image is over --max_megapixels {MAX_MEGAPIXELS:g}" in error
+        assert f"[{width}] [{height}]" in error
+        assert peak_mib < 1536, peak_mib

@@ -144,20 +144,41 @@ def make_translator(generator, scaling=None, max_megapixels=0.0):
             return {BYTES_OUTPUT: tf.map_fn(one, image_bytes, fn_output_signature=tf.string)}
 
         def _translate_one(self, data):
+            if max_megapixels:  # from the header, before decoding: a small PNG can decode to gigabytes
+                stated_height, stated_width = stated_size(data)
+                small = tf.debugging.Assert(stated_height * stated_width <= int(max_megapixels * 1e6), [
+                    f"{BYTES_INPUT}: the image is over --max_megapixels {max_megapixels:g}, the limit this model was "
+                    "exported with; send a smaller image. Width, height:", stated_width, stated_height])
+                with tf.control_dependencies([small]):
+                    data = tf.identity(data)
             image = decoded_rgb(data)
             height, width = tf.shape(image)[0], tf.shape(image)[1]
-            if max_megapixels:  # checked before the generator runs, which is what would run out of memory
-                small = tf.debugging.Assert(tf.cast(height * width, tf.float32) <= max_megapixels * 1e6, [
-                    f"{BYTES_INPUT}: the image is over --max_megapixels {max_megapixels:g}, the limit this model was "
-                    "exported with; send a smaller image. Width, height:", width, height])
-                with tf.control_dependencies([small]):
-                    image = tf.identity(image)
             if scaling:
                 image = scaling.scale_in(image, *scaling.scaled_shape(height, width))
             out = self.translate(image[None])["translated"][0]
             return scaling.scale_back(out, height, width) if scaling else out
 
     return Translator()
+
+
+def stated_size(data):
+    """(height, width) as int64 from a PNG's IHDR or a JPEG's frame header, without decoding; (0, 0) for anything
+    else (decoded_rgb refuses it). The decoders allocate what these headers state, so this bounds their memory."""
+    import tensorflow as tf
+
+    def png():
+        fields = tf.cast(tf.io.decode_raw(tf.strings.substr(data, 16, 8), tf.uint8), tf.int64)  # width, height: BE
+        big_endian = lambda b: ((b[0] * 256 + b[1]) * 256 + b[2]) * 256 + b[3]  # noqa: E731
+        return big_endian(fields[4:]), big_endian(fields[:4])
+
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(data), tf.int64)
+        return shape[0], shape[1]
+
+    is_png = tf.logical_and(tf.equal(tf.strings.substr(data, 0, 8), PNG_SIGNATURE),
+                            tf.greater_equal(tf.strings.length(data), 24))
+    none = lambda: (tf.constant(0, tf.int64), tf.constant(0, tf.int64))  # noqa: E731
+    return tf.cond(is_png, png, lambda: tf.cond(tf.io.is_jpeg(data), jpeg, none))
 
 
 def decoded_rgb(data):
