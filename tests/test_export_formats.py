@@ -203,3 +203,28 @@ def test_serve_bytes_refuses_a_decompression_bomb_from_its_header_in_bounded_mem
         assert f"image_bytes: the image is over --max_megapixels {MAX_MEGAPIXELS:g}" in error
         assert f"[{width}] [{height}]" in error
         assert peak_mib < 1536, peak_mib
+
+
+def test_a_new_version_is_added_beside_the_others_and_an_existing_one_needs_overwrite(exports, tmp_path):
+    versioned, _, _ = exports
+    model_dir = os.path.join(os.path.dirname(versioned), "imported")
+    output = str(tmp_path / "served")
+    cyclegan("export", "--model_dir", model_dir, "--output", output, "--versioned")
+    cyclegan("export", "--model_dir", model_dir, "--output", output, "--versioned", "--version", "2")
+    assert sorted(os.listdir(f"{output}/a2b")) == ["1", "2"] and sorted(os.listdir(f"{output}/b2a")) == ["1", "2"]
+    first = os.path.getmtime(f"{output}/a2b/1/saved_model.pb")
+
+    def refused(*flags):
+        done = subprocess.run([os.path.join(BIN, "cyclegan"), "export", "--model_dir", model_dir, "--output", output,
+                               *flags], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        return done.stderr
+
+    assert f"{output}/a2b/1 exists" in refused("--versioned", "--version", "1") and "--overwrite" in refused(
+        "--versioned")
+    assert "--version goes with --versioned" in refused("--version", "3")
+    assert os.path.getmtime(f"{output}/a2b/1/saved_model.pb") == first
+    cyclegan("export", "--model_dir", model_dir, "--output", output, "--versioned", "--version", "1", "--overwrite")
+    assert sorted(os.listdir(f"{output}/a2b")) == ["1", "2"]
+    assert os.path.getmtime(f"{output}/a2b/1/saved_model.pb") != first
+    assert not os.path.exists(output + ".partial")

@@ -20,7 +20,7 @@ With --bytes_default, serve_bytes is serving_default and the pixel signature ser
 TensorFlow containers call only serving_default). Loading one needs TensorFlow only:
 `tf.saved_model.load(EXPORT_DIR + "/a2b").signatures["serving_default"]`.
 """
-from preprocessing.flags import check_at_least, finite_float, job_parser
+from preprocessing.flags import UsageError, check_at_least, finite_float, job_parser
 from preprocessing.process import prepare_libraries
 from trainer.serving.formats import FORMATS, parse_formats
 from trainer.serving.image_files import check_writable
@@ -37,7 +37,10 @@ def main(argv, prog="cyclegan export"):
                         help=f"comma-separated, of {', '.join(FORMATS)} (default: savedmodel; it is always written)")
     parser.add_argument("--versioned", action="store_true",
                         help="write each SavedModel into a numbered folder, a2b/VERSION/, as TF Serving reads them")
-    parser.add_argument("--version", type=int, default=1, help="that number, with --versioned (default: 1)")
+    parser.add_argument("--version", type=int, help="that number, with --versioned (default: 1); the other "
+                                                      "versions there are kept")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="with --versioned: replace a version of the same number that is already there")
     parser.add_argument("--bytes_default", action="store_true",
                         help="make serve_bytes the serving_default signature (Vertex AI's prebuilt containers call "
                              "only that one); the pixel signature is then serve_pixels")
@@ -45,6 +48,9 @@ def main(argv, prog="cyclegan export"):
                         help="serve_bytes refuses larger images, rather than the server running out of memory "
                              "(default: 4, about 5 GB for the reference generator; 0: no limit)")
     args = parser.parse_args(argv)
+    if args.version is not None and not args.versioned:
+        raise UsageError("--version goes with --versioned (numbered folders a2b/VERSION/); add --versioned")
+    args.version = 1 if args.version is None else args.version
     check_at_least(("--version", args.version, 1), ("--max_megapixels", args.max_megapixels, 0.0))
     formats = parse_formats(args.format)
     prepare_libraries()
@@ -53,5 +59,5 @@ def main(argv, prog="cyclegan export"):
     check_writable(args.output)
     export(args.model_dir, args.output, args.checkpoint, formats=formats,
            version=args.version if args.versioned else 0, max_megapixels=args.max_megapixels,
-           bytes_default=args.bytes_default)
+           bytes_default=args.bytes_default, overwrite=args.overwrite)
     return 0

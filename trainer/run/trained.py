@@ -63,18 +63,24 @@ def check_same_run(checkpoint, model_dir, record):
 
 
 def export(model_dir, output, checkpoint=None, say=print, formats=("savedmodel",), version=0, max_megapixels=0.0,
-           bytes_default=False):
+           bytes_default=False, overwrite=False):
     """Write output/a2b, output/b2a (SavedModels, or output/a2b/VERSION/ with `version`, TF Serving's layout),
     any other `formats` beside them (a2b.onnx, a2b.tflite) and output/export.json; returns the SavedModel paths.
 
     Everything is written into OUTPUT.partial first, and moved into OUTPUT once complete, export.json last: a
     folder with export.json holds a whole export, and a kill or a full disk mid-export never leaves one that lacks
-    a direction. An earlier export in OUTPUT is replaced entry by entry; other files there are left alone. A
-    direction that `cyclegan import` gave no weights is not written."""
+    a direction. An earlier export in OUTPUT is replaced entry by entry; other files there are left alone. With a
+    version, the other numbered versions stay beside the new one (TF Serving's layout exists for rollback), and an
+    existing one of the same number is replaced only with `overwrite`. A direction that `cyclegan import` gave no
+    weights is not written."""
+    output = output.rstrip("/")
+    taken = [f"{output}/{d}/{version}" for d in DIRECTIONS if version and tf.io.gfile.exists(f"{output}/{d}/{version}")]
+    if taken and not overwrite:
+        raise UsageError(f"--version {version}: {taken[0]} exists; choose another --version (the others are kept for "
+                         "rollback) or pass --overwrite to replace it")
     config, nets, checkpoint, step = load_run(model_dir, checkpoint, say)
     random = imported.random_nets(checkpoints.read_run_record(model_dir, ""))
     directions = {direction: name for direction, name in DIRECTIONS.items() if name not in random}
-    output = output.rstrip("/")
     staging = output + PARTIAL
     remove(staging)  # of an export that was stopped
     scaling = view(config, Scaling)
@@ -99,9 +105,15 @@ def export(model_dir, output, checkpoint=None, say=print, formats=("savedmodel",
     tf.io.gfile.makedirs(output)
     remove(f"{output}/{EXPORT_RECORD}")  # the earlier export is incomplete from here until the new record is in
     for direction in DIRECTIONS:  # an earlier export's files of each direction, in any format
-        for stale in [direction, *(direction + suffix for suffix in SUFFIX.values())]:
+        numbered = version and tf.io.gfile.isdir(f"{output}/{direction}") and not tf.io.gfile.exists(
+            f"{output}/{direction}/saved_model.pb")  # an unversioned SavedModel there is replaced whole
+        saved_model = f"{direction}/{version}" if numbered else direction
+        for stale in [saved_model, *(direction + suffix for suffix in SUFFIX.values())]:
             remove(f"{output}/{stale}")
     for entry in (*entries, EXPORT_RECORD):
+        if version and entry in DIRECTIONS:  # into the direction's folder, beside its other versions
+            tf.io.gfile.makedirs(f"{output}/{entry}")
+            entry = f"{entry}/{version}"
         move(f"{staging}/{entry}", f"{output}/{entry}")
     remove(staging)
     for direction, name in directions.items():
