@@ -23,7 +23,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from pipeline import manifest, staging
+from pipeline import manifest, output_folder, staging
 from pipeline.shards import write_tfrecord
 from pipeline.sources import FolderSource, list_files
 from preprocessing import images
@@ -279,7 +279,7 @@ def build(pipeline, sources, config, source_description):
                | "Manifest" >> WriteManifest(config, source_description))
     # The new dataset replaces the old one only once it is whole: every shard, the report and the manifest.
     published = written["manifest"] | "Publish" >> beam.Map(
-        lambda manifest_path, _: staging.publish(manifest_path, config.output), beam.pvalue.AsList(written["reports"]))
+        lambda manifest_path, _: output_folder.publish(manifest_path, config.output), beam.pvalue.AsList(written["reports"]))
     # Last: the staging files (a run that waits deletes them too, also when it fails; a Dataflow job that nobody
     # waits for has only this step to do it).
     published | "Remove staging" >> beam.Map(lambda _: staging.remove(config.output))

@@ -1,5 +1,7 @@
-"""The --output folder before a run: writable, not a finished dataset unless --overwrite, and cleared of what an
-earlier run there wrote or left half-written, so that no stale shard ends up beside the new ones."""
+"""The --output folder's lifecycle. Before a run: writable, not a finished dataset unless --overwrite, and cleared
+of what an earlier run there wrote or left half-written, so that no stale shard ends up beside the new ones. At the
+end: the whole new dataset published in place of the old one, so that whatever fails the folder holds one whole
+dataset."""
 import os
 
 from apache_beam.io.filesystems import FileSystems
@@ -20,6 +22,7 @@ def prepare(output, overwrite):
     what an unfinished run there left, and say so. A finished dataset stays, readable, until the new one is whole
     (staging.publish replaces it); returns how many files of it will be replaced."""
     check_writable(output)
+    restore_set_aside(output)
     finished = FileSystems.exists(FileSystems.join(output, MANIFEST_NAME))
     if finished and not overwrite:
         raise UsageError(f"--output {output} already holds a {MANIFEST_NAME}; pass --overwrite to replace it, or "
@@ -74,3 +77,79 @@ def previous_output(output, keep_staging=False):
         elif SHARD_NAME.match(relative) or relative in OUR_FILES:
             ours.add(match.path)
     return sorted(ours)
+
+
+def _moves(output, manifest):
+    """The renames that publish `manifest` (its shards and report waiting in staging's incoming folder) over the
+    dataset in `output`: the old manifest aside first, its shards and report after; then the new shards and
+    report in, the new manifest last. At every step a reader finds either a whole dataset or no manifest."""
+    incoming, previous = staging.incoming_dir(output), staging.previous_dir(output)
+    root = output.rstrip("/") + "/"
+    old = [path[len(root):] for path in previous_output(output, keep_staging=True)]
+    old_data = [name for name in old if SHARD_NAME.match(name) or name == REJECTED_NAME]
+    new = [shard["path"] for entry in manifest["splits"].values() for shard in entry["shards"]] + [REJECTED_NAME]
+    aside = [(FileSystems.join(output, name), FileSystems.join(previous, name))
+             for name in [MANIFEST_NAME] * (MANIFEST_NAME in old) + old_data]
+    into = [(FileSystems.join(incoming, name), FileSystems.join(output, name)) for name in new + [MANIFEST_NAME]]
+    return aside, into, [root + name for name in old if name not in old_data and name != MANIFEST_NAME]
+
+
+def _rename(pairs):
+    if not pairs:
+        return
+    sources, targets = zip(*pairs)
+    for target in targets:
+        if files.is_local(target):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+    FileSystems.rename(list(sources), list(targets))
+
+
+def publish(manifest, output):
+    """Replace the dataset in `output` with the whole one in staging's incoming folder; returns `manifest`.
+
+    The old dataset is set aside in staging's previous folder, the new one moved in, and only then the old one
+    deleted. A failure midway undoes the renames that happened (the old dataset back in place and whole; the new
+    one back in incoming, removed with the staging files) and raises. If the undo fails as well, the old dataset
+    stays set aside, which staging.remove never deletes and the next run's prepare() puts back."""
+    aside, into, leftovers = _moves(output, manifest)
+    files.delete(leftovers)  # half-written files and temporary folders: part of no dataset
+    try:
+        _rename(aside[:1])  # the old manifest first: from here no reader takes the folder's shards as whole
+        _rename(aside[1:])
+        _rename(into[:-1])
+        _rename(into[-1:])  # the new manifest last: from here the new dataset is whole
+    except Exception as err:
+        try:
+            _undo(aside + into)
+        except Exception as undo_err:
+            raise RuntimeError(f"publishing the new dataset into {output} failed ({err}) and so did putting the old "
+                               f"one back ({undo_err}); the old dataset is in {staging.previous_dir(output)}, which "
+                               "the next run in this folder moves back") from err
+        raise
+    files.delete([staging.previous_dir(output)])
+    return manifest
+
+
+def _undo(pairs):
+    """Rename back, last first, every (source, target) that happened: its target there and its source not."""
+    done = [(src, dst) for src, dst in pairs if FileSystems.exists(dst) and not FileSystems.exists(src)]
+    _rename([(dst, src) for src, dst in reversed(done)])
+
+
+def restore_set_aside(output):
+    """A publish that failed and could not undo left the old dataset in staging's previous folder: put it back
+    (unless a new manifest made it in, which means the new dataset is whole and the old one is done with)."""
+    previous = staging.previous_dir(output)
+    aside = [m.path for m in files.match_under(previous)]
+    if not aside:
+        return
+    if FileSystems.exists(FileSystems.join(output, MANIFEST_NAME)):
+        files.delete([previous])
+        return
+    root, top = previous.rstrip("/") + "/", output.rstrip("/") + "/"
+    names = [path[len(root):] for path in aside]
+    files.delete([path for path in previous_output(output, keep_staging=True)  # the failed publish's new files
+                  if SHARD_NAME.match(path[len(top):]) or path[len(top):] == REJECTED_NAME])
+    manifest_last = sorted(names, key=lambda name: name == MANIFEST_NAME)
+    _rename([(FileSystems.join(previous, name), FileSystems.join(output, name)) for name in manifest_last])
+    print(f"preprocess: put back the dataset that a failed publish had set aside in {previous}", flush=True)

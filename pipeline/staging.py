@@ -17,6 +17,7 @@ from pipeline import files
 
 STAGING_FOLDER = "_staging"
 INCOMING_FOLDER = "dataset"  # _staging/dataset/: the new shards, report and manifest, until the job publishes them
+PREVIOUS_FOLDER = "previous"  # _staging/previous/: the dataset being replaced, while the new one moves in
 READ_WINDOW = 64  # records read ahead in parallel by a shard writer: remote reads overlap their latency
 READ_THREADS = 8
 
@@ -27,28 +28,13 @@ def staging_dir(output):
 
 def incoming_dir(output):
     """Where the job writes the dataset it makes: an earlier dataset in `output` stays whole and readable until
-    this one is (see publish)."""
+    this one is (see output_folder.publish)."""
     return FileSystems.join(staging_dir(output), INCOMING_FOLDER)
 
 
-def publish(manifest, output):
-    """Replace the dataset in `output` with the whole one in incoming_dir: the old manifest goes first (from then
-    on the folder holds no dataset a reader would take as whole), then the old shards and report, then the new
-    ones move in, the manifest last. Returns `manifest`."""
-    from pipeline.output_folder import previous_output
-    from preprocessing.schema import MANIFEST_NAME, REJECTED_NAME
-
-    incoming = incoming_dir(output)
-    files.delete([FileSystems.join(output, MANIFEST_NAME)])
-    files.delete(previous_output(output, keep_staging=True))
-    names = [shard["path"] for entry in manifest["splits"].values() for shard in entry["shards"]] + [REJECTED_NAME]
-    targets = [FileSystems.join(output, name) for name in names]
-    if files.is_local(output):
-        for target in targets:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-    FileSystems.rename([FileSystems.join(incoming, name) for name in names], targets)
-    FileSystems.rename([FileSystems.join(incoming, MANIFEST_NAME)], [FileSystems.join(output, MANIFEST_NAME)])
-    return manifest
+def previous_dir(output):
+    """Where publishing sets the replaced dataset aside: the one place it exists while the new one moves in."""
+    return FileSystems.join(staging_dir(output), PREVIOUS_FOLDER)
 
 
 class StagingFile:
@@ -93,6 +79,10 @@ def read_records(refs):
 
 
 def remove(output):
-    """Delete the staging files of a run (also those of retried bundles, which nothing references)."""
-    folder = staging_dir(output)
-    files.delete([m.path for m in files.match_under(folder)] + [folder])
+    """Delete the staging files of a run (also those of retried bundles, which nothing references). A dataset set
+    aside by a publish that could not be undone is never among them: the next run's output_folder.prepare puts it
+    back."""
+    folder, previous = staging_dir(output), previous_dir(output).rstrip("/") + "/"
+    kept = [m.path for m in files.match_under(folder) if m.path.startswith(previous)]
+    files.delete([m.path for m in files.match_under(folder) if not m.path.startswith(previous)]
+                 + ([] if kept else [folder]))

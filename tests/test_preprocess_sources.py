@@ -3,10 +3,12 @@ import json
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from pipeline import cli
+from preprocessing.flags import JobFailed, UsageError
 from preprocessing.schema import parse_example
 from tests.helpers import gradient
 
@@ -118,3 +120,69 @@ def test_dataflow_template_translates_and_stages_on_the_emulator(gcs_emulator, m
     assert any(name.endswith("pipeline/graph.py") for name in names)
     assert any(name.endswith("preprocessing/schema.py") for name in names)
     assert not list(bucket.list_blobs(prefix="out/"))  # nothing ran, so nothing was written
+
+
+def _contents(output, bucket=None):
+    """{relative name: bytes} of every file under `output` (a local folder, or gs://BUCKET/out)."""
+    if bucket is None:
+        from pathlib import Path
+
+        root = Path(output)
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    return {b.name[len("out/"):]: b.download_as_bytes() for b in bucket.list_blobs(prefix="out/")}
+
+
+def _failing_renames(monkeypatch, fail_undo):
+    """FileSystems.rename that moves half of the new dataset's files into place, then fails (and, with fail_undo,
+    fails every rename back out of the output folder too)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    real = FileSystems.rename
+
+    def rename(sources, targets):
+        if any("/_staging/dataset/" in s for s in sources) and len(sources) > 1:
+            half = len(sources) // 2
+            real(sources[:half], targets[:half])
+            raise IOError("injected: the storage refused a rename midway")
+        if fail_undo and any("/_staging/dataset/" in t and "/_staging/" not in s for s, t in zip(sources, targets)):
+            raise IOError("injected: and refused the undo")
+        return real(sources, targets)
+
+    monkeypatch.setattr(FileSystems, "rename", staticmethod(rename))
+
+
+def test_a_publish_that_fails_midway_leaves_one_whole_dataset_locally_and_on_gcs(gcs_emulator, messy_root, tmp_path,
+                                                                               monkeypatch, capsys):
+    from apache_beam.io.filesystems import FileSystems
+
+    bucket = bucket_with_messy_raw("cyclegan-publish", messy_root, monkeypatch)
+    real_rename = FileSystems.rename
+    for source, output, in_bucket in ((messy_root[0], str(tmp_path / "out"), None),
+                                      ("gs://cyclegan-publish/raw", "gs://cyclegan-publish/out", bucket)):
+        job = ["--input", source, "--output", output, "--direct_running_mode=in_memory"]
+        assert cli.main([*job, "--num_shards", "2"]) == 0
+        before = _contents(output, in_bucket)
+        assert "manifest.json" in before and sum(name.endswith(".tfrecord") for name in before) == 6
+
+        for fail_undo in (False, True):
+            _failing_renames(monkeypatch, fail_undo)
+            with pytest.raises(JobFailed) as failed:
+                cli.main([*job, "--num_shards", "1", "--overwrite"])
+            monkeypatch.setattr(FileSystems, "rename", real_rename)
+            after = {name: data for name, data in _contents(output, in_bucket).items()
+                     if not name.startswith("preprocess-failure.log")}
+            if fail_undo:  # the old dataset waits, whole, where the error said; the next run puts it back
+                assert f"the old dataset is in {output}/_staging/previous" in str(failed.value)
+                aside = {name[len("_staging/previous/"):]: data for name, data in after.items()
+                         if name.startswith("_staging/previous/")}
+                assert aside == before
+                with pytest.raises(UsageError, match="already holds a manifest.json"):
+                    cli.main(job)  # not --overwrite: the dataset it put back is finished
+                assert "put back the dataset that a failed publish had set aside" in capsys.readouterr().out
+                after = {name: data for name, data in _contents(output, in_bucket).items()
+                         if not name.startswith("preprocess-failure.log")}
+            else:
+                assert "the dataset that was there is untouched" in str(failed.value)
+            assert after == before, (output, fail_undo, sorted(set(after) ^ set(before)))
+        assert cli.main([*job, "--num_shards", "1", "--overwrite"]) == 0
+        assert sum(name.endswith("-of-00001.tfrecord") for name in _contents(output, in_bucket)) == 3
