@@ -51,7 +51,7 @@ def build(summary, config, source):
 
 
 def write(summary, config, source, folder):
-    """The manifest of the job's outputs, written into `folder` (the incoming dataset, see staging.publish)."""
+    """The manifest of the job's outputs, written into `folder` (the incoming dataset, see output_folder.publish)."""
     manifest = build(summary, config, source)
     write_whole(FileSystems.join(folder, MANIFEST_NAME), json.dumps(manifest, indent=2, sort_keys=True)
                 .encode(), "application/json")

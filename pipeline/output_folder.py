@@ -20,7 +20,7 @@ OUR_FILES = frozenset(name + suffix for name in (MANIFEST_NAME, REJECTED_NAME, F
 def prepare(output, overwrite):
     """A UsageError if `output` takes no file or holds a finished dataset (without `overwrite`); otherwise remove
     what an unfinished run there left, and say so. A finished dataset stays, readable, until the new one is whole
-    (staging.publish replaces it); returns how many files of it will be replaced."""
+    (publish replaces it); returns how many files of it will be replaced."""
     check_writable(output)
     restore_set_aside(output)
     finished = FileSystems.exists(FileSystems.join(output, MANIFEST_NAME))
