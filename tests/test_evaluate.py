@@ -197,3 +197,18 @@ def test_the_tiny_preset_learns_the_spatial_task_beyond_any_per_pixel_map(tmp_pa
     per_pixel = min(1.0, report["colour_map_mae_vs_identity"])
     assert report["colour_map_mae_vs_identity"] >= 0.6
     assert report["ground_truth_mae_vs_identity"] <= 0.6 * per_pixel, report
+
+
+def test_truths_equal_to_the_inputs_make_the_ratios_undefined_not_a_crash(small_synth, tmp_path):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(small_synth, root)
+    for truth in (root / TRUTH_FOLDER).iterdir():
+        shutil.copy(root / "testA" / truth.name, truth)  # the identity is the truth: its MAE is 0
+    identity = as_translator(lambda x: x)
+    report = Evaluator(str(root))(identity, identity, str(tmp_path / "out"))
+    assert report["identity_mae"] == 0.0 and report["ground_truth_mae_vs_identity"] is None
+    assert report["colour_map_mae_vs_identity"] is None
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["ground_truth_mae_vs_identity"] is None
+    assert any("undefined (the truths equal the inputs)" in line for line in table(report))

@@ -102,10 +102,10 @@ class Evaluator:
             report[Key.IDENTITY_MAE] = mean(metrics.mae, real, truth)
             report[Key.PSNR] = mean(metrics.psnr, translated, truth)
             report[Key.IDENTITY_PSNR] = mean(metrics.psnr, real, truth)
-            report[Key.GROUND_TRUTH_MAE_VS_IDENTITY] = report[Key.GROUND_TRUTH_MAE] / report[Key.IDENTITY_MAE]
+            report[Key.GROUND_TRUTH_MAE_VS_IDENTITY] = ratio(report[Key.GROUND_TRUTH_MAE], report[Key.IDENTITY_MAE])
             # the baseline no trained model may see: the best colour map, fit on these very test pairs
             report[Key.COLOUR_MAP_MAE] = mean(metrics.mae, metrics.best_colour_map(real, truth), truth)
-            report[Key.COLOUR_MAP_MAE_VS_IDENTITY] = report[Key.COLOUR_MAP_MAE] / report[Key.IDENTITY_MAE]
+            report[Key.COLOUR_MAP_MAE_VS_IDENTITY] = ratio(report[Key.COLOUR_MAP_MAE], report[Key.IDENTITY_MAE])
         report[Key.CYCLE_MAE_A] = mean(metrics.mae, cycled["A"], self.images["A"])
         report[Key.CYCLE_MAE_B] = mean(metrics.mae, cycled["B"], self.images["B"])
         report[Key.CYCLE_MAE] = (report[Key.CYCLE_MAE_A] + report[Key.CYCLE_MAE_B]) / 2
@@ -135,6 +135,11 @@ def finite(report, key):
     return value if isinstance(value, float) and math.isfinite(value) else None
 
 
+def ratio(mae, identity_mae):
+    """An MAE relative to the untrained baseline's; None (undefined, reported so) when the truths equal the inputs."""
+    return mae / identity_mae if identity_mae else None
+
+
 def mean(metric, xs, ys):
     return float(np.mean([metric(x, y) for x, y in zip(xs, ys)]))
 
@@ -152,7 +157,9 @@ def table(report):
         if key not in report:
             continue
         value = report[key]
-        text = "skipped" if value is None else f"{value:.4f}"
+        undefined = key in (Key.GROUND_TRUTH_MAE_VS_IDENTITY, Key.COLOUR_MAP_MAE_VS_IDENTITY)
+        text = ("undefined (the truths equal the inputs)" if undefined else "skipped") if value is None else (
+            f"{value:.4f}")
         if key == Key.PSNR:
             text = f"{value:.2f} ({report[Key.IDENTITY_PSNR]:.2f})"
         lines.append(f"  {label:<40} {text}")
