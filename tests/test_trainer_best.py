@@ -97,3 +97,39 @@ def test_compare_sorts_runs_by_their_evaluation_and_names_what_differs(tiny_reco
     missing = subprocess.run([os.path.join(BIN, "cyclegan"), "compare", str(tmp_path)], capture_output=True,
                              text=True, timeout=300)
     assert missing.returncode == 2 and f"{tmp_path}/run.json does not exist" in missing.stderr
+
+    # damaged records: one line naming the file; compare leaves out only the damaged run
+    import shutil
+
+    damaged = {"best": ("checkpoints/best/best.json", "{garbage"), "report": ("eval/report-2.json", "[1, 2]"),
+               "record": ("run.json", "[]")}
+    copies = {}
+    for name, (relative, text) in damaged.items():
+        copies[name] = str(tmp_path / f"damaged_{name}")
+        shutil.copytree(runs[0], copies[name])
+        (tmp_path / f"damaged_{name}" / relative).write_text(text)
+    nan_best = str(tmp_path / "nan_best")
+    shutil.copytree(runs[1], nan_best)
+    record = json.loads((tmp_path / "nan_best" / "checkpoints/best/best.json").read_text())
+    (tmp_path / "nan_best" / "checkpoints/best/best.json").write_text(json.dumps({**record, "value": float("nan")}))
+    done = subprocess.run([os.path.join(BIN, "cyclegan"), "compare", runs[2], *copies.values(), nan_best, "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    warnings = done.stderr.strip().splitlines()
+    assert len(warnings) == 3 and all("warning:" in line and "left out" in line and "damaged" in line
+                                      for line in warnings), warnings
+    for name, (relative, _) in damaged.items():
+        assert any(f"{copies[name]}/{relative}" in line for line in warnings)
+
+    def no_constants(name):
+        raise ValueError(f"{name} is not JSON")
+
+    rows = json.loads(done.stdout, parse_constant=no_constants)
+    assert [row["run"] for row in rows] == sorted([runs[2], nan_best], key=lambda r: next(
+        row["best"]["value"] for row in rows if row["run"] == r))
+    for command in ("export", "evaluate"):
+        args = ["--output", str(tmp_path / "out"), *(["--data", raw] if command == "evaluate" else [])]
+        refused = subprocess.run([os.path.join(BIN, "cyclegan"), command, "--model_dir", copies["best"],
+                                  "--checkpoint", "best", *args], capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert f"{copies['best']}/checkpoints/best/best.json: damaged (not JSON" in refused.stderr

@@ -11,6 +11,7 @@ the same rows as a JSON list for scripts.
 import dataclasses
 import json
 import re
+import sys
 
 from preprocessing.flags import UsageError, job_parser
 from preprocessing.process import prepare_libraries
@@ -33,6 +34,7 @@ class Row:
 def read_run(model_dir):
     import tensorflow as tf
 
+    from trainer import files
     from trainer.run import best, checkpoints
     from trainer.run.model_dir import EVAL, LOGS, model_path
 
@@ -41,8 +43,8 @@ def read_run(model_dir):
     step = checkpoints.step_of(newest[0]) if newest else 0
     reports = {}
     for path in tf.io.gfile.glob(model_path(model_dir, EVAL, "report-*.json")):
-        with tf.io.gfile.GFile(path) as f:
-            reports[int(re.search(r"report-(\d+)\.json$", path).group(1))] = json.load(f)
+        reports[int(re.search(r"report-(\d+)\.json$", path).group(1))] = files.read_json_object(
+            path, advice="remove it, or run `cyclegan evaluate --checkpoint` for that step again")
     rate, stamp = 0.0, -1.0
     for path in tf.io.gfile.glob(model_path(model_dir, LOGS, "events.out.tfevents.*")):
         for event in tf.compat.v1.train.summary_iterator(path):
@@ -63,7 +65,7 @@ def chosen_metric(rows, asked):
 def summarise(row, metric, differing):
     """One row as a plain dict: what the table and --json show."""
     scored = {step: report[metric] for step, report in row.reports.items() if finite(report, metric) is not None}
-    if row.best and row.best["metric"] == metric:
+    if row.best and row.best["metric"] == metric and finite(row.best, "value") is not None:
         best = {"value": row.best["value"], "step": row.best["step"]}
     elif scored:
         step = min(scored, key=scored.get)
@@ -96,7 +98,14 @@ def main(argv, prog="cyclegan compare"):
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
     prepare_libraries()
-    rows = [read_run(run) for run in args.runs]
+    rows = []
+    for run in args.runs:
+        try:
+            rows.append(read_run(run))
+        except UsageError as err:  # one damaged run leaves the others to compare
+            print(f"{prog}: warning: {run} left out: {err}", file=sys.stderr, flush=True)
+    if not rows:
+        raise UsageError(f"none of the {len(args.runs)} runs can be read (see the warnings above)")
     metric = chosen_metric(rows, args.metric)
     if metric is None:
         raise UsageError(f"none of the {len(rows)} runs has an evaluation report: train with --eval_every and "
@@ -106,7 +115,7 @@ def main(argv, prog="cyclegan compare"):
     summaries = sorted((summarise(row, metric, differing) for row in rows),
                        key=lambda s: (s["best"] is None, s["best"]["value"] if s["best"] else 0.0))
     if args.json:
-        print(json.dumps(summaries, indent=2))
+        print(json.dumps(summaries, indent=2, allow_nan=False))
         return 0
     for line in table(summaries):
         print(line)

@@ -1,8 +1,11 @@
-"""Whole-file writes and moves on any filesystem TensorFlow reads (local, gs://, ram://)."""
+"""Whole-file writes, moves and the reading of our own JSON records, on any filesystem TensorFlow reads (local,
+gs://, ram://)."""
+import json
 import os
 
 import tensorflow as tf
 
+from preprocessing.flags import UsageError
 from preprocessing.process import PARTIAL
 
 
@@ -69,3 +72,19 @@ def remove(path):
         tf.io.gfile.rmtree(path)
     elif tf.io.gfile.exists(path):
         tf.io.gfile.remove(path)
+
+
+def read_json_object(path, needs=(), advice="restore it from a copy, or remove it"):
+    """The JSON object a record file of ours holds, or a UsageError in one line that names the file: a damaged
+    record (garbage, a list, an object without the keys in `needs`) is a person's problem, not a traceback's."""
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            value = json.loads(f.read())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path}: damaged (not JSON: {str(err).splitlines()[0][:80]}); {advice}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{path}: damaged (a JSON {type(value).__name__}, not an object); {advice}")
+    missing = [key for key in needs if key not in value]
+    if missing:
+        raise UsageError(f"{path}: damaged (no {', '.join(missing)}); {advice}")
+    return value

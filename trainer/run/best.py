@@ -17,7 +17,7 @@ import tensorflow as tf
 from preprocessing.flags import UsageError
 from trainer.config import RANKED_ERRORS
 from trainer.evaluation.evaluator import finite
-from trainer.files import remove, write_whole
+from trainer.files import read_json_object, remove, write_whole
 from trainer.run import strategy as strategies
 from trainer.run.checkpoints import SaveError, load_failure
 from trainer.run.model_dir import CHECKPOINTS, model_path
@@ -34,8 +34,8 @@ def read_record(model_dir):
     path = model_path(folder(model_dir), RECORD)
     if not tf.io.gfile.exists(path):
         return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+    return read_json_object(path, ("checkpoint", "metric", "value", "step"),
+                            "remove the best/ folder; the next evaluation keeps a new best checkpoint")
 
 
 def checkpoint_of(model_dir):
@@ -93,7 +93,10 @@ class BestCheckpoint:
             self.say(f"best checkpoint: this run ranks by {metric}, the kept one by {self.record['metric']}: the "
                      "next evaluation replaces it")
             self.record = None
-        return self.record is None or report[metric] < self.record["value"]
+        if finite(report, metric) is None:  # a NaN evaluation is never the best, and never replaces it
+            return False
+        kept = self.record and finite(self.record, "value")
+        return kept is None or report[metric] < kept
 
     def _agreed(self, improved):
         """The chief's verdict on every worker: a sum over all replicas of 1 from the chief's, 0 from the others'."""

@@ -237,8 +237,10 @@ def read_run_record(model_dir, missing):
     path = model_path(model_dir, RUN_RECORD)
     if not tf.io.gfile.exists(path):
         raise UsageError(files.cannot_read("--model_dir", model_dir) or f"{path} does not exist: {missing}")
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
+    record = files.read_json_object(path, ("config",), "restore it from a copy (it records what the run trains)")
+    if not isinstance(record["config"], dict):
+        raise UsageError(f"{path}: damaged (its config is not an object); restore it from a copy")
+    return record
 
 
 def identity_changes(recorded, now):
