@@ -1,12 +1,17 @@
 """Watching a run's balance: the step's health signals (trainer/model/step.py, HEALTH), averaged over each log
 window, and one alarm per episode of the three ways GAN training fails while its losses keep printing.
 
-    discriminator wins   D_A's or D_B's loss below D_LOSS_FLOOR for PATIENCE logs in a row: it tells real from fake
-                         outright, and its verdict no longer teaches the generator anything (the reference's
-                         maintainers: "if D's loss is almost 0 for a while, your training might have collapsed")
+    discriminator wins   D_A's or D_B's loss below D_LOSS_FLOOR for PATIENCE_STEPS steps in a row: it tells real
+                         from fake outright, and its verdict no longer teaches the generator anything (the
+                         reference's maintainers: "if D's loss is almost 0 for a while, your training might have
+                         collapsed")
     generator collapse   a generator's output variance over the batch below COLLAPSE_SHARE of the variance of the
-                         real images it imitates, for PATIENCE logs in a row: its outputs are alike whatever the
-                         input. Needs a global batch of 2 or more (one image has no variance over the batch).
+                         real images it imitates, for PATIENCE_STEPS steps in a row, once it has been above that
+                         share or the run is past COLLAPSE_WARMUP_STEPS: its outputs are alike whatever the input.
+                         An untrained generator's outputs vary little (about 1% of the real images' variance on
+                         the discs task, rising past 5% only after tens of steps, later at a lower --lr), so a low
+                         share is a collapse only when it falls from a level reached, or lasts past the warm-up.
+                         Needs a global batch of 2 or more (one image has no variance over the batch).
     exploding gradient   a network's gradient norm not finite, or above EXPLOSION_FACTOR times the median of its
                          earlier logs (once there are WARMUP of them); at once, no patience
 
@@ -22,8 +27,11 @@ from preprocessing import exit_status
 D_LOSS_FLOOR = 0.01  # a balanced LSGAN discriminator sits near 0.25, a vanilla one near 0.69
 COLLAPSE_SHARE = 0.05
 EXPLOSION_FACTOR = 100.0
-WARMUP = 5
-PATIENCE = 5
+WARMUP = 5  # logs of gradient norms before their median means anything
+# Counted in steps, not logs, so that --log_every does not change when an alarm fires; the reference trains for
+# 200 epochs of a thousand or more steps, so both are short next to a run.
+PATIENCE_STEPS = 50
+COLLAPSE_WARMUP_STEPS = 500
 ADVICE = {
     "discriminator": "lower the discriminators' --lr, or check the data: a domain told apart by something trivial "
                      "(image size, borders, compression) lets a discriminator win",
@@ -57,8 +65,9 @@ class Collapsed(Exception):
 
 
 class HealthWatch:
-    def __init__(self, first_step=0, patience=PATIENCE, loss_scaled=False):
-        self.patience, self.streaks, self.norms, self.began = patience, {}, {}, {}
+    def __init__(self, first_step=0, loss_scaled=False):
+        self.patience, self.warmup = PATIENCE_STEPS, COLLAPSE_WARMUP_STEPS  # read here, so tests may lower them
+        self.streaks, self.norms, self.began, self.said, self.reached = {}, {}, {}, set(), set()
         self.logged = first_step  # the step of the last log: the next window starts after it
         # under mixed_float16 a step whose scaled gradients overflow is the loss scale's to handle (it is skipped
         # and the scale lowered): a non-finite norm there is not an explosion
@@ -82,19 +91,27 @@ class HealthWatch:
         for d in ("D_A", "D_B"):
             if d in losses:
                 alarms += self._persistent(step, f"{d} loss", "discriminator", losses[d] < D_LOSS_FLOOR,
-                                           f"below {D_LOSS_FLOOR} for {self.patience} logs ({losses[d]:.4f})")
+                                           f"below {D_LOSS_FLOOR} for {self.patience} steps ({losses[d]:.4f})")
         for g, target in (("G_AB", "B"), ("G_BA", "A")):
             real, fake = health[f"{target}_variance"], health[f"{g}_output_variance"]
             share = fake / real if real > 0 else math.inf  # a batch of one: no variance to compare
-            alarms += self._persistent(step, f"{g} output variance", "collapse", share < COLLAPSE_SHARE,
-                                       f"{share:.1%} of real {target} images' for {self.patience} logs")
+            if COLLAPSE_SHARE <= share < math.inf:
+                self.reached.add(g)
+            fell = g in self.reached or step > self.warmup
+            alarms += self._persistent(step, f"{g} output variance", "collapse", share < COLLAPSE_SHARE and fell,
+                                       f"{share:.1%} of real {target} images' for {self.patience} steps")
         for net in ("G_AB", "G_BA", "D_A", "D_B"):
             alarms += self._exploding(step, net, health[f"{net}_grad_norm"])
         return alarms
 
     def _persistent(self, step, signal, kind, holds, detail):
-        if self._streak(signal, holds) != self.patience:
+        """One alarm per episode: once the condition has held for `patience` steps, through the log at `step`."""
+        if not self._streak(signal, holds):
+            self.said.discard(signal)
             return []
+        if signal in self.said or step - self.began[signal] + 1 < self.patience:
+            return []
+        self.said.add(signal)
         return [Alarm(signal, kind, step, detail, self.began[signal])]
 
     def _exploding(self, step, net, norm):
