@@ -238,3 +238,26 @@ def test_files_whose_sizes_lie_are_refused_in_one_line_before_they_cost_memory(t
         assert "not a PyTorch state dict" in line and str(path) in line, stderr
         assert peak_mib < 1536, (name, peak_mib)
         assert not os.path.exists(tmp_path / "out" / "checkpoints")
+
+
+def test_import_refuses_a_file_a_held_directory_and_one_that_holds_a_run_before_reading_weights(tmp_path):
+    from tests.test_trainer_lease import held_by
+
+    def refused(model_dir):
+        done = cyclegan("import", "--a2b", str(tmp_path / "never-read.pth"), "--model_dir", str(model_dir),
+                        "--preset", "tiny")
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "never-read.pth" not in done.stderr  # refused before the weights file is looked at
+        return done.stderr
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    assert f"--model_dir {a_file} is a file" in refused(a_file)
+    training = tmp_path / "training"
+    held_by(str(training))  # a trainer elsewhere holds it, its heartbeat fresh
+    (training / "run.json").write_text("{}")
+    assert f"--model_dir {training} is in use by another run (other-host pid 4242" in refused(training)
+    assert (training / "run.json").read_text() == "{}"
+    (training / "lease.json").unlink()
+    assert f"--model_dir {training} already holds a run (run.json or checkpoints)" in refused(training)
+    assert not (training / "lease.json").exists()  # let go after the refusal

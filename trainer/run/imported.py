@@ -6,6 +6,7 @@ import json
 import keras
 import tensorflow as tf
 
+from preprocessing import lease
 from preprocessing.flags import UsageError
 from trainer import files
 from trainer.config import view
@@ -39,9 +40,24 @@ def read_state_dict(flag, path):
 
 
 def import_generators(config, sources, say=print):
-    """Write config.model_dir (run.json, checkpoints/ckpt-0) with `sources`' weights (net name -> .pth path)."""
-    if checkpoints.checkpoint_candidates(config.model_dir):
-        raise UsageError(f"--model_dir {config.model_dir} already holds checkpoints; import into a new folder")
+    """Write config.model_dir (run.json, checkpoints/ckpt-0) with `sources`' weights (net name -> .pth path), holding
+    the directory's lease as a training run does, into a folder that holds no run."""
+    model_dir = config.model_dir
+    if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
+        raise UsageError(f"--model_dir {model_dir} is a file; name a new folder for the imported model directory")
+    holder = lease.Lease(model_dir, config.lease_timeout, clash="an import would rewrite the run.json and "
+                         "checkpoints of the run that holds it")
+    holder.take(say)
+    try:
+        if tf.io.gfile.exists(model_path(model_dir, RUN_RECORD)) or checkpoints.checkpoint_candidates(model_dir):
+            raise UsageError(f"--model_dir {model_dir} already holds a run ({RUN_RECORD} or checkpoints); import "
+                             "into a new folder")
+        return _write_imported(config, sources, say)
+    finally:
+        holder.release()
+
+
+def _write_imported(config, sources, say):
     keras.utils.set_random_seed(config.seed)  # the nets not imported: random as a training run would start them
     nets = networks.build(view(config, networks.Shape))
     for net, path in sources.items():
