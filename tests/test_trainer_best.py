@@ -133,3 +133,26 @@ def test_compare_sorts_runs_by_their_evaluation_and_names_what_differs(tiny_reco
                                   "--checkpoint", "best", *args], capture_output=True, text=True, timeout=300)
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
         assert f"{copies['best']}/checkpoints/best/best.json: damaged (not JSON" in refused.stderr
+
+
+def test_a_stop_signal_during_an_evaluation_ends_it_at_the_next_image_with_the_step_saved(tiny_records, two_cpus,
+                                                                                          tmp_path, monkeypatch):
+    from trainer.serving import translator
+
+    records, raw = tiny_records
+    real_translate, calls = translator.translate_pixels, []
+
+    def translate_then_signal(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second image of the evaluation at step 3: as a spot node's notice would come
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_translate(*args, **kwargs)
+
+    monkeypatch.setattr(translator, "translate_pixels", translate_then_signal)
+    model_dir = tmp_path / "model"
+    config = dataclasses.replace(SMALL, data=records, eval_data=raw, eval_every=3, steps=6, model_dir=str(model_dir))
+    with pytest.raises(preemption.Preempted) as stopped:
+        run(config, two_cpus)
+    assert stopped.value.step == 3 and len(calls) == 2  # no image translated after the signal
+    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("ckpt-3")
+    assert not (model_dir / "eval" / "report-3.json").exists()

@@ -11,7 +11,7 @@ import tensorflow as tf
 from preprocessing import lease
 from preprocessing.schema import TRAIN, load_manifest
 from trainer.config import view
-from trainer.evaluation.evaluator import Key
+from trainer.evaluation.evaluator import Key, Stopped
 from trainer.model import networks
 from trainer.model.step import HEALTH, CycleGANTrainer, requests
 from trainer.run import best as best_checkpoint
@@ -106,6 +106,7 @@ class Run:
     total: int  # the last step
     first: int  # the step this start resumed from
     saved_at: float = dataclasses.field(default_factory=time.monotonic)
+    saved_step: int = -1
 
 
 @dataclasses.dataclass
@@ -251,7 +252,17 @@ def periodic_actions(run, window, say, compile_cache, stop_request):
                + " ".join(f"{name} {tick.losses[name]:.3f}" for name in LOSS_ORDER if name in tick.losses))
 
     def evaluate(tick):
-        evaluation = run.logs.evaluate(tick.step)
+        # One worker stops its evaluation at a stop signal and saves the step, within a spot node's 15 s; with
+        # several, the others wait in the next step's collectives, so the chief's evaluation runs to its end.
+        stopping = (lambda: stop_request.requested) if run.workers == 1 else (lambda: False)
+        try:
+            evaluation = run.logs.evaluate(tick.step, stopping)
+        except Stopped:
+            say(f"eval at step {tick.step}: stopped by {stop_request.signal_name}")
+            if run.saved_step == tick.step:  # saved just before evaluating
+                raise preemption.Preempted(tick.step, run.state.manager.latest_checkpoint,
+                                           stop_request.signal_name) from None
+            save(dataclasses.replace(tick, stop=True))
         best = run.best.offer(tick.step, evaluation)
         if evaluation:
             say(f"eval at step {tick.step}: " + ", ".join(
@@ -270,7 +281,7 @@ def periodic_actions(run, window, say, compile_cache, stop_request):
     def save(tick):
         if run.holder:
             run.holder.ensure_held(tick.step)
-        path, run.saved_at = run.state.save(), time.monotonic()
+        path, run.saved_at, run.saved_step = run.state.save(), time.monotonic(), tick.step
         if tick.stop:
             raise preemption.Preempted(tick.step, path, stop_request.signal_name)
 
@@ -282,8 +293,9 @@ def periodic_actions(run, window, say, compile_cache, stop_request):
         (lambda tick: every(config.log_every)(tick) or first_step(tick), progress),
         (every(config.log_every), log),
         (every(config.image_every), lambda tick: run.logs.images(tick.step)),
-        (every(config.eval_every), evaluate),
+        # saved before evaluating: a stop or a stall during an evaluation then loses nothing of the step
         (lambda tick: tick.stop or tick.save or every(config.checkpoint_every)(tick) or tick.step == total, save),
+        (every(config.eval_every), evaluate),
     ]
 
 

@@ -87,11 +87,12 @@ class Summaries:
             tf.summary.image("held_out/A_GA_FGA_B_FB_GFB", held_out_grid(self.trainer.nets, *self.held_out),
                              description="rows: real A, G(A), F(G(A)), real B, F(B), G(F(B))")
 
-    def evaluate(self, step):
-        """The evaluation report of the current generators (None on other workers)."""
+    def evaluate(self, step, stopping=lambda: False):
+        """The evaluation report of the current generators (None on other workers); evaluator.Stopped when
+        `stopping()` turns true before it ends."""
         if self.evaluator is None:
             return None
-        report = self.evaluator(*(translator.translate for translator in self.translators))
+        report = self.evaluator(*(translator.translate for translator in self.translators), stopping=stopping)
         with self.writer.as_default(step=step):
             for key, value in report.items():
                 if isinstance(value, float):
