@@ -228,3 +228,17 @@ def test_a_new_version_is_added_beside_the_others_and_an_existing_one_needs_over
     assert sorted(os.listdir(f"{output}/a2b")) == ["1", "2"]
     assert os.path.getmtime(f"{output}/a2b/1/saved_model.pb") != first
     assert not os.path.exists(output + ".partial")
+
+
+def test_an_export_onto_a_full_disk_is_one_line_and_leaves_nothing(exports, tmp_path):
+    from tests.helpers import tmpfs
+
+    versioned, _, _ = exports
+    model_dir = os.path.join(os.path.dirname(versioned), "imported")
+    with tmpfs(tmp_path / "disk", "size=256k") as disk:
+        output = f"{disk}/export"
+        done = subprocess.run([os.path.join(BIN, "cyclegan"), "export", "--model_dir", model_dir, "--output", output],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert f"--output {output}: no space left on its device while writing the export" in done.stderr
+        assert os.listdir(disk) == []  # neither export.partial/ nor an empty export/

@@ -56,8 +56,16 @@ def main(argv, prog="cyclegan export"):
     prepare_libraries()
     from trainer.run.trained import export  # imports TensorFlow: after prepare_libraries, which quiets it
 
+    import tensorflow as tf
+
+    existed = tf.io.gfile.exists(args.output)
     check_writable(args.output)
-    export(args.model_dir, args.output, args.checkpoint, formats=formats,
-           version=args.version if args.versioned else 0, max_megapixels=args.max_megapixels,
-           bytes_default=args.bytes_default, overwrite=args.overwrite)
+    try:
+        export(args.model_dir, args.output, args.checkpoint, formats=formats,
+               version=args.version if args.versioned else 0, max_megapixels=args.max_megapixels,
+               bytes_default=args.bytes_default, overwrite=args.overwrite)
+    except BaseException:
+        if not existed and tf.io.gfile.isdir(args.output) and not tf.io.gfile.listdir(args.output):
+            tf.io.gfile.rmtree(args.output)  # made here for the export that failed: nothing of it is left
+        raise
     return 0

@@ -5,7 +5,7 @@ import json
 
 import tensorflow as tf
 
-from preprocessing.flags import UsageError
+from preprocessing.flags import JobFailed, UsageError
 from preprocessing.process import PARTIAL
 from trainer.config import TrainConfig, view
 from trainer.files import move, remove
@@ -15,7 +15,8 @@ from trainer.run.best import BEST
 from trainer.run.model_dir import RUN_RECORD, model_path
 from trainer.serving.image_files import inside
 from trainer.serving.formats import SUFFIX, write_formats
-from trainer.serving.translator import DIRECTIONS, EXPORT_RECORD, SERVE_BYTES, SERVE_PIXELS, Scaling, make_translator
+from trainer.serving.translator import (DIRECTIONS, EXPORT_RECORD, SERVE_BYTES, SERVE_PIXELS, Scaling, full_disk,
+                                        make_translator)
 
 
 def load_run(model_dir, checkpoint=None, say=print):
@@ -85,23 +86,31 @@ def export(model_dir, output, checkpoint=None, say=print, formats=("savedmodel",
     remove(staging)  # of an export that was stopped
     scaling = view(config, Scaling)
     entries = []
-    for direction, name in directions.items():
-        translator = make_translator(nets[name], scaling, max_megapixels)
-        pixels, encoded = (translator.translate.get_concrete_function(),
-                           translator.translate_bytes.get_concrete_function())
-        signatures = ({"serving_default": encoded, SERVE_PIXELS: pixels} if bytes_default
-                      else {"serving_default": pixels, SERVE_BYTES: encoded})
-        tf.saved_model.save(translator, f"{staging}/{direction}" + (f"/{version}" if version else ""),
-                            signatures=signatures)
-        say(f"export: {name} ({direction}) written")
-        entries += [direction, *write_formats(translator, formats, staging, direction, say).values()]
-    for direction in set(DIRECTIONS) - set(directions):
-        say(f"export: {DIRECTIONS[direction]} ({direction}) not written: `cyclegan import` gave it no weights")
-    with tf.io.gfile.GFile(f"{staging}/{EXPORT_RECORD}", "w") as f:
-        json.dump({"checkpoint": checkpoint, "step": step, "directions": directions, "formats": list(formats),
-                   "version": version or None, "max_megapixels": max_megapixels or None,
-                   "serving_default": "bytes" if bytes_default else "pixels",
-                   "scale": scaling.record(), "config": dataclasses.asdict(config)}, f, indent=2)
+    try:  # a full disk (or any failure) while staging leaves nothing behind, and is one line
+        for direction, name in directions.items():
+            translator = make_translator(nets[name], scaling, max_megapixels)
+            pixels, encoded = (translator.translate.get_concrete_function(),
+                               translator.translate_bytes.get_concrete_function())
+            signatures = ({"serving_default": encoded, SERVE_PIXELS: pixels} if bytes_default
+                          else {"serving_default": pixels, SERVE_BYTES: encoded})
+            tf.saved_model.save(translator, f"{staging}/{direction}" + (f"/{version}" if version else ""),
+                                signatures=signatures)
+            say(f"export: {name} ({direction}) written")
+            entries += [direction, *write_formats(translator, formats, staging, direction, say).values()]
+        for direction in set(DIRECTIONS) - set(directions):
+            say(f"export: {DIRECTIONS[direction]} ({direction}) not written: `cyclegan import` gave it no weights")
+        with tf.io.gfile.GFile(f"{staging}/{EXPORT_RECORD}", "w") as f:
+            json.dump({"checkpoint": checkpoint, "step": step, "directions": directions, "formats": list(formats),
+                       "version": version or None, "max_megapixels": max_megapixels or None,
+                       "serving_default": "bytes" if bytes_default else "pixels",
+                       "scale": scaling.record(), "config": dataclasses.asdict(config)}, f, indent=2)
+    except Exception as err:
+        remove(staging)
+        if full_disk(err):
+            raise JobFailed(f"--output {output}: no space left on its device while writing the export; nothing "
+                            "was written and the partial files are removed. Free space, or choose another "
+                            "--output") from None
+        raise
     tf.io.gfile.makedirs(output)
     remove(f"{output}/{EXPORT_RECORD}")  # the earlier export is incomplete from here until the new record is in
     for direction in DIRECTIONS:  # an earlier export's files of each direction, in any format
