@@ -146,6 +146,12 @@ def test_translate_reads_both_layouts_alike_and_bytes_can_be_the_default(exports
     first = np.asarray(Image.open(tmp_path / "plain" / "rgb.png"))
     for layout in ("versioned", "version"):
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / layout / "rgb.png")), first)
+    root = subprocess.run([os.path.join(BIN, "cyclegan"), "translate", "--model", plain, "--input",
+                           str(images / "rgb.png"), "--output", str(tmp_path / "root")], capture_output=True,
+                          text=True, timeout=600)
+    assert root.returncode == 2 and len(root.stderr.strip().splitlines()) == 1, root.stderr
+    assert f"the root of an export; name one of its directions: --model {plain}/a2b or --model {plain}/b2a" in (
+        root.stderr)
 
 
 def test_a_format_without_its_extra_or_unknown_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):

@@ -92,6 +92,11 @@ def load_direction(path, flag="--model"):
 
     from trainer import files
 
+    root = path.rstrip("/")
+    if tf.io.gfile.exists(f"{root}/{EXPORT_RECORD}") and not tf.io.gfile.exists(f"{root}/saved_model.pb"):
+        present = [d for d in DIRECTIONS if tf.io.gfile.isdir(f"{root}/{d}")]
+        raise UsageError(f"{flag} {path}: the root of an export; name one of its directions: "
+                         + " or ".join(f"{flag} {root}/{d}" for d in present))
     try:
         signatures = tf.saved_model.load(saved_model_path(path)).signatures
         return signatures[SERVE_PIXELS] if SERVE_PIXELS in signatures else signatures["serving_default"]
