@@ -86,6 +86,9 @@ class SubmitConfig:
     network_daemon_image: str = config_field("", "with --network_profile tcpx or tcpxo: the receive daemon's image, "
                                              "the one paired with the NCCL plugin the cluster's nodes run "
                                              "(default: the newest pair GKE publishes; k8s/fast_network.py)")
+    nccl_as_root: bool = config_field(False, "with --network_profile: run the trainer as GKE's NCCL samples run "
+                                      "theirs, as root with IPC_LOCK added (to pin memory), instead of non-root with "
+                                      "every capability dropped, which has not been run on A3 nodes")
     backend: str = config_field("job", "train, several nodes: an Indexed Job with a headless Service, or a JobSet "
                                 "(restarts the whole worker group when one fails)", choices=("job", "jobset"))
     jobset_version: str = config_field("0.6", "train, --backend jobset: the cluster's JobSet release (MAJOR.MINOR); "
@@ -209,8 +212,8 @@ def check_config(config):
                          "on the cluster's side: docs/kubernetes.md)")
     if config.network_profile != "none":
         check_network_profile(config)
-    elif config.networks or config.network_daemon_image:
-        raise UsageError("--networks and --network_daemon_image go with --network_profile")
+    elif config.networks or config.network_daemon_image or config.nccl_as_root:
+        raise UsageError("--networks, --network_daemon_image and --nccl_as_root go with --network_profile")
     jobset_version(config)
     if minor_version(config.kubernetes_version) < OLDEST_KUBERNETES:
         raise UsageError(f"--kubernetes_version {config.kubernetes_version}: the Jobs need podFailurePolicy, GA "

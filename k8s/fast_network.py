@@ -2,8 +2,8 @@
 the primary interface (about 4 GB/s per node; benchmarks/RESULTS.md, "Multi-node scaling, on paper").
 
 Every field below is taken from GKE's published manifests in GoogleCloudPlatform/container-engine-accelerators:
-    tcpx    A3 High (H100, a3-highgpu-8g), GPUDirect-TCPX:  gpudirect-tcpx/nccl-test-latest.yaml (the daemon, the
-            devices, the mounts) and gpudirect-tcpx/nccl-config-latest.yaml (the NCCL environment)
+    tcpx    A3 High (H100, a3-highgpu-8g), GPUDirect-TCPX:  the files and commits in TCPX_SOURCES (the daemon, the
+            devices and the mounts of nccl-test-latest.yaml; the NCCL environment of nccl-config.yaml's run-nccl.sh)
     tcpxo   A3 Mega (H100 Mega), GPUDirect-TCPXO: gpudirect-tcpxo/nccl-test-latest.yaml, the daemon and plugin pair
             of gpudirect-tcpxo/README.md's newest release (Jan 9, 2026: daemon v1.0.21 with plugin installer
             v1.0.15; the daemon's --num_nics was retired in v1.0.20, --uid and --alsologtostderr in v1.0.18), and
@@ -19,8 +19,8 @@ state the root user their images run as, since the pod's own securityContext ask
 
 All three leave the restricted Pod Security profile (and the baseline one: host paths; the TCPX and TCPXO daemons
 also run as root with NET_ADMIN), so the namespace must allow privileged pods; `submit` says so. The daemons'
-`devices.gke.io` annotation is read by GKE's NRI device injector DaemonSet (gpudirect-tcpx/nri-device-injector.yaml),
-which the platform team installs too.
+`devices.gke.io` annotation is read by GKE's NRI device injector DaemonSet (nri_device_injector/nri-device-injector.yaml;
+it lived in gpudirect-tcpx/ until January 2026), which the platform team installs too.
 """
 import json
 
@@ -28,25 +28,36 @@ GPU_DEVICES = [*(f"/dev/nvidia{i}" for i in range(8)), "/dev/nvidiactl", "/dev/n
 TCPXO_DEVICES = [*GPU_DEVICES, "/dev/dmabuf_import_helper"]
 HEALTH_FILE = "/run/health-check"  # the TCPXO daemon writes it once initialised (a name without "_", as GKE says)
 
+# Where TCPX's settings come from, read at these commits: the environment is the `-x` list of run-nccl.sh in
+# nccl-config.yaml (which replaced nccl-config-latest.yaml, deleted in 2024), the daemon's argv that of
+# nccl-test-latest.yaml. tests/test_k8s_render.py holds the rendered pod to both.
+TCPX_SOURCES = {
+    "repository": "GoogleCloudPlatform/container-engine-accelerators",
+    "gpudirect-tcpx/nccl-config.yaml": "0e5609b09f8daaa066be44cc3aaf49b11e1ea488",  # 2026-06-02
+    "gpudirect-tcpx/nccl-test-latest.yaml": "089e022496faec95606d663eda8767078d347e34",  # 2024-07-01
+}
+TCPX_NCCL_ENV = {
+    "NCCL_SOCKET_IFNAME": "eth0", "NCCL_ALGO": "Ring,Tree", "NCCL_PROTO": "Simple", "NCCL_CROSS_NIC": "0",
+    "NCCL_NET_GDR_LEVEL": "PIX", "NCCL_P2P_PXN_LEVEL": "0", "NCCL_GPUDIRECTTCPX_SOCKET_IFNAME": "eth1,eth2,eth3,eth4",
+    "NCCL_GPUDIRECTTCPX_CTRL_DEV": "eth0", "NCCL_DYNAMIC_CHUNK_SIZE": "524288", "NCCL_P2P_NET_CHUNKSIZE": "524288",
+    "NCCL_P2P_PCI_CHUNKSIZE": "524288", "NCCL_P2P_NVL_CHUNKSIZE": "1048576", "NCCL_BUFFSIZE": "4194304",
+    "NCCL_NSOCKS_PERTHREAD": "4", "NCCL_SOCKET_NTHREADS": "1",
+    "NCCL_GPUDIRECTTCPX_TX_BINDINGS": "eth1:8-21,112-125;eth2:8-21,112-125;eth3:60-73,164-177;eth4:60-73,164-177",
+    "NCCL_GPUDIRECTTCPX_RX_BINDINGS": "eth1:22-35,126-139;eth2:22-35,126-139;eth3:74-87,178-191;eth4:74-87,178-191",
+    "NCCL_GPUDIRECTTCPX_PROGRAM_FLOW_STEERING_WAIT_MICROS": "500000",
+}
+# The manifest's plain YAML scalar \"--verbose 128 2 0 \" is these characters, backslashes included: GKE's
+# setup.sh receives its words with the quotes escaped, and so runs its route tuning (initcwnd, rto_min).
+TCPX_SETUP_PARAM = '\\"--verbose 128 2 0 \\"'
+
 PROFILES = {
     "tcpx": {
         "accelerator": "nvidia-h100-80gb",
         "interfaces": [("eth0", "default"), *((f"eth{i}", f"vpc{i}") for i in range(1, 5))],
         "nccl_setup": None,  # TCPX's plugin ships no environment script: its configuration is the env below
+        # the library path and the daemon's socket are this pod's mounts (run-nccl.sh sets them from its own)
         "env": {"LD_LIBRARY_PATH": "/usr/local/nvidia/lib64", "NCCL_GPUDIRECTTCPX_UNIX_CLIENT_PREFIX": "/run/tcpx",
-                "NCCL_GPUDIRECTTCPX_FORCE_ACK": "0", "NCCL_GPUDIRECTTCPX_TX_COMPLETION_NANOSLEEP": "1000",
-                "NCCL_SOCKET_IFNAME": "eth0", "NCCL_DYNAMIC_CHUNK_SIZE": "524288", "NCCL_P2P_NET_CHUNKSIZE": "524288",
-                "NCCL_P2P_PCI_CHUNKSIZE": "524288", "NCCL_P2P_NVL_CHUNKSIZE": "1048576",
-                "NCCL_GPUDIRECTTCPX_TX_BINDINGS": "eth1:8-21,112-125;eth2:8-21,112-125;eth3:60-73,164-177;"
-                                                  "eth4:60-73,164-177",
-                "NCCL_GPUDIRECTTCPX_RX_BINDINGS": "eth1:22-35,124-139;eth2:22-35,124-139;eth3:74-87,178-191;"
-                                                  "eth4:74-87,178-191",
-                "NCCL_NSOCKS_PERTHREAD": "4", "NCCL_SOCKET_NTHREADS": "1", "NCCL_MAX_NCHANNELS": "8",
-                "NCCL_MIN_NCHANNELS": "8", "NCCL_GPUDIRECTTCPX_SOCKET_IFNAME": "eth1,eth2,eth3,eth4",
-                "NCCL_GPUDIRECTTCPX_CTRL_DEV": "eth0",
-                "NCCL_GPUDIRECTTCPX_PROGRAM_FLOW_STEERING_WAIT_MICROS": "1000000",
-                "NCCL_CROSS_NIC": "0", "NCCL_ALGO": "Ring", "NCCL_PROTO": "Simple", "NCCL_NET_GDR_LEVEL": "PIX",
-                "NCCL_P2P_PXN_LEVEL": "0"},
+                **TCPX_NCCL_ENV},
         "mounts": {"libraries": ("/home/kubernetes/bin/nvidia/lib64", "/usr/local/nvidia/lib64"),
                    "tcpx-socket": ("/run/tcpx", "/run/tcpx")},
         "shm": None,
@@ -54,7 +65,7 @@ PROFILES = {
             "name": "tcpx-daemon", "image": "us-docker.pkg.dev/gce-ai-infra/gpudirect-tcpx/tcpgpudmarxd-dev:v2.0.12",
             "restartPolicy": "Always",
             "command": ["/tcpgpudmarxd/build/app/tcpgpudmarxd", "--gpu_nic_preset", "a3vm", "--gpu_shmem_type", "fd",
-                        "--uds_path", "/run/tcpx", "--setup_param", "\"--verbose 128 2 0 \""],
+                        "--uds_path", "/run/tcpx", "--setup_param", TCPX_SETUP_PARAM],
             "securityContext": {"runAsUser": 0, "runAsNonRoot": False, "capabilities": {"add": ["NET_ADMIN"]}},
             "env": [{"name": "LD_LIBRARY_PATH", "value": "/usr/local/nvidia/lib64"}],
             "volumeMounts": [{"name": "libraries", "mountPath": "/usr/local/nvidia/lib64"},
@@ -121,10 +132,16 @@ def annotations(profile, networks=()):
             "networking.gke.io/interfaces": json.dumps(interfaces), **spec["annotations"]}
 
 
-def attach(profile, pod, daemon_image=""):
+# GKE's NCCL samples run their NCCL container as root with this capability added (nccl-test-latest.yaml): the
+# way out, behind --nccl_as_root, if NCCL as our non-root user with every capability dropped fails on A3 nodes.
+SAMPLES_SECURITY = {"runAsNonRoot": False, "runAsUser": 0, "capabilities": {"add": ["IPC_LOCK"]},
+                    "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def attach(profile, pod, daemon_image="", as_root=False):
     """The trainer pod's spec with the profile's host mounts, environment, shared memory size and sidecar (its
     image `daemon_image` when given); the trainer starts after the NCCL plugin's environment script, if the
-    profile has one, has run in its shell."""
+    profile has one, has run in its shell. `as_root`: the trainer's security as GKE's samples have it."""
     spec = PROFILES[profile]
     trainer, *others = pod["containers"]
     command = (["/bin/bash", "-c", f'{spec["nccl_setup"]} && exec "$0" "$@"', *trainer["command"]]
@@ -132,7 +149,8 @@ def attach(profile, pod, daemon_image=""):
     trainer = {**trainer, "command": command,
                "env": [*trainer["env"], *({"name": k, "value": v} for k, v in spec["env"].items())],
                "volumeMounts": [*trainer["volumeMounts"], *({"name": name, "mountPath": inside}
-                                                            for name, (_, inside) in spec["mounts"].items())]}
+                                                            for name, (_, inside) in spec["mounts"].items())],
+               **({"securityContext": SAMPLES_SECURITY} if as_root else {})}
     host_paths = {**{name: host for name, (host, _) in spec["mounts"].items()}, **spec["sidecar_volumes"]}
     volumes = [{**v, "emptyDir": {**v["emptyDir"], "sizeLimit": spec["shm"]}} if v["name"] == "dshm" and spec["shm"]
                else v for v in pod["volumes"]]

@@ -218,7 +218,8 @@ def trainer_pod(config, name, extra):
         networks = [network.strip() for network in config.networks.split(",") if network.strip()]
         return {"labels": pod_labels(config, name),
                 "annotations": fast_network.annotations(config.network_profile, networks),
-                "spec": fast_network.attach(config.network_profile, spec, config.network_daemon_image)}
+                "spec": fast_network.attach(config.network_profile, spec, config.network_daemon_image,
+                                            config.nccl_as_root)}
     return {"labels": pod_labels(config, name), "spec": spec}
 
 

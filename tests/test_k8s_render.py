@@ -470,18 +470,31 @@ def test_fast_network_profiles_attach_gkes_nics_and_leave_only_what_they_must_of
                                                *(f"{case}-daemon: {p}" for p in (
                                                    "runAsNonRoot", "runAsUser 0", "allowPrivilegeEscalation",
                                                    "capabilities.drop ALL", "capabilities.add"))])
-        if case == "tcpx":  # gpudirect-tcpx/nccl-test-latest.yaml and nccl-config-latest.yaml, field for field
+        if case == "tcpx":  # fast_network.TCPX_SOURCES' files at their commits, field for field
             assert host_paths == ["libraries", "proc-sys", "sys", "tcpx-socket"] and shm == [f"{1569 * 1024 // 4}Mi"]
             assert [n["network"] for n in nics[1:]] == ["vpc1", "vpc2", "vpc3", "vpc4"]
             assert daemon["image"] == "us-docker.pkg.dev/gce-ai-infra/gpudirect-tcpx/tcpgpudmarxd-dev:v2.0.12"
+            # nccl-test-latest.yaml@089e0224: `- \"--verbose 128 2 0 \"`, a plain scalar, backslashes and all
             assert daemon["command"] == ["/tcpgpudmarxd/build/app/tcpgpudmarxd", "--gpu_nic_preset", "a3vm",
                                          "--gpu_shmem_type", "fd", "--uds_path", "/run/tcpx", "--setup_param",
-                                         '"--verbose 128 2 0 "']
+                                         r'\"--verbose 128 2 0 \"']
             assert daemon["securityContext"]["capabilities"] == {"add": ["NET_ADMIN"]}
             env = {e["name"]: e.get("value") for e in trainer["env"]}
-            assert env["NCCL_GPUDIRECTTCPX_SOCKET_IFNAME"] == "eth1,eth2,eth3,eth4"
-            assert env["NCCL_GPUDIRECTTCPX_UNIX_CLIENT_PREFIX"] == "/run/tcpx"
-            assert env["NCCL_GPUDIRECTTCPX_TX_BINDINGS"].startswith("eth1:8-21,112-125;")
+            nccl = {name: value for name, value in env.items() if name.startswith("NCCL_")}
+            # nccl-config.yaml@0e5609b0, run-nccl.sh's -x list; the client prefix is this pod's daemon socket
+            assert nccl == {
+                "NCCL_GPUDIRECTTCPX_UNIX_CLIENT_PREFIX": "/run/tcpx",
+                "NCCL_SOCKET_IFNAME": "eth0", "NCCL_ALGO": "Ring,Tree", "NCCL_PROTO": "Simple", "NCCL_CROSS_NIC": "0",
+                "NCCL_NET_GDR_LEVEL": "PIX", "NCCL_P2P_PXN_LEVEL": "0",
+                "NCCL_GPUDIRECTTCPX_SOCKET_IFNAME": "eth1,eth2,eth3,eth4", "NCCL_GPUDIRECTTCPX_CTRL_DEV": "eth0",
+                "NCCL_DYNAMIC_CHUNK_SIZE": "524288", "NCCL_P2P_NET_CHUNKSIZE": "524288",
+                "NCCL_P2P_PCI_CHUNKSIZE": "524288", "NCCL_P2P_NVL_CHUNKSIZE": "1048576", "NCCL_BUFFSIZE": "4194304",
+                "NCCL_NSOCKS_PERTHREAD": "4", "NCCL_SOCKET_NTHREADS": "1",
+                "NCCL_GPUDIRECTTCPX_TX_BINDINGS": "eth1:8-21,112-125;eth2:8-21,112-125;eth3:60-73,164-177;"
+                                                  "eth4:60-73,164-177",
+                "NCCL_GPUDIRECTTCPX_RX_BINDINGS": "eth1:22-35,126-139;eth2:22-35,126-139;eth3:74-87,178-191;"
+                                                  "eth4:74-87,178-191",
+                "NCCL_GPUDIRECTTCPX_PROGRAM_FLOW_STEERING_WAIT_MICROS": "500000"}
             assert {"name": "tcpx-socket", "mountPath": "/run/tcpx"} in trainer["volumeMounts"]
             assert template["metadata"]["annotations"]["devices.gke.io/container.tcpx-daemon"].count("- path:") == 10
         elif case == "tcpxo":  # the newest pair of gpudirect-tcpxo/README.md, and best-practice.md's probe
@@ -739,3 +752,16 @@ def test_each_jobset_webhook_rule_is_caught():
         breaking(broken)
         problems = server_side_violations([broken])
         assert problems and any(expected in p for p in problems), (expected, problems)
+
+
+def test_nccl_as_root_runs_the_trainer_as_gkes_samples_do_and_only_with_a_profile():
+    (job, _, _) = objects_for([*FAST["tcpx"], "--nccl_as_root"])
+    pod = job["spec"]["template"]["spec"]
+    trainer = pod["containers"][0]
+    assert trainer["securityContext"] == {"runAsNonRoot": False, "runAsUser": 0, "capabilities": {"add": ["IPC_LOCK"]},
+                                          "seccompProfile": {"type": "RuntimeDefault"}}
+    assert server_side_violations([job]) == []
+    (plain, _, _) = objects_for(FAST["tcpx"])
+    assert "trainer: runAsNonRoot" not in restricted_violations(plain["spec"]["template"]["spec"])
+    with pytest.raises(UsageError, match="--nccl_as_root go with --network_profile"):
+        parse_submit("train", [*TRAIN, "--nccl_as_root"])
