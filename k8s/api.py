@@ -253,7 +253,8 @@ def how_it_ended(pod):
         return pod.status.phase or "unknown"
     rule = {0: "done", exit_status.USAGE: "a usage error: FailJob", exit_status.PREEMPTED: "saved and stopped: "
             "restarted, not counted", exit_status.STALLED: "stalled: restarted, not counted",
-            exit_status.NO_PROGRESS: "a restart loop: FailJob", exit_status.COLLAPSED: "collapsed: FailJob"}.get(
+            exit_status.NO_PROGRESS: "a restart loop: FailJob", exit_status.COLLAPSED: "collapsed: FailJob",
+            exit_status.NEVER_GATHERED: "the workers never all started: FailJob"}.get(
         codes[0], "counted against --backoff_limit")
     return f"exited {codes[0]} ({rule})"
 

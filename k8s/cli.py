@@ -45,7 +45,7 @@ def parse_submit(action, argv, prog="cyclegan submit"):
 
 
 # What `submit train` passes to the trainer itself (k8s/render.py): set with submit's own flags, never after --.
-SUBMIT_SETS = ("--data", "--model_dir", "--preset", "--peer_timeout", "--cpu_replicas", "--startup_timeout")
+SUBMIT_SETS = ("--data", "--model_dir", "--preset", "--peer_timeout", "--cpu_replicas", "--first_start_timeout")
 
 
 def check_train_flags(extra, preset):

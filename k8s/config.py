@@ -109,10 +109,11 @@ class SubmitConfig:
     ttl_hours: int = config_field(168, "delete the finished job after this many hours", minimum=1)
     deadline_hours: int = config_field(0, "fail the job after this many hours running (0: never)", minimum=0)
     max_pending_minutes: int = config_field(0, "train, several nodes: give up when not every worker has started "
-                                            "within this many minutes (no capacity, not admitted): the workers that "
-                                            f"did start wait that long for the others, then exit "
-                                            f"{exit_status.PEERS_MISSING}, which then fails the run instead of "
-                                            "counting (0: each start waits --startup_timeout, counted)", minimum=0)
+                                            "within this many minutes at the run's first start (no capacity, not "
+                                            "admitted): the workers that did start wait that long for the others, "
+                                            f"then exit {exit_status.NEVER_GATHERED}, which fails the run; later "
+                                            "starts (after a preemption) wait --startup_timeout, counted (0: every "
+                                            "start does)", minimum=0)
     peer_timeout: int = config_field(TrainConfig.peer_timeout, "train, several nodes: seconds before a worker whose "
                                      f"peer died exits with {exit_status.PREEMPTED}, so that the whole group "
                                      "restarts from the newest checkpoint", minimum=10)

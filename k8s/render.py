@@ -134,7 +134,7 @@ def failure_policy(container_name, restart_action="Ignore", give_up_waiting=Fals
     The API server refuses exit-code lists that are not sorted and unique, hence sorted() on both."""
     return {"rules": [
         {"action": "FailJob", "onExitCodes": {"containerName": container_name, "operator": "In", "values": sorted(
-            NEEDS_A_PERSON + [exit_status.PEERS_MISSING] * give_up_waiting)}},
+            NEEDS_A_PERSON + [exit_status.NEVER_GATHERED] * give_up_waiting)}},
         {"action": restart_action, "onExitCodes": {"containerName": container_name, "operator": "In",
                                                    "values": sorted(RESTART_ME)}},
         {"action": restart_action, "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
@@ -195,8 +195,8 @@ def trainer_args(config, extra):
     args = ["--preset", config.preset, "--data", config.data, "--model_dir", config.model_dir]
     if config.nodes > 1:
         args += ["--peer_timeout", str(config.peer_timeout)]
-    if config.max_pending_minutes:
-        args += ["--startup_timeout", str(60 * config.max_pending_minutes)]
+    if config.max_pending_minutes:  # the first gang-up only: a replacement for a preempted node may come slowly
+        args += ["--first_start_timeout", str(60 * config.max_pending_minutes)]
     if not config.gpus:  # a CPU pod: one replica per requested core
         args += ["--cpu_replicas", str(whole_cores(config, "train"))]
     return args + list(extra)

@@ -10,6 +10,8 @@ COLLAPSED = 5  # --stop_on_collapse: a health alarm (trainer/run/health.py); cou
 #                checkpoint repeats the same steps on the same data and a person has to change something
 STALLED = 6  # no step completed for --stall_minutes (trainer/run/watchdog.py): a wedged collective; uncounted, as
 #              a lost peer, and the group restarts from the newest checkpoint
+NEVER_GATHERED = 7  # several workers at the run's first start, and not all joined within --first_start_timeout:
+#                     the cluster has no room for the whole group now (final: later starts wait, counted, with 3)
 PREEMPTED = 75  # EX_TEMPFAIL, "try again later": saved, and the scheduler should start it again
 
 

@@ -527,15 +527,17 @@ def test_pods_are_sized_from_the_accelerators_machine_and_a_run_gives_up_waiting
         "spec"]["volumes"]
     job, _, _ = objects_for([*SPREAD["4 nodes"], "--max_pending_minutes", "20"])
     args = job["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[args.index("--startup_timeout") + 1] == "1200"
-    assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 3, 4, 5]
+    # the first gang-up only: its timeout exits 7, which fails the run; a later start's (exit 3) stays counted
+    assert args[args.index("--first_start_timeout") + 1] == "1200" and "--startup_timeout" not in args
+    assert job["spec"]["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [2, 4, 5, 7]
     jobset, _ = objects_for([*SPREAD["4 nodes jobset"], "--jobset_version", "0.10", "--max_pending_minutes", "20"])
     (spec,) = job_specs(jobset)
-    assert jobset_action(jobset, *child_failure(spec, 3)) == "FailJobSet"  # no capacity: the run ends, uncounted
+    assert jobset_action(jobset, *child_failure(spec, 7)) == "FailJobSet"  # no capacity: the run ends, uncounted
+    assert jobset_action(jobset, *child_failure(spec, 3)) != "FailJobSet"  # a slow replacement node: restarted
     with pytest.raises(UsageError, match="--max_pending_minutes is for training on several nodes"):
         parse_submit("train", [*TRAIN, "--max_pending_minutes", "5"])
-    with pytest.raises(UsageError, match="after --: --startup_timeout is set by submit itself"):
-        parse_submit("train", [*SPREAD["4 nodes"][1:], "--", "--startup_timeout", "60"])
+    with pytest.raises(UsageError, match="after --: --first_start_timeout is set by submit itself"):
+        parse_submit("train", [*SPREAD["4 nodes"][1:], "--", "--first_start_timeout", "60"])
 
 
 def test_a_clusters_own_network_names_and_daemon_image_are_used_and_checked():

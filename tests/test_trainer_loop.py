@@ -215,6 +215,17 @@ def test_a_worker_whose_peer_never_starts_gives_up_and_answers_sigterm_while_wai
     assert f"1 worker(s) did not join within --startup_timeout 8 s: worker 1 ({peer})" in alone.stderr
     assert "Traceback" not in alone.stderr + alone.stdout
 
+    # --first_start_timeout bounds the run's first gang-up only (no run.json yet), with exit 7 (final on a cluster)
+    first = subprocess.run([*command, "--first_start_timeout", "4", "--startup_timeout", "600"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 7, first.stderr
+    assert f"did not join within --first_start_timeout 4 s: worker 1 ({peer})" in first.stderr
+    (tmp_path / "model").mkdir(exist_ok=True)
+    (tmp_path / "model" / "run.json").write_text("{}")  # as the chief writes it once a first start gathers
+    later = subprocess.run([*command, "--first_start_timeout", "4", "--startup_timeout", "8"], cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert later.returncode == 3 and "did not join within --startup_timeout 8 s" in later.stderr, later.stderr
+
     proc = start([*command, "--startup_timeout", "600"], env=env)
     time.sleep(12)  # past the imports, into the wait
     stopped = time.monotonic()

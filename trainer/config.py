@@ -79,6 +79,11 @@ class TrainConfig:
     startup_timeout: int = how_to_run(900, "several workers: seconds a worker waits at start for every peer to "
                                       f"join before it exits with {exit_status.PEERS_MISSING}, naming the ones that "
                                       "never did", minimum=1)
+    first_start_timeout: int = how_to_run(0, "several workers: at the run's first start (its model directory holds "
+                                          "no run.json yet), wait this many seconds for every peer instead of "
+                                          "--startup_timeout, then exit with "
+                                          f"{exit_status.NEVER_GATHERED} instead of {exit_status.PEERS_MISSING} "
+                                          "(0: every start waits --startup_timeout)", minimum=0)
     collective: str = how_to_run("auto", "several workers: the all-reduce between them (auto: NCCL when the workers "
                                  "have GPUs, TensorFlow's ring over gRPC on CPUs)", choices=("auto", "nccl", "ring"))
     bytes_per_pack: int = how_to_run(32 << 20, "several workers: gradients are all-reduced in packs of about this "

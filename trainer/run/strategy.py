@@ -56,6 +56,8 @@ class Distribution:
     cpu_replicas: int
     peer_timeout: int
     startup_timeout: int
+    first_start_timeout: int
+    model_dir: str
     collective: str
     bytes_per_pack: int
 
@@ -65,10 +67,12 @@ def create(config: Distribution, say=print):
     config.startup_timeout seconds."""
     kind = config.strategy
     if kind == "multi_worker" or (kind == "auto" and tf_config_workers() > 1):
-        watch_peers(config.peer_timeout, config.startup_timeout)
+        first = bool(config.first_start_timeout) and not run_started(config.model_dir)
+        timeout = config.first_start_timeout if first else config.startup_timeout
+        watch_peers(config.peer_timeout, timeout)
         options = communication(config.collective, bool(tf.config.list_physical_devices("GPU")),
                                 config.bytes_per_pack)
-        wait_for_peers(config.startup_timeout, say)
+        wait_for_peers(timeout, say, first=first)
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     gpus = tf.config.list_physical_devices("GPU")
     if kind == "one_device":
@@ -92,15 +96,23 @@ def communication(collective, gpus, bytes_per_pack):
     return tf.distribute.experimental.CommunicationOptions(bytes_per_pack=bytes_per_pack, implementation=chosen)
 
 
+def run_started(model_dir):
+    """Whether an earlier start of the run got its workers together (the chief then wrote run.json)."""
+    from trainer.run.model_dir import RUN_RECORD, model_path
+
+    return bool(model_dir) and tf.io.gfile.exists(model_path(model_dir, RUN_RECORD))
+
+
 class PeersMissing(Exception):
-    """Several workers, and not all of them joined within --startup_timeout."""
+    """Several workers, and not all of them joined within --startup_timeout (--first_start_timeout at first)."""
 
-    exit_status = exit_status.PEERS_MISSING
-
-    def __init__(self, timeout_s, missing):
-        super().__init__(f"{len(missing)} worker(s) did not join within --startup_timeout {timeout_s} s: "
+    def __init__(self, timeout_s, missing, first=False):
+        self.exit_status = exit_status.NEVER_GATHERED if first else exit_status.PEERS_MISSING
+        flag, outcome = (("--first_start_timeout", "the run's first start: the cluster has no room for the whole "
+                          "group; final") if first else ("--startup_timeout", "counted against the job's restarts"))
+        super().__init__(f"{len(missing)} worker(s) did not join within {flag} {timeout_s} s: "
                          f"{', '.join(missing)}; their pods may be unschedulable or their nodes gone. Exiting with "
-                         f"{exit_status.PEERS_MISSING} (counted against the job's restarts)")
+                         f"{self.exit_status} ({outcome})")
 
 
 def peer_addresses():
@@ -125,7 +137,7 @@ def unreachable(addresses):
     return missing
 
 
-def wait_for_peers(timeout_s, say=print, every_s=30):
+def wait_for_peers(timeout_s, say=print, every_s=30, first=False):
     """Return once every peer worker in TF_CONFIG accepts connections; PeersMissing after `timeout_s`.
 
     TensorFlow's own wait (the coordination service's registration) holds the interpreter: no signal handler runs
@@ -148,10 +160,11 @@ def wait_for_peers(timeout_s, say=print, every_s=30):
                 if not missing:
                     return
                 if now - began >= timeout_s:
-                    raise PeersMissing(timeout_s, [f"{name} ({peers[name]})" for name in missing])
+                    raise PeersMissing(timeout_s, [f"{name} ({peers[name]})" for name in missing], first)
                 if now >= next_report:
                     next_report += every_s
-                    say(f"waiting for peer workers: {now - began:.0f} s of --startup_timeout {timeout_s} s; "
+                    flag = "--first_start_timeout" if first else "--startup_timeout"
+                    say(f"waiting for peer workers: {now - began:.0f} s of {flag} {timeout_s} s; "
                            f"not answering: {', '.join(missing)}")
                 time.sleep(1)
     finally:
