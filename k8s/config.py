@@ -27,16 +27,6 @@ ON_DEMAND_GRACE, SPOT_GRACE = 120, 15  # GKE: a spot node's shutdown gives ordin
 # and a step, round up to 10 s.
 SHORTEST_GRACE = 10
 # Each pod's requests unless --cpu/--memory say otherwise; "dataflow" is the launcher pod of a Dataflow run.
-# GKE accelerator -> (vCPUs, memory GB, GPUs) of the largest machine type that carries it (Google Cloud's machine
-# type tables): a train pod requests its GPUs' share of the machine, less a tenth for the node's own daemons.
-MACHINES = {"nvidia-h100-80gb": (208, 1872, 8),  # a3-highgpu-8g
-            "nvidia-h100-mega-80gb": (208, 1872, 8),  # a3-megagpu-8g
-            "nvidia-h200-141gb": (224, 2952, 8),  # a3-ultragpu-8g
-            "nvidia-b200": (224, 3968, 8),  # a4-highgpu-8g
-            "nvidia-a100-80gb": (96, 1360, 8),  # a2-ultragpu-8g
-            "nvidia-tesla-a100": (96, 680, 8),  # a2-highgpu-8g
-            "nvidia-l4": (96, 384, 8)}  # g2-standard-96
-NODE_SHARE = 0.9
 DEFAULT_CPU = {"train": "8", "preprocess": "4", "tensorboard": "1", "dataflow": "1", "serve": "4"}
 DEFAULT_MEMORY = {"train": "48Gi", "preprocess": "16Gi", "tensorboard": "4Gi", "dataflow": "2Gi", "serve": "8Gi"}
 # TF Serving's published images for `submit serve` without --image (CPU; GPU with --gpus 1). Not run here: the
@@ -71,6 +61,9 @@ class SubmitConfig:
                              "there) or 1", minimum=0, maximum=MAX_GPUS)
     nodes: int = config_field(1, "train: nodes; more than 1 runs MultiWorkerMirroredStrategy", minimum=1)
     accelerator: str = config_field("nvidia-h100-80gb", "train: GKE accelerator type of the GPU node pool")
+    machine_type: str = config_field("", "the GPU node pool's machine type (e.g. g2-standard-8): a GPU pod requests "
+                                     "its GPUs' share of what one holds for pods (default: the smallest machine "
+                                     "that carries the pod's GPUs; k8s/machines.py)")
     spot: bool = config_field(False, "train: run on spot (preemptible) nodes")
     queue: str = config_field("", "Kueue local queue to submit to (adds the queue-name label)")
     topology: str = config_field("", "train, with --queue: the node label of the topology level (e.g. "
@@ -228,6 +221,8 @@ def check_config(config):
                                              ("--temp_location", config.temp_location)) if not value]
     if missing:
         raise UsageError(f"submit {config.kind} needs {', '.join(missing)}")
+    if config.gpus and config.kind in ("train", "serve"):
+        pod_size(config, config.kind)  # a request that fits no node is refused here, before anything is printed
     if config.kind == "serve" and config.gpus > 1:
         raise UsageError(f"--gpus {config.gpus}: a TF Serving replica uses one GPU; add --replicas instead")
 
@@ -257,16 +252,17 @@ def check_network_profile(config):
         raise UsageError(f"{flag} runs on {wanted} nodes: pass --accelerator {wanted} (got {config.accelerator})")
 
 
-def train_size(config):
-    """(cpu, memory) a train pod requests: --cpu/--memory, else its GPUs' share of the accelerator's machine, else
-    the defaults."""
-    if config.gpus and config.accelerator in MACHINES:
-        vcpus, gigabytes, gpus = MACHINES[config.accelerator]
-        share = NODE_SHARE * min(config.gpus, gpus) / gpus
-        cpu, memory = str(int(vcpus * share)), f"{int(gigabytes * 1e9 * share / 2 ** 30)}Gi"
-    else:
-        cpu, memory = DEFAULT_CPU["train"], DEFAULT_MEMORY["train"]
-    return config.cpu or cpu, config.memory or memory
+def pod_size(config, kind):
+    """(cpu, memory) a pod requests: --cpu/--memory; else for a GPU pod (train, serve) its GPUs' share of the
+    machine it runs on (k8s/machines.py; serve's at most its defaults); else the defaults."""
+    from k8s import machines
+
+    if config.gpus and kind in ("train", "serve"):
+        caps = (None, None) if kind == "train" else (int(DEFAULT_CPU[kind]), int(DEFAULT_MEMORY[kind][:-2]))
+        sized = machines.gpu_pod_size(config, *caps)
+        if sized:
+            return sized
+    return config.cpu or DEFAULT_CPU[kind], config.memory or DEFAULT_MEMORY[kind]
 
 
 SUFFIXES = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "m": 1e-3, "n": 1e-9, "u": 1e-6,

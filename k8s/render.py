@@ -20,8 +20,8 @@ import datetime
 import json
 
 from k8s import fast_network
-from k8s.config import (DEFAULT_CPU, DEFAULT_MEMORY, MESSAGE_RULES_JOBSET, SERVING_IMAGE, UID, grace_period,
-                        jobset_version, minor_version, quantity_bytes, train_size)
+from k8s.config import (MESSAGE_RULES_JOBSET, SERVING_IMAGE, UID, grace_period,
+                        jobset_version, minor_version, pod_size, quantity_bytes)
 from preprocessing import exit_status
 from preprocessing.lease import RUN_ENV
 
@@ -95,8 +95,7 @@ def whole_cores(config, kind):
 
 
 def resources(config, kind, gpus=0):
-    cpu, memory = train_size(config) if kind == "train" else (config.cpu or DEFAULT_CPU[kind],
-                                                              config.memory or DEFAULT_MEMORY[kind])
+    cpu, memory = pod_size(config, kind)
     out = {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
     if gpus:
         out["limits"]["nvidia.com/gpu"] = str(gpus)  # a quantity: the API's clients want it as a string

@@ -376,9 +376,9 @@ def test_failure_semantics_scheduling_and_shapes_match_the_trainer():
                                    "cloud.google.com/gke-spot": "true"}
     assert {t["key"] for t in pod["tolerations"]} == {"nvidia.com/gpu", "cloud.google.com/gke-spot"}
     assert {"mountPath": "/dev/shm", "name": "dshm"} in container["volumeMounts"]
-    # 8 H100s of an a3-highgpu-8g (208 vCPUs, 1,872 GB): nine tenths of the machine; /dev/shm a quarter of that
-    assert container["resources"]["requests"] == {"cpu": "187", "memory": "1569Gi"}
-    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{1569 * 1024 // 4}Mi"}} in pod["volumes"]
+    # 8 H100s of an a3-highgpu-8g (208 vCPUs, 1,872 GB): what GKE leaves pods of it; /dev/shm a quarter of that
+    assert container["resources"]["requests"] == {"cpu": "206", "memory": "1700Gi"}
+    assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{1700 * 1024 // 4}Mi"}} in pod["volumes"]
     # a spot node's shutdown gives a pod 15 s; on-demand nodes the trainer gets 120 s, and either can be raised
     assert pod["terminationGracePeriodSeconds"] == 15 and job["spec"]["ttlSecondsAfterFinished"] == 7 * 86400
     assert objects_for(SPREAD["1 gpu"])[0]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 120
@@ -471,7 +471,7 @@ def test_fast_network_profiles_attach_gkes_nics_and_leave_only_what_they_must_of
                                                    "runAsNonRoot", "runAsUser 0", "allowPrivilegeEscalation",
                                                    "capabilities.drop ALL", "capabilities.add"))])
         if case == "tcpx":  # fast_network.TCPX_SOURCES' files at their commits, field for field
-            assert host_paths == ["libraries", "proc-sys", "sys", "tcpx-socket"] and shm == [f"{1569 * 1024 // 4}Mi"]
+            assert host_paths == ["libraries", "proc-sys", "sys", "tcpx-socket"] and shm == [f"{1700 * 1024 // 4}Mi"]
             assert [n["network"] for n in nics[1:]] == ["vpc1", "vpc2", "vpc3", "vpc4"]
             assert daemon["image"] == "us-docker.pkg.dev/gce-ai-infra/gpudirect-tcpx/tcpgpudmarxd-dev:v2.0.12"
             # nccl-test-latest.yaml@089e0224: `- \"--verbose 128 2 0 \"`, a plain scalar, backslashes and all
@@ -518,10 +518,31 @@ def test_pods_are_sized_from_the_accelerators_machine_and_a_run_gives_up_waiting
     for accelerator, gpus in (("nvidia-h100-80gb", 1), ("nvidia-h200-141gb", 8), ("nvidia-l4", 2), ("other-gpu", 8)):
         (job,) = objects_for(["train", *TRAIN, "--gpus", str(gpus), "--accelerator", accelerator])
         sizes[accelerator] = job["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
-    assert sizes == {"nvidia-h100-80gb": {"cpu": "23", "memory": "196Gi"},  # an eighth of a3-highgpu-8g's, less a tenth
-                     "nvidia-h200-141gb": {"cpu": "201", "memory": "2474Gi"},
-                     "nvidia-l4": {"cpu": "21", "memory": "80Gi"},
+    # the smallest machine that carries the GPUs, less GKE's reservations (k8s/machines.py): a3-highgpu-1g (26
+    # vCPUs, 234 GB), a3-ultragpu-8g (224, 2,952 GB), g2-standard-24 (24, 96 GB, 2 L4)
+    assert sizes == {"nvidia-h100-80gb": {"cpu": "25", "memory": "205Gi"},
+                     "nvidia-h200-141gb": {"cpu": "222", "memory": "2685Gi"},
+                     "nvidia-l4": {"cpu": "23", "memory": "80Gi"},
                      "other-gpu": {"cpu": "8", "memory": "48Gi"}}  # an unknown machine: the defaults
+    l4 = ["train", *TRAIN, "--gpus", "1", "--accelerator", "nvidia-l4"]
+    for flags, expected in (([], {"cpu": "3", "memory": "10Gi"}),  # g2-standard-4: 3.4 vCPUs, 10.8 GiB for pods
+                            (["--machine_type", "g2-standard-8"], {"cpu": "7", "memory": "24Gi"}),
+                            (["--machine_type", "g2-standard-16"], {"cpu": "15", "memory": "52Gi"})):
+        (job,) = objects_for([*l4, *flags])
+        assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] == expected, flags
+    (serve, *_) = objects_for(SPREAD["serve gpu"])  # 1 L4: serve's 4 vCPUs and 8Gi, at most a g2-standard-4's
+    assert serve["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "3",
+                                                                                          "memory": "8Gi"}
+    for flags, message in (
+            (["--cpu", "100", "--gpus", "8"], "--cpu 100 --memory 342Gi with --gpus 8 nvidia-l4 fits no node: the "
+                                              "largest machine that carries them, g2-standard-96, has 95.2 vCPUs"),
+            (["--machine_type", "g2-standard-8", "--memory", "30Gi"], "fits no node: --machine_type g2-standard-8"),
+            (["--machine_type", "g2-standard-8", "--gpus", "2"], "--machine_type g2-standard-8 carries 1 nvidia-l4, "
+                                                                 "not --gpus 2"),
+            (["--gpus", "16"], "--gpus 16: no machine carries more than 8 nvidia-l4 per node"),
+            (["--machine_type", "n2-standard-8"], "not a GPU machine type this tool knows")):
+        with pytest.raises(UsageError, match=re.escape(message)):
+            parse_submit("train", [*l4[1:], *flags])
     (cpu_job,) = objects_for(SPREAD["cpu"])  # --cpu 4, memory by default: /dev/shm is a quarter of the 48Gi limit
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "12288Mi"}} in cpu_job["spec"]["template"][
         "spec"]["volumes"]
@@ -639,7 +660,7 @@ def test_what_the_api_server_would_refuse_is_refused_before_printing():
         with pytest.raises(UsageError, match=re.escape(message)):
             parse_submit("train", [*TRAIN, *flags])
     for memory in ("1Ei", "1.5Gi", "1e9", "128974848", "129M", "0.5Ti"):  # every form the API server takes
-        config, extra, _ = parse_submit("train", [*TRAIN, "--memory", memory, "--cpu", "500m"])
+        config, extra, _ = parse_submit("train", [*TRAIN, "--memory", memory, "--cpu", "500m", "--gpus", "0"])
         (job,) = render(config, extra)[1]
         assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] == memory
     done = subprocess.run([os.path.join(BIN, "cyclegan"), "submit", "train", *TRAIN, "--backend", "jobset",
