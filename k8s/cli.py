@@ -38,12 +38,18 @@ def parse_submit(action, argv, prog="cyclegan submit"):
     submit_config.check_config(config)
     if action == "train":
         check_train_flags(extra, config.preset)
+    serving_set = sorted({arg.split("=")[0] for arg in extra} & set(SERVE_SETS)) if action == "serve" else []
+    if serving_set:
+        raise UsageError(f"after --: {', '.join(serving_set)} is set by submit itself (the probes, the Service and "
+                         "--model depend on it); leave it out")
     if action == "serve" and config.kserve and extra:
         raise UsageError(f"after --: {' '.join(extra)}: with --kserve, KServe's TensorFlow runtime sets TF Serving's "
                          "flags; pass them without --kserve (they go to tensorflow_model_server)")
     return config, extra, args.dry_run
 
 
+# What `submit serve` passes to tensorflow_model_server (k8s/render.py's serving_container).
+SERVE_SETS = ("--model_name", "--model_base_path", "--port", "--rest_api_port")
 # What `submit train` passes to the trainer itself (k8s/render.py): set with submit's own flags, never after --.
 SUBMIT_SETS = ("--data", "--model_dir", "--preset", "--peer_timeout", "--cpu_replicas", "--first_start_timeout")
 

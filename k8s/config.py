@@ -31,7 +31,8 @@ DEFAULT_CPU = {"train": "8", "preprocess": "4", "tensorboard": "1", "dataflow": 
 DEFAULT_MEMORY = {"train": "48Gi", "preprocess": "16Gi", "tensorboard": "4Gi", "dataflow": "2Gi", "serve": "8Gi"}
 # TF Serving's published images for `submit serve` without --image (CPU; GPU with --gpus 1). Not run here: the
 # exported ops are TensorFlow's standard ones, which TF Serving 2.19 has; see docs/operations.md.
-SERVING_IMAGE, SERVING_GPU_IMAGE = "tensorflow/serving:2.19.1", "tensorflow/serving:2.19.1-gpu"
+SERVING_VERSION = "2.20.0"  # TF Serving built on TensorFlow 2.20: it reads what this TensorFlow saves
+SERVING_IMAGE, SERVING_GPU_IMAGE = f"tensorflow/serving:{SERVING_VERSION}", f"tensorflow/serving:{SERVING_VERSION}-gpu"
 UID = 10001  # the images' user (k8s/Dockerfile*): non-root, fixed, as the restricted profile wants
 
 
@@ -225,6 +226,26 @@ def check_config(config):
         pod_size(config, config.kind)  # a request that fits no node is refused here, before anything is printed
     if config.kind == "serve" and config.gpus > 1:
         raise UsageError(f"--gpus {config.gpus}: a TF Serving replica uses one GPU; add --replicas instead")
+    if config.kind == "serve":
+        check_serving_model(config)
+
+
+SERVING_MEMORY_AT_LEAST = 1 << 30  # TF Serving with a reference generator loaded: below this a replica never starts
+
+
+def check_serving_model(config):
+    """--model must be a direction folder on GCS, the numbered versions under it, as TF Serving reads it."""
+    model = config.model.rstrip("/")
+    if not re.match(r"^gs://[^/]+/.+", model):
+        raise UsageError(f"--model {config.model}: TF Serving in the cluster reads the model from a bucket; upload "
+                         "the export (`cyclegan export --versioned --output gs://BUCKET/PATH`) and pass "
+                         "gs://BUCKET/PATH/a2b")
+    if re.search(r"/\d+$", model):
+        raise UsageError(f"--model {config.model}: a version folder; pass the folder that holds the numbered "
+                         f"versions, {model.rsplit('/', 1)[0]} (TF Serving serves the highest)")
+    if config.memory and quantity_bytes(config.memory) < SERVING_MEMORY_AT_LEAST:
+        raise UsageError(f"--memory {config.memory}: below 1Gi a TF Serving replica cannot load the model and is "
+                         "never Ready")
 
 
 def check_network_profile(config):

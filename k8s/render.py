@@ -20,7 +20,7 @@ import datetime
 import json
 
 from k8s import fast_network
-from k8s.config import (MESSAGE_RULES_JOBSET, SERVING_IMAGE, UID, grace_period,
+from k8s.config import (MESSAGE_RULES_JOBSET, SERVING_IMAGE, SERVING_VERSION, UID, grace_period,
                         jobset_version, minor_version, pod_size, quantity_bytes)
 from preprocessing import exit_status
 from preprocessing.lease import RUN_ENV
@@ -331,8 +331,13 @@ def tensorboard_objects(config, name, extra):
 
 
 def model_status_probe(name, **timing):
-    """TF Serving's model status endpoint: 200 once the model `name` is loaded."""
-    return {"httpGet": {"path": f"/v1/models/{name}", "port": SERVING_REST_PORT}, **timing}
+    """Whether TF Serving's model `name` has a version in state AVAILABLE. Its status endpoint answers 200 in every
+    state (loading, failed, ended), so an HTTP probe would pass a model that never loaded or failed later: the
+    probe reads the body, with bash's own /dev/tcp (TF Serving's images have bash and grep, not curl)."""
+    request = f"GET /v1/models/{name} HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n"
+    script = (f"exec 3<>/dev/tcp/127.0.0.1/{SERVING_REST_PORT} && printf '{request}' >&3 && "
+              "grep -q '\"state\": *\"AVAILABLE\"' <&3")
+    return {"exec": {"command": ["/bin/bash", "-c", script]}, "timeoutSeconds": 5, **timing}
 
 
 def serving_container(config, name):
@@ -374,6 +379,8 @@ def inference_service(config, name, container):
              "resources": container["resources"], "securityContext": pod["containers"][0]["securityContext"]}
     if config.image != SERVING_IMAGE:  # a GPU build, or the image given: the runtime's own is a CPU build
         model["image"] = config.image
+    else:  # KServe's runtime defaults to TF Serving 2.6.2, which cannot read a SavedModel of this TensorFlow
+        model["runtimeVersion"] = SERVING_VERSION
     predictor = {"minReplicas": config.replicas, "maxReplicas": config.replicas, "model": model,
                  **{key: pod[key] for key in ("serviceAccountName", "securityContext", "nodeSelector", "tolerations",
                                               "priorityClassName") if key in pod}}

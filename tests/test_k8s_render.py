@@ -305,7 +305,11 @@ def test_the_inference_service_holds_only_what_kserve_defines_and_a_restricted_p
     predictor = service["spec"]["predictor"]
     model = predictor["model"]
     assert model["modelFormat"] == {"name": "tensorflow"} and model["storageUri"] == "gs://b/export/a2b"
-    assert model["image"] == "tensorflow/serving:2.19.1-gpu" and predictor["minReplicas"] == 2
+    assert model["image"] == "tensorflow/serving:2.20.0-gpu" and predictor["minReplicas"] == 2
+    (cpu_service,) = objects_for([arg for arg in KSERVE if arg not in ("--gpus", "1")], version)
+    # KServe's runtime defaults to TF Serving 2.6.2, which cannot read this TensorFlow's SavedModels
+    assert cpu_service["spec"]["predictor"]["model"]["runtimeVersion"] == "2.20.0"
+    assert "image" not in cpu_service["spec"]["predictor"]["model"]
     container = {"name": "kserve-container", **{k: v for k, v in model.items() if k in CONTAINER_FIELDS}}
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
            "spec": {"containers": [container], **{k: v for k, v in predictor.items() if k in POD_FIELDS}}}
@@ -321,21 +325,29 @@ def test_the_serving_deployment_probes_the_model_status_and_scales():
     deployment, service = objects_for(SPREAD["serve"])
     assert deployment["spec"]["replicas"] == 2
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert container["image"] == "tensorflow/serving:2.19.1" and container["args"] == [
+    assert container["image"] == "tensorflow/serving:2.20.0" and container["args"] == [
         "--model_name=h2z-serve", "--model_base_path=gs://b/export/a2b", "--port=8500", "--rest_api_port=8501"]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/v1/models/h2z-serve", "port": 8501}
+        assert container[probe]["exec"]["command"] == container["startupProbe"]["exec"]["command"]
     assert "nvidia.com/gpu" not in container["resources"]["limits"]
     assert [p["port"] for p in service["spec"]["ports"]] == [8501, 8500]
     gpu, _ = objects_for(SPREAD["serve gpu"])
     pod = gpu["spec"]["template"]["spec"]
     assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert pod["containers"][0]["image"] == "tensorflow/serving:2.19.1-gpu"
+    assert pod["containers"][0]["image"] == "tensorflow/serving:2.20.0-gpu"
     config, extra, _ = parse_submit("serve", [*SPREAD["serve"][1:], "--", "--enable_batching"])
     assert render(config, extra)[1][0]["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "--enable_batching"
     assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
     for argv, message in ((["--gpus", "2"], "--gpus 2: a TF Serving replica uses one GPU"),
-                          (["--kserve", "--", "--enable_batching"], "with --kserve, KServe's TensorFlow runtime")):
+                          (["--kserve", "--", "--enable_batching"], "with --kserve, KServe's TensorFlow runtime"),
+                          (["--memory", "1"], "--memory 1: below 1Gi a TF Serving replica cannot load the model"),
+                          (["--", "--rest_api_port=9000"], "after --: --rest_api_port is set by submit itself"),
+                          (["--", "--model_name", "x", "--port", "1"], "after --: --model_name, --port is set"),
+                          (["--model", "exports/a2b"], "--model exports/a2b: TF Serving in the cluster reads the "
+                                                       "model from a bucket"),
+                          (["--model", "gs://b"], "--model gs://b: TF Serving in the cluster reads"),
+                          (["--model", "gs://b/export/a2b/3"], "a version folder; pass the folder that holds the "
+                                                               "numbered versions, gs://b/export/a2b")):
         with pytest.raises(UsageError, match=re.escape(message)):
             parse_submit("serve", [*SPREAD["serve"][1:], *argv])
     with pytest.raises(UsageError, match="submit serve needs --model"):
@@ -788,3 +800,40 @@ def test_nccl_as_root_runs_the_trainer_as_gkes_samples_do_and_only_with_a_profil
     assert "trainer: runAsNonRoot" not in restricted_violations(plain["spec"]["template"]["spec"])
     with pytest.raises(UsageError, match="--nccl_as_root go with --network_profile"):
         parse_submit("train", [*TRAIN, "--nccl_as_root"])
+
+
+@pytest.mark.parametrize("state, ready", [("AVAILABLE", True), ("LOADING", False), ("END", False), (None, False)])
+def test_the_serving_probe_passes_only_an_available_model(state, ready):
+    """The rendered probe's own command, against a server answering as TF Serving's status endpoint does: 200
+    with the state in the body, whatever the state (None: nothing listening)."""
+    import http.server
+    import socket
+    import threading
+
+    (deployment, _) = objects_for(SPREAD["serve"])
+    command = deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["exec"]["command"]
+    with socket.socket() as probe_port:
+        probe_port.bind(("127.0.0.1", 0))
+        port = probe_port.getsockname()[1]
+    body = json.dumps({"model_version_status": [{"version": "1", "state": state,
+                                                 "status": {"error_code": "OK", "error_message": ""}}]}, indent=1)
+
+    class Status(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/v1/models/h2z-serve" else 404)
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", port), Status) if state else None
+    if server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        script = command[2].replace("/127.0.0.1/8501", f"/127.0.0.1/{port}")
+        done = subprocess.run([command[0], command[1], script], capture_output=True, timeout=30)
+        assert (done.returncode == 0) == ready, done.stderr
+    finally:
+        if server:
+            server.shutdown()
