@@ -17,6 +17,7 @@ import sys
 
 from k8s import api as cluster
 from k8s import config as submit_config
+from k8s import preflight
 from k8s.render import DATAFLOW_ANNOTATION, QUEUE_LABEL, SERVING_REST_PORT, TENSORBOARD_PORT, render
 from preprocessing.flags import UsageError, add_config_flags, check_fields, config_from_flags, job_parser
 from trainer.run.model_dir import LOGS, model_path
@@ -29,6 +30,7 @@ def parse_submit(action, argv, prog="cyclegan submit"):
     extra = []
     if "--" in argv:
         argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+    argv = ["--no_check" if arg == "--no-check" else arg for arg in argv]  # spelt either way, as --dry-run
     parser = job_parser(f"{prog} {action}", __doc__)
     parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
                         help="print the objects as YAML; touch no cluster")
@@ -108,8 +110,20 @@ def main(argv, prog="cyclegan submit"):
             import yaml
 
             sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False))
-        else:
-            print_submitted(config, objects, name)
+            return 0
+        if config.check or not config.no_check:
+            api = cluster.api_client(config.request_timeout)
+            try:
+                warnings = preflight.run(api, config, objects, lambda line: print(line, file=sys.stderr))
+            except UsageError:
+                raise
+            except Exception as err:
+                raise cluster.api_error(err, "check the cluster", config.namespace) from None
+            if config.check:
+                print(f"check: the cluster has what {name} needs" + (" (see the warnings)" if warnings else "")
+                      + "; nothing was created")
+                return 0
+        print_submitted(config, objects, name)
         return 0
     parser = job_parser(f"{prog} {action}", __doc__)
     if action != "list":

@@ -111,6 +111,11 @@ class SubmitConfig:
     peer_timeout: int = config_field(TrainConfig.peer_timeout, "train, several nodes: seconds before a worker whose "
                                      f"peer died exits with {exit_status.PREEMPTED}, so that the whole group "
                                      "restarts from the newest checkpoint", minimum=10)
+    check: bool = config_field(False, "ask the cluster whether it has what the job needs (namespace, service "
+                               "account, queue, priority class, pull secrets, nodes of the accelerator), print the "
+                               "answer and create nothing")
+    no_check: bool = config_field(False, "create the objects without asking the cluster first (the check runs by "
+                                  "default)")
     request_timeout: int = config_field(30, "seconds the action may wait for the Kubernetes API in all, retries "
                                         "included, before giving up", minimum=1)
     # preprocess
@@ -228,6 +233,8 @@ def check_config(config):
         raise UsageError(f"--gpus {config.gpus}: a TF Serving replica uses one GPU; add --replicas instead")
     if config.kind == "serve":
         check_serving_model(config)
+    if config.check and config.no_check:
+        raise UsageError("--check and --no-check: choose one")
 
 
 SERVING_MEMORY_AT_LEAST = 1 << 30  # TF Serving with a reference generator loaded: below this a replica never starts

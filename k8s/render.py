@@ -56,8 +56,11 @@ def pod_labels(config, name):
     return {key: value for key, value in labels(config, name).items() if key != QUEUE_LABEL}
 
 
-def metadata(config, name):
-    return {"name": name, "namespace": config.namespace, "labels": labels(config, name)}
+def metadata(config, name, queued=True):
+    """Name, namespace and labels; the queue label only on what Kueue admits (`queued`), not on a Service or a
+    PodDisruptionBudget, which Kueue's webhooks would otherwise try to manage as workloads."""
+    return {"name": name, "namespace": config.namespace,
+            "labels": labels(config, name) if queued else pod_labels(config, name)}
 
 
 def container_security():
@@ -224,7 +227,7 @@ def trainer_pod(config, name, extra):
 
 def headless_service(config, name):
     """Gives every worker pod its DNS name, also before it is ready: the workers find each other while starting."""
-    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata(config, name),
+    return {"apiVersion": "v1", "kind": "Service", "metadata": metadata(config, name, queued=False),
             "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
                      "selector": {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": "train"},
                      "ports": [{"name": "tf-worker", "port": TF_PORT, "targetPort": TF_PORT}]}}
@@ -233,7 +236,7 @@ def headless_service(config, name):
 def disruption_budget(config, name):
     """A drain (a node upgrade, a scale-down) waits for the run instead of evicting a worker mid-step; pods that are
     not ready may still go, so a broken pod never blocks a drain."""
-    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": metadata(config, name),
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": metadata(config, name, queued=False),
             "spec": {"maxUnavailable": 0, "unhealthyPodEvictionPolicy": "AlwaysAllow",
                      "selector": {"matchLabels": {"app.kubernetes.io/instance": name,
                                                   "app.kubernetes.io/component": "train"}}}}
@@ -321,7 +324,7 @@ def tensorboard_objects(config, name, extra):
              "spec": {"replicas": 1, "selector": {"matchLabels": selector},
                       "template": {"metadata": {"labels": pod_labels(config, name)},
                                    "spec": pod_spec(config, container, restart="Always")}}},
-            {"apiVersion": "v1", "kind": "Service", "metadata": metadata(config, name),
+            {"apiVersion": "v1", "kind": "Service", "metadata": metadata(config, name, queued=False),
              "spec": {"type": "ClusterIP", "selector": selector,
                       "ports": [{"name": "http", "port": TENSORBOARD_PORT, "targetPort": TENSORBOARD_PORT}]}}]
 
@@ -364,7 +367,7 @@ def serve_objects(config, name, extra):
              "spec": {"replicas": config.replicas, "selector": {"matchLabels": selector},
                       "template": {"metadata": {"labels": pod_labels(config, name)},
                                    "spec": pod_spec(config, container, restart="Always", **gpu_scheduling(config))}}},
-            {"apiVersion": "v1", "kind": "Service", "metadata": metadata(config, name),
+            {"apiVersion": "v1", "kind": "Service", "metadata": metadata(config, name, queued=False),
              "spec": {"type": "ClusterIP", "selector": selector,
                       "ports": [{"name": "http", "port": SERVING_REST_PORT, "targetPort": SERVING_REST_PORT},
                                 {"name": "grpc", "port": SERVING_GRPC_PORT, "targetPort": SERVING_GRPC_PORT}]}}]

@@ -35,6 +35,7 @@ SPREAD = {
     "serve gpu": ["serve", "--model", "gs://b/export/a2b", "--name", "h2z-serve", "--gpus", "1", "--accelerator",
                   "nvidia-l4"],
 }
+QUEUE = "kueue.x-k8s.io/queue-name"
 KSERVE = ["serve", "--model", "gs://b/export/a2b/", "--name", "h2z-serve", "--kserve", "--gpus", "1", "--accelerator",
           "nvidia-l4", "--replicas", "2", "--priority_class", "serving"]
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -409,6 +410,7 @@ def test_failure_semantics_scheduling_and_shapes_match_the_trainer():
         "metadata"]["labels"].items()
     assert indexed["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
     assert "kueue.x-k8s.io/queue-name" not in indexed["spec"]["template"]["metadata"]["labels"]
+    assert not {QUEUE for obj in (service, budget) if QUEUE in obj["metadata"]["labels"]}  # Kueue admits the Job only
     assert indexed["spec"]["activeDeadlineSeconds"] == 48 * 3600
     assert indexed["spec"]["successPolicy"] == {"rules": [{"succeededIndexes": "0"}]}
     assert "--peer_timeout" in indexed["spec"]["template"]["spec"]["containers"][0]["args"]

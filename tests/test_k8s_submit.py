@@ -22,7 +22,7 @@ class FakeApi(http.server.BaseHTTPRequestHandler):
     """Records every call; keeps what was created; refuses the name `taken` (409), namespace `locked` (403) and
     a budget named `nobudget` (403)."""
 
-    calls, store = [], {}
+    calls, store, missing = [], {}, set()  # missing: paths answered 404, as objects the cluster lacks
 
     def log_message(self, *args):
         pass
@@ -63,6 +63,8 @@ class FakeApi(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         path, query, _ = self.record()
+        if path in self.missing:
+            return self.status(404, "NotFound", f"{path} not found")
         if path.endswith("/log"):
             pod = path.split("/")[-2]
             data = (f"{pod} started\nstep 1/10 epoch 1 | 3.1 pairs/s\nstep 2/10 epoch 1 | 3.3 pairs/s\n"
@@ -127,6 +129,7 @@ def kubeconfig_for(folder, port):
 def api(tmp_path):
     FakeApi.calls.clear()
     FakeApi.store.clear()
+    FakeApi.missing.clear()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeApi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield kubeconfig_for(tmp_path, server.server_port)
@@ -299,3 +302,28 @@ def test_an_api_server_that_never_answers_is_given_up_on(tmp_path):
         assert bad.returncode == 2 and "--request_timeout 0: must be at least 1" in bad.stderr
     finally:
         silent.close()
+
+
+def test_the_preflight_names_each_missing_object_and_creates_nothing(api):
+    flags = [*FLAGS, "--queue", "team-a", "--priority_class", "training", "--name", "h2z"]
+    FakeApi.missing.update({f"/api/v1/namespaces/{NAMESPACE}", f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/cyclegan",
+                            f"/apis/kueue.x-k8s.io/v1beta1/namespaces/{NAMESPACE}/localqueues/team-a",
+                            "/apis/scheduling.k8s.io/v1/priorityclasses/training"})
+    done = submit(api, "train", *flags)
+    assert done.returncode == 2, done.stderr
+    for line in (f"namespace {NAMESPACE} does not exist", "service account cyclegan does not exist in namespace",
+                 "--queue team-a: no Kueue LocalQueue of that name", "--priority_class training: no PriorityClass"):
+        assert sum(line in row for row in done.stderr.splitlines()) == 1, (line, done.stderr)
+    assert "no node carries cloud.google.com/gke-accelerator=nvidia-h100-80gb now" in done.stderr  # a warning
+    assert not [call for call in FakeApi.calls if call[0] == "POST"]  # nothing created
+
+    FakeApi.missing.clear()
+    FakeApi.calls.clear()
+    checked = submit(api, "train", *flags, "--check")
+    assert checked.returncode == 0 and "check: the cluster has what h2z needs" in checked.stdout, checked.stderr
+    assert not [call for call in FakeApi.calls if call[0] == "POST"]
+    FakeApi.missing.add(f"/api/v1/namespaces/{NAMESPACE}")
+    FakeApi.calls.clear()
+    unchecked = submit(api, "train", *flags, "--no-check")
+    assert unchecked.returncode == 0, unchecked.stderr
+    assert not [call for call in FakeApi.calls if call[0] == "GET"] and [c for c in FakeApi.calls if c[0] == "POST"]
