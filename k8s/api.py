@@ -254,16 +254,28 @@ def how_it_ended(pod):
     rule = {0: "done", exit_status.USAGE: "a usage error: FailJob", exit_status.PREEMPTED: "saved and stopped: "
             "restarted, not counted", exit_status.STALLED: "stalled: restarted, not counted",
             exit_status.NO_PROGRESS: "a restart loop: FailJob", exit_status.COLLAPSED: "collapsed: FailJob",
-            exit_status.NEVER_GATHERED: "the workers never all started: FailJob"}.get(
+            exit_status.NEVER_GATHERED: "the workers never all started: FailJob",
+            exit_status.NETWORK_DAEMON_DOWN: "its node's network daemon never became ready: counted, replaced"}.get(
         codes[0], "counted against --backoff_limit")
     return f"exited {codes[0]} ({rule})"
 
 
 def why_waiting(pod):
-    """Why a pod does not run: the scheduler's message, or its container's waiting reason; '' if it runs."""
+    """Why a pod does not run: its init or sidecar containers' trouble (waiting reasons, restarts, a startup probe
+    not passed), the scheduler's message, or its container's waiting reason; '' if it runs."""
+    for status in pod.status.init_container_statuses or []:
+        waiting = status.state.waiting if status.state else None
+        restarts = f" (restarted {status.restart_count} times)" if status.restart_count else ""
+        last = status.last_state.terminated if status.last_state else None
+        ended = f", last exit {last.exit_code}" + (f" {last.reason}" if last.reason else "") if last else ""
+        if waiting and waiting.reason not in (None, "PodInitializing", "ContainerCreating"):
+            return f"init container {status.name}: {waiting.reason}: {waiting.message or ''}".rstrip(": ") + (
+                restarts + ended)
+        if status.state and status.state.running and status.started is False and status.restart_count:
+            return f"sidecar {status.name}: running, its startup probe not passed{restarts}{ended}"
     for status in pod.status.container_statuses or []:
         waiting = status.state.waiting if status.state else None
-        if waiting and waiting.reason not in (None, "ContainerCreating"):
+        if waiting and waiting.reason not in (None, "ContainerCreating", "PodInitializing"):
             return f"{waiting.reason}: {waiting.message or ''}".rstrip(": ")
     if pod.status.phase != "Pending":
         return ""

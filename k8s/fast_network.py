@@ -26,7 +26,14 @@ import json
 
 GPU_DEVICES = [*(f"/dev/nvidia{i}" for i in range(8)), "/dev/nvidiactl", "/dev/nvidia-uvm"]
 TCPXO_DEVICES = [*GPU_DEVICES, "/dev/dmabuf_import_helper"]
-HEALTH_FILE = "/run/health-check"  # the TCPXO daemon writes it once initialised (a name without "_", as GKE says)
+# The TCPXO daemon writes this file once initialised (a name without "_", as GKE says), on an emptyDir the trainer
+# shares. GKE's samples probe it with a startupProbe, but a sidecar whose startup probe keeps failing is restarted
+# by the kubelet for ever and the pod sits in Init on a broken node; so the trainer waits for the file itself, for
+# DAEMON_WAIT_S, and then exits with NETWORK_DAEMON_DOWN, a counted failure whose pod the Job replaces.
+HEALTH_DIR = "/run/tcpxo-health"
+HEALTH_FILE = f"{HEALTH_DIR}/health-check"
+DAEMON_WAIT_S = 120  # GKE's probe gives the daemon 31 s
+
 
 # Where TCPX's settings come from, read at these commits: the environment is the `-x` list of run-nccl.sh in
 # nccl-config.yaml (which replaced nccl-config-latest.yaml, deleted in 2024), the daemon's argv that of
@@ -55,6 +62,7 @@ PROFILES = {
         "accelerator": "nvidia-h100-80gb",
         "interfaces": [("eth0", "default"), *((f"eth{i}", f"vpc{i}") for i in range(1, 5))],
         "nccl_setup": None,  # TCPX's plugin ships no environment script: its configuration is the env below
+        "ready_file": None,
         # the library path and the daemon's socket are this pod's mounts (run-nccl.sh sets them from its own)
         "env": {"LD_LIBRARY_PATH": "/usr/local/nvidia/lib64", "NCCL_GPUDIRECTTCPX_UNIX_CLIENT_PREFIX": "/run/tcpx",
                 **TCPX_NCCL_ENV},
@@ -79,6 +87,7 @@ PROFILES = {
         "accelerator": "nvidia-h100-mega-80gb",
         "interfaces": [("eth0", "default"), *((f"eth{i}", f"vpc{i}") for i in range(1, 9))],
         "nccl_setup": "NCCL_LIB_DIR=/usr/local/nvidia/lib64 source /usr/local/nvidia/lib64/nccl-env-profile.sh",
+        "ready_file": HEALTH_FILE,
         "env": {"LD_LIBRARY_PATH": "/usr/local/nvidia/lib64",
                 "NCCL_FASTRAK_LLCM_DEVICE_DIRECTORY": "/dev/aperture_devices"},
         "mounts": {"nvidia": ("/home/kubernetes/bin/nvidia/lib64", "/usr/local/nvidia/lib64"),
@@ -93,10 +102,8 @@ PROFILES = {
                                 "capabilities": {"add": ["NET_ADMIN", "NET_BIND_SERVICE"]}},
             "env": [{"name": "LD_LIBRARY_PATH", "value": "/usr/local/nvidia/lib64"},
                     {"name": "HEALTH_CHECK_LOG_FILE", "value": HEALTH_FILE}],
-            # a bad node (host components broken) fails here, before the trainer starts
-            "startupProbe": {"initialDelaySeconds": 1, "periodSeconds": 5, "timeoutSeconds": 1, "successThreshold": 1,
-                             "failureThreshold": 6, "exec": {"command": ["cat", HEALTH_FILE]}},
             "volumeMounts": [{"name": "nvidia", "mountPath": "/usr/local/nvidia/lib64"},
+                             {"name": "tcpxo-health", "mountPath": HEALTH_DIR},
                              {"name": "sys", "mountPath": "/hostsysfs"},
                              {"name": "proc-sys", "mountPath": "/hostprocsysfs"}]},
         "sidecar_volumes": {"sys": "/sys", "proc-sys": "/proc/sys"},
@@ -106,6 +113,7 @@ PROFILES = {
         "accelerator": "nvidia-h200-141gb",
         "interfaces": [("eth0", "default"), *((f"eth{i + 2}", f"rdma-{i}") for i in range(8))],
         "nccl_setup": "source /usr/local/gib/scripts/set_nccl_env.sh",
+        "ready_file": None,
         "env": {"LD_LIBRARY_PATH": "/usr/local/nvidia/lib64"},
         "mounts": {"library-dir-host": ("/home/kubernetes/bin/nvidia", "/usr/local/nvidia"),
                    "gib": ("/home/kubernetes/bin/gib", "/usr/local/gib")},
@@ -132,6 +140,17 @@ def annotations(profile, networks=()):
             "networking.gke.io/interfaces": json.dumps(interfaces), **spec["annotations"]}
 
 
+def daemon_wait(spec):
+    """The trainer's shell step that waits for the daemon's ready file, then exits NETWORK_DAEMON_DOWN."""
+    from preprocessing.exit_status import NETWORK_DAEMON_DOWN
+
+    ready, daemon = spec["ready_file"], spec["sidecar"]["name"]
+    return (f"for _ in $(seq {DAEMON_WAIT_S}); do [ -e {ready} ] && break; sleep 1; done; [ -e {ready} ] || "
+            f"{{ echo \"{daemon} not ready after {DAEMON_WAIT_S} s ({ready} absent): this node's GPUDirect "
+            f"components are broken; exiting {NETWORK_DAEMON_DOWN} so that the pod is replaced\" >&2; "
+            f"exit {NETWORK_DAEMON_DOWN}; }}")
+
+
 # GKE's NCCL samples run their NCCL container as root with this capability added (nccl-test-latest.yaml): the
 # way out, behind --nccl_as_root, if NCCL as our non-root user with every capability dropped fails on A3 nodes.
 SAMPLES_SECURITY = {"runAsNonRoot": False, "runAsUser": 0, "capabilities": {"add": ["IPC_LOCK"]},
@@ -144,17 +163,20 @@ def attach(profile, pod, daemon_image="", as_root=False):
     profile has one, has run in its shell. `as_root`: the trainer's security as GKE's samples have it."""
     spec = PROFILES[profile]
     trainer, *others = pod["containers"]
-    command = (["/bin/bash", "-c", f'{spec["nccl_setup"]} && exec "$0" "$@"', *trainer["command"]]
-               if spec["nccl_setup"] else trainer["command"])
+    steps = [daemon_wait(spec) if spec["ready_file"] else None, spec["nccl_setup"]]
+    script = " && ".join(step for step in steps if step)
+    command = ["/bin/bash", "-c", f'{script} && exec "$0" "$@"', *trainer["command"]] if script else trainer["command"]
+    shared = [{"name": "tcpxo-health", "mountPath": HEALTH_DIR}] if spec["ready_file"] else []
     trainer = {**trainer, "command": command,
                "env": [*trainer["env"], *({"name": k, "value": v} for k, v in spec["env"].items())],
                "volumeMounts": [*trainer["volumeMounts"], *({"name": name, "mountPath": inside}
-                                                            for name, (_, inside) in spec["mounts"].items())],
+                                                            for name, (_, inside) in spec["mounts"].items()), *shared],
                **({"securityContext": SAMPLES_SECURITY} if as_root else {})}
     host_paths = {**{name: host for name, (host, _) in spec["mounts"].items()}, **spec["sidecar_volumes"]}
     volumes = [{**v, "emptyDir": {**v["emptyDir"], "sizeLimit": spec["shm"]}} if v["name"] == "dshm" and spec["shm"]
                else v for v in pod["volumes"]]
     volumes += [{"name": name, "hostPath": {"path": path}} for name, path in host_paths.items()]
+    volumes += [{"name": mount["name"], "emptyDir": {}} for mount in shared]
     out = {**pod, "containers": [trainer, *others], "volumes": volumes}
     if spec["sidecar"]:
         out["initContainers"] = [{**spec["sidecar"], **({"image": daemon_image} if daemon_image else {})}]

@@ -12,6 +12,8 @@ STALLED = 6  # no step completed for --stall_minutes (trainer/run/watchdog.py): 
 #              a lost peer, and the group restarts from the newest checkpoint
 NEVER_GATHERED = 7  # several workers at the run's first start, and not all joined within --first_start_timeout:
 #                     the cluster has no room for the whole group now (final: later starts wait, counted, with 3)
+NETWORK_DAEMON_DOWN = 8  # --network_profile tcpxo: the node's receive daemon never became ready (a broken node);
+#                          counted, and the Job replaces the pod
 PREEMPTED = 75  # EX_TEMPFAIL, "try again later": saved, and the scheduler should start it again
 
 

@@ -511,13 +511,17 @@ def test_fast_network_profiles_attach_gkes_nics_and_leave_only_what_they_must_of
                 "NCCL_GPUDIRECTTCPX_PROGRAM_FLOW_STEERING_WAIT_MICROS": "500000"}
             assert {"name": "tcpx-socket", "mountPath": "/run/tcpx"} in trainer["volumeMounts"]
             assert template["metadata"]["annotations"]["devices.gke.io/container.tcpx-daemon"].count("- path:") == 10
-        elif case == "tcpxo":  # the newest pair of gpudirect-tcpxo/README.md, and best-practice.md's probe
+        elif case == "tcpxo":  # the newest pair of gpudirect-tcpxo/README.md; the health file on a shared emptyDir
             assert host_paths == ["aperture-devices", "nvidia", "proc-sys", "sys"] and shm == ["1Gi"]
             assert daemon["image"].endswith("/gpudirect-tcpxo/tcpgpudmarxd-dev:v1.0.21")
             assert daemon["args"][0].endswith("entrypoint_rxdm_container.sh --num_hops=2")  # retired flags gone
-            assert {"name": "HEALTH_CHECK_LOG_FILE", "value": "/run/health-check"} in daemon["env"]
-            assert daemon["startupProbe"]["exec"] == {"command": ["cat", "/run/health-check"]}
-            assert daemon["startupProbe"]["failureThreshold"] * daemon["startupProbe"]["periodSeconds"] == 30
+            assert {"name": "HEALTH_CHECK_LOG_FILE", "value": "/run/tcpxo-health/health-check"} in daemon["env"]
+            # no startup probe: the kubelet would restart a failing daemon for ever, the pod stuck in Init
+            assert "startupProbe" not in daemon
+            shared = {"name": "tcpxo-health", "mountPath": "/run/tcpxo-health"}
+            assert shared in daemon["volumeMounts"] and shared in trainer["volumeMounts"]
+            assert {"name": "tcpxo-health", "emptyDir": {}} in pod["volumes"]
+            assert "[ -e /run/tcpxo-health/health-check ]" in trainer["command"][2]
         else:
             assert host_paths == ["gib", "library-dir-host"] and shm == ["250Gi"] and "initContainers" not in pod
             assert [n["network"] for n in nics[1:]] == [f"rdma-{i}" for i in range(8)]
@@ -839,3 +843,27 @@ def test_the_serving_probe_passes_only_an_available_model(state, ready):
     finally:
         if server:
             server.shutdown()
+
+
+@pytest.mark.parametrize("ready_after_s, status", [(1, 0), (None, 8)])
+def test_the_tcpxo_trainer_waits_for_its_daemon_and_ends_its_pod_on_a_broken_node(tmp_path, ready_after_s, status):
+    """The rendered trainer command itself, in bash, with the daemon's health file made by a process standing in for
+    the daemon (or never), the wait shortened from its 120 s to 3 s and the NCCL script and trainer stood in for."""
+    from k8s import fast_network
+
+    (job, _, _) = objects_for(FAST["tcpxo"])
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    ready = tmp_path / "health-check"
+    script = (command[2].replace(fast_network.HEALTH_FILE, str(ready)).replace(
+        f"seq {fast_network.DAEMON_WAIT_S}", "seq 3").replace(fast_network.PROFILES["tcpxo"]["nccl_setup"], "true"))
+    daemon = subprocess.Popen(["bash", "-c", f"sleep {ready_after_s} && touch {ready}"]) if ready_after_s else None
+    done = subprocess.run([command[0], command[1], script, "echo", "trainer started"], capture_output=True, text=True,
+                          timeout=60)
+    if daemon:
+        daemon.wait()
+    assert done.returncode == status, done.stderr
+    if status:
+        assert "tcpxo-daemon not ready after 120 s" in done.stderr and "exiting 8 so that the pod is replaced" in (
+            done.stderr)
+    else:
+        assert done.stdout == "trainer started\n"

@@ -97,13 +97,19 @@ class FakeApi(http.server.BaseHTTPRequestHandler):
     def pods():
         """What the API server returns for a two-node run: worker 0 replaced after an exit 75, worker 1 pending
         (no node has a free GPU), worker 2 unable to pull its image."""
-        def pod(name, index, minute, phase, state, conditions=()):
+        def pod(name, index, minute, phase, state, conditions=(), init=()):
             return {"metadata": {"name": name, "namespace": NAMESPACE,
                                  "creationTimestamp": f"2026-11-27T08:0{minute}:00Z",
                                  "annotations": {"batch.kubernetes.io/job-completion-index": str(index)}},
                     "status": {"phase": phase, "conditions": list(conditions), "containerStatuses": [
                         {"name": "trainer", "image": "img:1", "imageID": "", "ready": phase == "Running",
-                         "restartCount": 0, "state": state}]}}
+                         "restartCount": 0, "state": state}], "initContainerStatuses": list(init)}}
+
+        crashing_sidecar = {"name": "tcpxo-daemon", "image": "daemon:1", "imageID": "", "ready": False,
+                            "restartCount": 4, "started": False,
+                            "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                                  "message": "back-off 40s restarting failed container"}},
+                            "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}
 
         unschedulable = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                          "message": "0/12 nodes are available: 12 Insufficient nvidia.com/gpu."}
@@ -111,7 +117,11 @@ class FakeApi(http.server.BaseHTTPRequestHandler):
                 pod("h2z-0-fghij", 0, 5, "Running", {"running": {}}),
                 pod("h2z-1-klmno", 1, 5, "Pending", {"waiting": {"reason": "ContainerCreating"}}, [unschedulable]),
                 pod("h2z-2-pqrst", 2, 5, "Pending", {"waiting": {"reason": "ImagePullBackOff",
-                                                                 "message": "Back-off pulling image img:1"}})]
+                                                                 "message": "Back-off pulling image img:1"}}),
+                # worker 3: its first pod's node had no working network daemon; its second is stuck in Init
+                pod("h2z-3-aaaaa", 3, 1, "Failed", {"terminated": {"exitCode": 8}}),
+                pod("h2z-3-uvwxy", 3, 5, "Pending", {"waiting": {"reason": "PodInitializing"}},
+                    init=[crashing_sidecar])]
 
 
 def kubeconfig_for(folder, port):
@@ -177,6 +187,9 @@ def test_submit_sends_exactly_the_rendered_objects(api):
         "worker 1: Pending, not scheduled: 0/12 nodes are available: 12 Insufficient nvidia.com/gpu. "
         "(pod h2z-1-klmno, 0 restart(s))",
         "worker 2: ImagePullBackOff: Back-off pulling image img:1 (pod h2z-2-pqrst, 0 restart(s))",
+        "worker 3: init container tcpxo-daemon: CrashLoopBackOff: back-off 40s restarting failed container "
+        "(restarted 4 times), last exit 1 Error (pod h2z-3-uvwxy, 1 restart(s))",
+        "earlier pod h2z-3-aaaaa: exited 8 (its node's network daemon never became ready: counted, replaced)",
         "latest progress (worker 0): step 2/10 epoch 1 | 3.3 pairs/s",
         "latest evaluation (worker 0): eval at step 2: cycle_mae 0.3000 | best cycle_mae 0.3000 at step 2"]
 
@@ -191,9 +204,10 @@ def test_submit_sends_exactly_the_rendered_objects(api):
     every = submit(api, "logs", "h2z", "--all", "--tail", "5", "--namespace", NAMESPACE)
     assert every.returncode == 0, every.stderr
     assert [line for line in every.stdout.splitlines() if line.endswith("started")] == [
-        "[worker 0] h2z-0-fghij started", "[worker 1] h2z-1-klmno started", "[worker 2] h2z-2-pqrst started"]
+        "[worker 0] h2z-0-fghij started", "[worker 1] h2z-1-klmno started", "[worker 2] h2z-2-pqrst started",
+        "[worker 3] h2z-3-uvwxy started"]
     log_queries = [query for method, path, query, _ in FakeApi.calls if path.endswith("/log")]
-    assert len(log_queries) == 3 and all(query.get("tailLines") == ["5"] for query in log_queries)
+    assert len(log_queries) == 4 and all(query.get("tailLines") == ["5"] for query in log_queries)
     earlier = submit(api, "logs", "h2z", "--worker", "0", "--previous", "--namespace", NAMESPACE)
     assert earlier.returncode == 0 and earlier.stdout.startswith("h2z-0-abcde started"), earlier.stderr
     missing = submit(api, "logs", "h2z", "--worker", "1", "--previous", "--namespace", NAMESPACE)
