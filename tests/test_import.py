@@ -155,6 +155,18 @@ def test_training_from_an_import_starts_from_its_weights_with_fresh_state(tiny_r
     assert other.returncode == 2
     assert f"--init_from {imported}: its networks are not this run's (n_blocks 2 there, 1 here)" in other.stderr
 
+    damaged = tmp_path / "damaged"  # a copy whose checkpoint index is garbage: named in --init_from's words
+    import shutil
+
+    shutil.copytree(imported, damaged)
+    (damaged / "checkpoints" / "ckpt-0.index").write_bytes(b"not an index")
+    broken = subprocess.run(train_command(records, str(tmp_path / "again"), 1, "--n_blocks", "2", "--init_from",
+                                          str(damaged)), capture_output=True, text=True, timeout=600)
+    assert broken.returncode == 2, broken.stderr
+    (line,) = [line for line in broken.stderr.splitlines() if "error" in line]
+    assert f"--init_from {damaged}: none of its checkpoints loads" in line and "--force_resume" not in line
+    assert "its index file is damaged or not a checkpoint's" in line and "give --init_from another run" in line
+
 
 FLOATS4 = np.arange(4, dtype="<f4").tobytes()
 LYING_VIEWS = {  # what each crafted tensor claims -> the refusal

@@ -194,8 +194,12 @@ def step_of(prefix):
 
 def load_failure(err):
     """Why a checkpoint did not load, in one line: the first line of the error, without the variable values some
-    errors go on to print (thousands of lines for a whole network)."""
-    return (str(err).strip().splitlines() or [type(err).__name__])[0].split(" Target variable:")[0][:300]
+    errors go on to print (thousands of lines for a whole network); TensorFlow's words for a file that is not a
+    checkpoint index said plainly."""
+    line = (str(err).strip().splitlines() or [type(err).__name__])[0].split(" Target variable:")[0][:300]
+    if "sstable" in line or "Unable to open table file" in line:
+        return f"its index file is damaged or not a checkpoint's ({line[:120]})"
+    return line
 
 
 def prefix_of(path):
@@ -204,7 +208,7 @@ def prefix_of(path):
     return re.sub(r"\.(index|data-\d+-of-\d+)$", "", path)
 
 
-def restore_newest(checkpoint, model_dir, say=print):
+def restore_newest(checkpoint, model_dir, say=print, flag="--model_dir"):
     """Read the newest of model_dir's checkpoints that loads into `checkpoint` (or into `checkpoint(prefix)`, when
     what to read depends on the checkpoint), reporting each one skipped and why; its prefix, or None when there is
     none. A UsageError when there are checkpoints but none loads."""
@@ -219,9 +223,11 @@ def restore_newest(checkpoint, model_dir, say=print):
             say(f"warning: skipped checkpoint {prefix}: it does not load ({reason})")
             failures.append(f"{prefix.rsplit('/', 1)[-1]}: {reason}")
     if failures:
-        raise UsageError(f"--model_dir {model_dir}: none of its checkpoints loads into this run's networks "
-                         f"({'; '.join(failures)}). The files are left as they are. If they are damaged, restore "
-                         "them; if the networks changed (--force_resume), train them in a new --model_dir")
+        advice = ("If they are damaged, restore them; if the networks changed (--force_resume), train them in a new "
+                  "--model_dir" if flag == "--model_dir" else f"Restore them if they are damaged, or give {flag} "
+                  "another run or checkpoint")
+        raise UsageError(f"{flag} {model_dir}: none of its checkpoints loads into this run's networks "
+                         f"({'; '.join(failures)}). The files are left as they are. {advice}")
     return None
 
 

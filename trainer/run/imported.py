@@ -115,7 +115,7 @@ def initialize_from(config, nets, say=print):
                              "with its network flags, or start from another run")
     weights = tf.train.Checkpoint(**nets)
     if is_model_dir:
-        prefix = checkpoints.restore_newest(weights, source, say)
+        prefix = checkpoints.restore_newest(weights, source, say, flag="--init_from")
         if not prefix:
             raise UsageError(f"--init_from {source} holds no checkpoint to start from")
     else:
