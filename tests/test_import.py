@@ -5,6 +5,7 @@ tests/torch_reference.py, random weights, saved with torch.save), and, where PyT
 committed file and the outputs PyTorch computed from it (tests/make_pth_fixture.py).
 """
 import io
+import json
 import os
 import pickle
 import subprocess
@@ -139,6 +140,14 @@ def test_training_from_an_import_starts_from_its_weights_with_fresh_state(tiny_r
     evaluated = cyclegan("evaluate", "--model_dir", imported, "--data", raw, "--output", str(tmp_path / "eval"))
     assert evaluated.returncode == 0, evaluated.stderr
     assert "evaluate: warning: G_BA holds random weights (`cyclegan import` gave it none)" in evaluated.stdout
+    exported = str(tmp_path / "export")  # import -> export (a2b only) -> evaluate the export
+    assert cyclegan("export", "--model_dir", imported, "--output", exported).returncode == 0
+    one_way = cyclegan("evaluate", "--model", exported, "--data", raw, "--output", str(tmp_path / "eval-export"))
+    assert one_way.returncode == 0, one_way.stderr
+    assert f"{exported} holds a2b only" in one_way.stdout
+    report = json.loads((tmp_path / "eval-export" / "report.json").read_text())
+    assert report["ground_truth_mae"] > 0 and report["cycle_mae"] is None
+    assert os.listdir(tmp_path / "eval-export" / "a2b") and not (tmp_path / "eval-export" / "b2a").exists()
     tuned = str(tmp_path / "tuned")
     command = train_command(records, tuned, 1, "--n_blocks", "2", "--lr", "0", "--init_from", imported)
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)

@@ -45,8 +45,15 @@ def main(argv, prog="cyclegan evaluate"):
     check_writable(args.output)
     evaluator = Evaluator(args.data, args.limit, args.inception_weights)  # checks the data and weights first
     if args.model:
-        a2b, b2a = (load_direction(f"{args.model.rstrip('/')}/{d}") for d in ("a2b", "b2a"))
-        source_text, scaling = args.model, export_scaling(f"{args.model.rstrip('/')}/a2b")
+        import tensorflow as tf
+
+        root = args.model.rstrip("/")
+        a2b = load_direction(f"{root}/a2b")
+        b2a = load_direction(f"{root}/b2a") if tf.io.gfile.exists(f"{root}/b2a") else None
+        if b2a is None:
+            print(f"evaluate: warning: {root} holds a2b only (an import of one direction): the B -> A and cycle "
+                  "figures are skipped", flush=True)
+        source_text, scaling = args.model, export_scaling(f"{root}/a2b")
     else:
         from trainer.config import view
         from trainer.run.checkpoints import read_run_record

@@ -93,8 +93,9 @@ class Evaluator:
                 out.append(translate_pixels(direction, image, self.scaling))
             return out
 
-        fake = {"B": translate(a2b, self.images["A"]), "A": translate(b2a, self.images["B"])}
-        cycled = {"A": translate(b2a, fake["B"]), "B": translate(a2b, fake["A"])}
+        # b2a None: an export of one direction (an import of one generator); what needs the other is skipped
+        fake = {"B": translate(a2b, self.images["A"]), **({"A": translate(b2a, self.images["B"])} if b2a else {})}
+        cycled = {"A": translate(b2a, fake["B"]), "B": translate(a2b, fake["A"])} if b2a else None
         report = {Key.TEST_IMAGES_A: len(self.images["A"]), Key.TEST_IMAGES_B: len(self.images["B"])}
         if self.truth_note:
             report[Key.GROUND_TRUTH_NOTE] = self.truth_note
@@ -113,22 +114,26 @@ class Evaluator:
             # the baseline no trained model may see: the best colour map, fit on these very test pairs
             report[Key.COLOUR_MAP_MAE] = mean(metrics.mae, metrics.best_colour_map(real, truth), truth)
             report[Key.COLOUR_MAP_MAE_VS_IDENTITY] = ratio(report[Key.COLOUR_MAP_MAE], report[Key.IDENTITY_MAE])
-        report[Key.CYCLE_MAE_A] = mean(metrics.mae, cycled["A"], self.images["A"])
-        report[Key.CYCLE_MAE_B] = mean(metrics.mae, cycled["B"], self.images["B"])
-        report[Key.CYCLE_MAE] = (report[Key.CYCLE_MAE_A] + report[Key.CYCLE_MAE_B]) / 2
+        if cycled:
+            report[Key.CYCLE_MAE_A] = mean(metrics.mae, cycled["A"], self.images["A"])
+            report[Key.CYCLE_MAE_B] = mean(metrics.mae, cycled["B"], self.images["B"])
+            report[Key.CYCLE_MAE] = (report[Key.CYCLE_MAE_A] + report[Key.CYCLE_MAE_B]) / 2
+        else:
+            report.update({Key.CYCLE_MAE_A: None, Key.CYCLE_MAE_B: None, Key.CYCLE_MAE: None})
         if self.inception and not stopping():
-            fake_b, fake_a = self.inception(fake["B"]), self.inception(fake["A"])
+            fake_b = self.inception(fake["B"])
             report[Key.FID] = metrics.fid(fake_b, self.real_features["B"])
             report[Key.KID] = metrics.kid(fake_b, self.real_features["B"])
-            report[Key.FID_B2A] = metrics.fid(fake_a, self.real_features["A"])
-            report[Key.KID_B2A] = metrics.kid(fake_a, self.real_features["A"])
+            fake_a = self.inception(fake["A"]) if "A" in fake else None
+            report[Key.FID_B2A] = metrics.fid(fake_a, self.real_features["A"]) if b2a else None
+            report[Key.KID_B2A] = metrics.kid(fake_a, self.real_features["A"]) if b2a else None
         else:
             report.update({Key.FID: None, Key.KID: None, Key.FID_SKIPPED: "no --inception_weights file given; FID and "
                            "KID need Inception-v3's ImageNet weights"})
         if output:
             out = output.rstrip("/")
             for direction, source, domain in (("a2b", "A", "B"), ("b2a", "B", "A")):
-                for name, pixels in zip(self.names[source], fake[domain]):
+                for name, pixels in zip(self.names[source], fake.get(domain, [])):
                     write_image(pixels, f"{out}/{direction}/{name}")
             with tf.io.gfile.GFile(f"{out}/report.json", "w") as f:
                 f.write(json.dumps(report, indent=2) + "\n")
