@@ -50,3 +50,20 @@ def test_a_step_that_never_completes_ends_the_run_with_the_stall_status_within_t
     steps = [line for line in done.stdout.splitlines() if line.startswith("step ")]
     assert steps[-1].startswith("step 3/10")
     assert time.monotonic() - began < 300  # the start-up, three steps, then 6 s and one check
+
+
+def test_a_process_paused_past_the_bound_and_resumed_is_not_called_stalled(tiny_records, tmp_path):
+    """SIGSTOP for longer than --stall_minutes, then SIGCONT: the steps did not stall, the process was paused."""
+    import signal
+
+    from tests.helpers import read_until, start
+
+    records, _ = tiny_records
+    proc = start(train_command(records, str(tmp_path / "model"), 8, "--stall_minutes", "0.1"))
+    read_until(proc, "step 2/8")
+    proc.send_signal(signal.SIGSTOP)
+    time.sleep(15)  # past the 6 s bound
+    proc.send_signal(signal.SIGCONT)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "train: the process was paused for" in out and "train: stalled" not in out

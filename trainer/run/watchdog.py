@@ -27,6 +27,9 @@ FLOOR_MINUTES = 30.0
 STEP_FACTOR = 20
 GAP_FACTOR = 2
 CHECK_SECONDS = 1.0
+# A check that wakes this much later than asked found the whole process paused (SIGSTOP, a frozen container, a
+# suspended machine): the steps were not stalled meanwhile, so the paused time is not counted against them.
+PAUSE_SECONDS = 10.0
 # For tests only: the step at which the loop blocks forever (a stand-in for a collective that never completes).
 STALL_AT_STEP_ENV = "CYCLEGAN_TEST_STALL_AT_STEP"
 
@@ -90,7 +93,16 @@ class StallWatchdog:
         self.say("".join(["the main thread's stack when the run stalled:\n", *traceback.format_list(stack)]).rstrip())
 
     def watch(self):
+        checked = self.clock()
         while not self.done.wait(CHECK_SECONDS):
+            now = self.clock()
+            paused = now - checked - CHECK_SECONDS
+            checked = now
+            if paused > PAUSE_SECONDS:
+                self.last += paused
+                self.say(f"train: the process was paused for {paused:.0f} s (SIGSTOP or a frozen node); the stall "
+                         "watchdog does not count that time")
+                continue
             waited = self.stalled_for()
             if waited:
                 self.report(waited)
