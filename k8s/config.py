@@ -169,8 +169,24 @@ def jobset_version(config):
     return version
 
 
+# The flags that only some kinds read; a value given to another kind would be ignored without a word.
+ONLY_FOR = {
+    **dict.fromkeys(("data", "model_dir", "preset", "nodes", "topology", "network_profile", "networks",
+                     "network_daemon_image", "nccl_as_root", "backend", "jobset_version", "node_lost_seconds",
+                     "max_pending_minutes", "peer_timeout"), ("train",)),
+    **dict.fromkeys(("gpus", "accelerator", "machine_type", "spot"), ("train", "serve")),
+    **dict.fromkeys(("input", "output", "runner", "project", "region", "temp_location"), ("preprocess",)),
+    "logdir": ("tensorboard",),
+    **dict.fromkeys(("model", "replicas", "kserve"), ("serve",)),
+}
+
+
 def check_config(config):
     """A UsageError for the first flag that cannot make a valid job."""
+    untouched = for_kind(config.kind)
+    for name, kinds in ONLY_FOR.items():
+        if config.kind not in kinds and getattr(config, name) != getattr(untouched, name):
+            raise UsageError(f"--{name} is for submit {' and '.join(kinds)}; submit {config.kind} does not use it")
     if not config.image:
         raise UsageError("--image is required: the container image the pods run (see k8s/Dockerfile)")
     if config.name and not (DNS_LABEL.match(config.name) and len(config.name) <= MAX_NAME):

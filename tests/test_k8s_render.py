@@ -348,11 +348,15 @@ def test_the_serving_deployment_probes_the_model_status_and_scales():
                                                        "model from a bucket"),
                           (["--model", "gs://b"], "--model gs://b: TF Serving in the cluster reads"),
                           (["--model", "gs://b/export/a2b/3"], "a version folder; pass the folder that holds the "
-                                                               "numbered versions, gs://b/export/a2b")):
+                                                               "numbered versions, gs://b/export/a2b"),
+                          (["--nodes", "4"], "--nodes is for submit train; submit serve does not use it"),
+                          (["--data", "gs://b/r"], "--data is for submit train; submit serve does not use it")):
         with pytest.raises(UsageError, match=re.escape(message)):
             parse_submit("serve", [*SPREAD["serve"][1:], *argv])
     with pytest.raises(UsageError, match="submit serve needs --model"):
         parse_submit("serve", ["--name", "x"])
+    with pytest.raises(UsageError, match="--replicas is for submit serve; submit train does not use it"):
+        parse_submit("train", [*TRAIN, "--replicas", "3"])
 
 
 def test_the_checkers_catch_what_they_check():
