@@ -98,12 +98,15 @@ def main(argv, prog="cyclegan compare"):
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = parser.parse_args(argv)
     prepare_libraries()
+    import tensorflow as tf
+
     rows = []
     for run in args.runs:
         try:
             rows.append(read_run(run))
-        except UsageError as err:  # one damaged run leaves the others to compare
-            print(f"{prog}: warning: {run} left out: {err}", file=sys.stderr, flush=True)
+        except (UsageError, tf.errors.OpError, OSError) as err:  # one damaged or unreachable run leaves the others
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            print(f"{prog}: warning: {run} left out: {reason}", file=sys.stderr, flush=True)
     if not rows:
         raise UsageError(f"none of the {len(args.runs)} runs can be read (see the warnings above)")
     metric = chosen_metric(rows, args.metric)
