@@ -110,8 +110,8 @@ class BestCheckpoint:
         try:
             self.state.checkpoint.write(model_path(self.directory, name))
         except Exception as err:  # a full disk, lost access: the kept best and best.json stay as they were
-            for entry in tf.io.gfile.listdir(self.directory):
-                if entry.split(".")[0] == name:
+            for entry in (entry.rstrip("/") for entry in tf.io.gfile.listdir(self.directory)):
+                if entry.split(".")[0] == name or entry.startswith(f"{name}_temp"):  # SaveV2's sharded temp folder
                     remove(model_path(self.directory, entry))
             raise SaveError(f"could not write the best checkpoint {self.directory}/{name} "
                             f"({load_failure(err)}); removed its partial files; free space (or fix access) and "
