@@ -230,3 +230,22 @@ def test_checkpoint_minutes_saves_by_the_clock_and_each_start_is_logged(tiny_rec
     run(config, two_cpus, steps=4)  # nothing left to train: not a start of the run
     with open(tmp_path / "run" / "starts.json") as f:
         assert [(start["step"], start["worker"]) for start in json.load(f)] == [(0, 0)]
+
+
+@pytest.mark.slow
+def test_a_best_checkpoint_that_finds_the_disk_full_leaves_nothing_of_itself(tiny_records, tmp_path):
+    records, raw = tiny_records
+    with tmpfs(tmp_path / "disk", "size=16m") as disk:
+        model_dir = str(disk / "model")
+        command = train_command(records, model_dir, 3, "--pool_size", "3", "--checkpoint_every", "100",
+                                "--eval_every", "2", "--eval_data", raw, "--no-xla_cache")
+        subprocess.run([*command[:command.index("--steps") + 1], "1", *command[command.index("--steps") + 2:]],
+                       cwd=REPO, check=True, capture_output=True, timeout=300)  # the run's files, before the filler
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        subprocess.run(["fallocate", "-l", str(free - (16 << 10)), str(disk / "filler")], check=True)
+        full = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert full.returncode == 1, full.stdout + full.stderr
+        (error,) = [line for line in full.stderr.splitlines() if line.strip()]
+        assert "could not write the best checkpoint" in error and "removed its partial files" in error, error
+        best = os.path.join(model_dir, "checkpoints", "best")
+        assert not [entry for entry in (os.listdir(best) if os.path.isdir(best) else []) if "ckpt-2" in entry]
