@@ -22,11 +22,12 @@ def test_the_best_checkpoint_survives_rotation_and_a_resume_and_exports(tiny_rec
     tested is what the loop keeps, not what the evaluator measures (tests/test_evaluate.py)."""
     values, fingerprints = iter([9.0, 7.0, 8.0, 6.0, 10.0]), {}
 
-    def scripted(self, step):
+    def scripted(self, step, stopping=lambda: False):
         fingerprints[step] = loop.weights_fingerprint(self.trainer.nets)
         if step == 4:  # after the second evaluation, as a preempted node would receive it
             os.kill(os.getpid(), signal.SIGTERM)
-        return {"cycle_mae": next(values), "identity_mae": 1.0}
+        return {"cycle_mae": next(values), "identity_mae": 1.0, "eval_data": "raw", "test_images_a": 4,
+                "test_images_b": 4}
 
     monkeypatch.setattr(summaries.Summaries, "evaluate", scripted)
     model_dir = str(tmp_path / "model")
@@ -34,7 +35,8 @@ def test_the_best_checkpoint_survives_rotation_and_a_resume_and_exports(tiny_rec
                                  eval_every=2, checkpoint_every=2, keep_checkpoints=1, steps=10)
     with pytest.raises(preemption.Preempted):
         run(config, two_cpus)
-    assert best.read_record(model_dir) == {"metric": "cycle_mae", "value": 7.0, "step": 4, "checkpoint": "ckpt-4"}
+    assert best.read_record(model_dir) == {"metric": "cycle_mae", "value": 7.0, "step": 4, "checkpoint": "ckpt-4",
+                                           "evaluated_on": ["raw", 4, 4]}
 
     _, _, lines = run(config, two_cpus)
     evals = [line for line in lines if line.startswith("eval at step")]
@@ -127,6 +129,14 @@ def test_compare_sorts_runs_by_their_evaluation_and_names_what_differs(tiny_reco
     rows = json.loads(done.stdout, parse_constant=no_constants)
     assert [row["run"] for row in rows] == sorted([runs[2], nan_best], key=lambda r: next(
         row["best"]["value"] for row in rows if row["run"] == r))
+    assert "evaluated_on" in best.read_record(runs[2])  # the set the best was ranked on
+    other_set = str(tmp_path / "other_set")  # a run evaluated elsewhere: its figures do not rank with the others'
+    shutil.copytree(runs[1], other_set)
+    report_path = tmp_path / "other_set" / "eval" / "report-2.json"
+    report_path.write_text(json.dumps({**json.loads(report_path.read_text()), "eval_data": "gs://b/other"}))
+    mixed = subprocess.run([os.path.join(BIN, "cyclegan"), "compare", runs[2], other_set], capture_output=True,
+                           text=True, timeout=300)
+    assert mixed.returncode == 0 and "the runs' evaluations ran on different sets" in mixed.stderr, mixed.stderr
     for command in ("export", "evaluate"):
         args = ["--output", str(tmp_path / "out"), *(["--data", raw] if command == "evaluate" else [])]
         refused = subprocess.run([os.path.join(BIN, "cyclegan"), command, "--model_dir", copies["best"],

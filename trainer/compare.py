@@ -16,7 +16,7 @@ import sys
 from preprocessing.flags import UsageError, job_parser
 from preprocessing.process import prepare_libraries
 from trainer.config import RANKED_ERRORS, identity_fields
-from trainer.evaluation.evaluator import finite
+from trainer.evaluation.evaluator import evaluation_set, finite
 
 RATE_TAG = "perf/pairs_per_second"
 
@@ -113,6 +113,11 @@ def main(argv, prog="cyclegan compare"):
     if metric is None:
         raise UsageError(f"none of the {len(rows)} runs has an evaluation report: train with --eval_every and "
                          "--eval_data, or run `cyclegan evaluate`")
+    sets = {json.dumps(evaluation_set(report)) for row in rows for report in row.reports.values()
+            if finite(report, metric) is not None}
+    if len(sets) > 1:
+        print(f"{prog}: warning: the runs' evaluations ran on different sets ({'; '.join(sorted(sets))}): their "
+              f"{metric} figures do not compare; evaluate them on one --eval_data", file=sys.stderr, flush=True)
     differing = [name for name in sorted(identity_fields())
                  if len({json.dumps(row.config.get(name)) for row in rows}) > 1]
     summaries = sorted((summarise(row, metric, differing) for row in rows),

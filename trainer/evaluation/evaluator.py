@@ -13,6 +13,7 @@ from trainer.evaluation import metrics
 class Key:
     """The report's keys, as report.json and the trainer's logs spell them (trainer/evaluate.py says what each
     figure means)."""
+    EVAL_DATA = "eval_data"  # the dataset root evaluated on: figures of different sets do not compare
     TEST_IMAGES_A = "test_images_a"
     TEST_IMAGES_B = "test_images_b"
     GROUND_TRUTH_NOTE = "ground_truth_note"
@@ -43,7 +44,7 @@ class Evaluator:
 
         from trainer.serving.image_files import list_inputs, read_image
 
-        root = data_root.rstrip("/")
+        root = self.root = data_root.rstrip("/")
         self.scaling = scaling  # translator.Scaling: each image as the model meets it, its translation at its size
         # first: a wrong weights file is named before any image is read or translated
         self.inception = metrics.InceptionFeatures(inception_weights) if inception_weights else None
@@ -96,7 +97,8 @@ class Evaluator:
         # b2a None: an export of one direction (an import of one generator); what needs the other is skipped
         fake = {"B": translate(a2b, self.images["A"]), **({"A": translate(b2a, self.images["B"])} if b2a else {})}
         cycled = {"A": translate(b2a, fake["B"]), "B": translate(a2b, fake["A"])} if b2a else None
-        report = {Key.TEST_IMAGES_A: len(self.images["A"]), Key.TEST_IMAGES_B: len(self.images["B"])}
+        report = {Key.EVAL_DATA: self.root, Key.TEST_IMAGES_A: len(self.images["A"]),
+                  Key.TEST_IMAGES_B: len(self.images["B"])}
         if self.truth_note:
             report[Key.GROUND_TRUTH_NOTE] = self.truth_note
         if self.mismatched:
@@ -142,6 +144,11 @@ class Evaluator:
 
 class Stopped(Exception):
     """The evaluation was asked to stop before it ended (a stop signal): it has no report."""
+
+
+def evaluation_set(report):
+    """What an evaluation ran on (its data root and test image counts): metrics of different sets do not rank."""
+    return [report.get(key) for key in (Key.EVAL_DATA, Key.TEST_IMAGES_A, Key.TEST_IMAGES_B)]
 
 
 def finite(report, key):

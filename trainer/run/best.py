@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from preprocessing.flags import UsageError
 from trainer.config import RANKED_ERRORS
-from trainer.evaluation.evaluator import finite
+from trainer.evaluation.evaluator import evaluation_set, finite
 from trainer.files import read_json_object, remove, write_whole
 from trainer.run import strategy as strategies
 from trainer.run.checkpoints import SaveError, load_failure
@@ -93,6 +93,10 @@ class BestCheckpoint:
             self.say(f"best checkpoint: this run ranks by {metric}, the kept one by {self.record['metric']}: the "
                      "next evaluation replaces it")
             self.record = None
+        if self.record and self.record.get("evaluated_on", evaluation_set(report)) != evaluation_set(report):
+            self.say(f"best checkpoint: the kept one was evaluated on {self.record['evaluated_on']}, this evaluation "
+                     f"on {evaluation_set(report)}: their figures do not rank, so the next best replaces it")
+            self.record = None
         if finite(report, metric) is None:  # a NaN evaluation is never the best, and never replaces it
             return False
         kept = self.record and finite(self.record, "value")
@@ -119,7 +123,8 @@ class BestCheckpoint:
         if not self.chief:
             return
         metric = self.metric
-        self.record = {"metric": metric, "value": report[metric], "step": step, "checkpoint": name}
+        self.record = {"metric": metric, "value": report[metric], "step": step, "checkpoint": name,
+                       "evaluated_on": evaluation_set(report)}
         write_whole(model_path(self.directory, RECORD), json.dumps(self.record, indent=2) + "\n")
         for entry in tf.io.gfile.listdir(self.directory):  # the one it replaces, and any a crash left behind
             if entry.startswith("ckpt-") and entry.split(".")[0] != name:
