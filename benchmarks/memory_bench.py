@@ -55,7 +55,8 @@ def measure_train(side, ngf, n_blocks, remat):
     import numpy as np
     import tensorflow as tf
 
-    from trainer.config import PRESETS, view
+    from preprocessing.flags import view
+    from trainer.config import PRESETS
     from trainer.model.step import CycleGANTrainer, requests
     from trainer.run import strategy as strategies
 

@@ -2,6 +2,8 @@
 import dataclasses
 import re
 
+from k8s import machines
+from k8s.quantities import CPU_QUANTITY, QUANTITY, quantity_bytes
 from preprocessing import exit_status
 from preprocessing.flags import UsageError, check_fields, config_field
 from trainer.config import PRESETS, TrainConfig
@@ -13,9 +15,6 @@ MAX_NAME = 40
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # at most 253
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")  # at most 63 characters
-# The API server's quantity grammar: a decimal number and a binary (Ki..Ei), decimal (n..E) or exponent suffix.
-QUANTITY = re.compile(r"^\+?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][-+]?\d+)?$")
-CPU_QUANTITY = re.compile(r"^(\d+(\.\d*)?|\.\d+)m?$")  # cores, or millicores
 LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
                        r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 IMAGE = re.compile(r"^[a-z0-9]([a-z0-9._\-/:]*[a-z0-9])?(:[\w][\w.\-]{0,127})?(@sha256:[0-9a-f]{64})?$")
@@ -299,8 +298,6 @@ def check_network_profile(config):
 def pod_size(config, kind):
     """(cpu, memory) a pod requests: --cpu/--memory; else for a GPU pod (train, serve) its GPUs' share of the
     machine it runs on (k8s/machines.py; serve's at most its defaults); else the defaults."""
-    from k8s import machines
-
     if config.gpus and kind in ("train", "serve"):
         caps = (None, None) if kind == "train" else (int(DEFAULT_CPU[kind]), int(DEFAULT_MEMORY[kind][:-2]))
         sized = machines.gpu_pod_size(config, *caps)
@@ -309,15 +306,6 @@ def pod_size(config, kind):
     return config.cpu or DEFAULT_CPU[kind], config.memory or DEFAULT_MEMORY[kind]
 
 
-SUFFIXES = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, "m": 1e-3, "n": 1e-9, "u": 1e-6,
-            **{f"{p}i": 2 ** (10 * (i + 1)) for i, p in enumerate("KMGTPE")}}
-
-
-def quantity_bytes(quantity):
-    """A Kubernetes memory quantity (QUANTITY's forms, which check_config checked) in bytes."""
-    number, _, suffix = QUANTITY.match(quantity).groups()
-    exponent = re.fullmatch(r"[eE]([-+]?\d+)", suffix or "")
-    return float(number) * (10.0 ** int(exponent.group(1)) if exponent else SUFFIXES[suffix or ""])
 
 
 def grace_period(config):

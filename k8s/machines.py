@@ -6,6 +6,7 @@ A pod sized as a share of the largest machine does not fit the smaller ones: one
 """
 import math
 
+from k8s.quantities import quantity_bytes
 from preprocessing.flags import UsageError
 
 # Machine type -> (vCPUs, memory GB, GKE accelerator, GPUs), from Google Cloud's accelerator-optimized machine tables.
@@ -79,8 +80,6 @@ def gpu_pod_size(config, cap_cpu=None, cap_gib=None):
     """(cpu, memory) of a GPU pod: --cpu/--memory, else its GPUs' share of its machine's allocatable resources (at
     most `cap_cpu` vCPUs and `cap_gib` GiB when given); None for an accelerator not in the table. A UsageError for
     a request that no node of --machine_type (or of the largest machine carrying the GPUs) can hold."""
-    from k8s.config import quantity_bytes
-
     machine = machine_for(config)
     if machine is None:
         return None

@@ -21,7 +21,8 @@ import json
 
 from k8s import fast_network
 from k8s.config import (MESSAGE_RULES_JOBSET, SERVING_IMAGE, SERVING_VERSION, UID, grace_period,
-                        jobset_version, minor_version, pod_size, quantity_bytes)
+                        jobset_version, minor_version, pod_size)
+from k8s.quantities import quantity_bytes
 from preprocessing import exit_status
 from preprocessing.lease import RUN_ENV
 

@@ -49,6 +49,11 @@ def add_config_flags(parser, config_cls, skip=()):
                                metavar=None if meta.get("choices") else field.name.upper(), help=help_text)
 
 
+def view(config, fields_of):
+    """The part of `config` a module reads: an instance of its dataclass `fields_of` with the same-named values."""
+    return fields_of(**{field.name: getattr(config, field.name) for field in dataclasses.fields(fields_of)})
+
+
 def config_from_flags(base, args):
     """`base` with every flag the user set applied on top."""
     names = {f.name for f in dataclasses.fields(base)}

@@ -55,42 +55,36 @@ class LeaseLost(Exception):
 
 
 class Storage:
-    """Read, create-if-absent and replace one small file: through google-cloud-storage with generation
-    preconditions on gs://, a link on local disks, TensorFlow's gfile elsewhere (ram://: only the trainer's model
-    directories are there, so TensorFlow is loaded only then)."""
+    """One small file read, created if absent and replaced: the lease's storage. Its kinds: GcsStorage (generation
+    preconditions), LocalStorage (an exclusive link), and for other filesystems (ram://) one the caller hands in,
+    since only the trainer's model directories are there (trainer.files.GfileStorage)."""
 
     def __init__(self, path):
-        self.path, self.generation = path, None
-        self.blob = None
-        if path.startswith("gs://"):
-            from google.cloud import storage
+        self.path = path
 
-            bucket, _, name = path[len("gs://"):].partition("/")
-            self.blob = storage.Client().bucket(bucket).blob(name)
+    def make_folder(self, folder):
+        """Make the folder the file goes in, where the filesystem has folders."""
+
+    def read_text(self):
+        """The file's text, or None when there is none."""
+        raise NotImplementedError
+
+    def create(self, text):
+        """Write `text` if no file exists; False if one does."""
+        raise NotImplementedError
+
+    def replace(self, text):
+        """Overwrite the file this process read or wrote last; False if someone else wrote it since."""
+        raise NotImplementedError
+
+    def delete(self):
+        raise NotImplementedError
 
     def read(self):
         """The lease as a dict, None if there is none, or {"damaged": why} if it cannot be parsed."""
-        if self.blob is not None:
-            from google.api_core.exceptions import NotFound
-
-            try:
-                text = self.blob.download_as_text()
-            except NotFound:
-                return None
-            self.generation = self.blob.generation
-        elif "://" not in self.path:
-            try:
-                with open(self.path, "rb") as f:
-                    text = f.read().decode("utf-8", errors="replace")
-            except FileNotFoundError:
-                return None
-        else:
-            import tensorflow as tf
-
-            if not tf.io.gfile.exists(self.path):
-                return None
-            with tf.io.gfile.GFile(self.path, "rb") as f:
-                text = f.read().decode("utf-8", errors="replace")
+        text = self.read_text()
+        if text is None:
+            return None
         try:
             lease = json.loads(text)
         except ValueError as err:
@@ -99,35 +93,78 @@ class Storage:
             return {"damaged": f"not a lease of this program (it needs {', '.join(sorted(HOLDER_KEYS))})"}
         return lease
 
-    def create(self, lease):
-        """Write `lease` if no lease exists; False if one does."""
-        text = json.dumps(lease, indent=1) + "\n"
-        if self.blob is not None:
-            from google.api_core.exceptions import PreconditionFailed
 
-            try:
-                self.blob.upload_from_string(text, if_generation_match=0)
-            except PreconditionFailed:
-                return False
-            self.generation = self.blob.generation
-            return True
-        if "://" not in self.path:
-            whole = self._written_aside(text)
-            try:
-                os.link(whole, self.path)  # fails if the name exists: the exclusive create, of a whole file
-            except FileExistsError:
-                return False
-            finally:
-                os.remove(whole)
-            return True
-        import tensorflow as tf
+class GcsStorage(Storage):
+    def __init__(self, path):
+        from google.cloud import storage
 
-        from trainer.files import write_whole
+        super().__init__(path)
+        bucket, _, name = path[len("gs://"):].partition("/")
+        self.blob, self.generation = storage.Client().bucket(bucket).blob(name), None
 
-        if tf.io.gfile.exists(self.path):
+    def read_text(self):
+        from google.api_core.exceptions import NotFound
+
+        try:
+            text = self.blob.download_as_text()
+        except NotFound:
+            return None
+        self.generation = self.blob.generation
+        return text
+
+    def _upload(self, text, generation):
+        from google.api_core.exceptions import PreconditionFailed
+
+        try:
+            self.blob.upload_from_string(text, if_generation_match=generation)
+        except PreconditionFailed:
             return False
-        write_whole(self.path, text)
+        self.generation = self.blob.generation
         return True
+
+    def create(self, text):
+        return self._upload(text, 0)
+
+    def replace(self, text):
+        return self._upload(text, self.generation)
+
+    def delete(self):
+        from google.api_core.exceptions import NotFound, PreconditionFailed
+
+        try:
+            self.blob.delete(if_generation_match=self.generation)
+        except (NotFound, PreconditionFailed):
+            pass
+
+
+class LocalStorage(Storage):
+    def make_folder(self, folder):
+        os.makedirs(folder, exist_ok=True)
+
+    def read_text(self):
+        try:
+            with open(self.path, "rb") as f:
+                return f.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return None
+
+    def create(self, text):
+        whole = self._written_aside(text)
+        try:
+            os.link(whole, self.path)  # fails if the name exists: the exclusive create, of a whole file
+        except FileExistsError:
+            return False
+        finally:
+            os.remove(whole)
+        return True
+
+    def replace(self, text):
+        os.replace(self._written_aside(text), self.path)
+        return True
+
+    def delete(self):
+        if os.path.lexists(self.path):
+            os.remove(self.path)
 
     def _written_aside(self, text):
         """A local temporary file beside the lease holding `text` whole; removed again if that fails."""
@@ -143,42 +180,20 @@ class Storage:
             raise
         return whole
 
-    def replace(self, lease):
-        """Overwrite the lease this process read or wrote last; False if someone else wrote it since (gs://)."""
-        text = json.dumps(lease, indent=1) + "\n"
-        if self.blob is not None:
-            from google.api_core.exceptions import PreconditionFailed
 
-            try:
-                self.blob.upload_from_string(text, if_generation_match=self.generation)
-            except PreconditionFailed:
-                return False
-            self.generation = self.blob.generation
-            return True
-        if "://" not in self.path:
-            os.replace(self._written_aside(text), self.path)
-            return True
-        from trainer.files import write_whole
+def storage_for(path, other=None):
+    """The Storage kind of `path`; `other` (a Storage class) for a filesystem neither local nor gs://."""
+    if path.startswith("gs://"):
+        return GcsStorage(path)
+    if "://" not in path:
+        return LocalStorage(path)
+    if other is None:
+        raise UsageError(f"{path}: a lease is kept on a local disk or gs:// only")
+    return other(path)
 
-        write_whole(self.path, text)
-        return True
 
-    def delete(self):
-        if self.blob is not None:
-            from google.api_core.exceptions import NotFound, PreconditionFailed
-
-            try:
-                self.blob.delete(if_generation_match=self.generation)
-            except (NotFound, PreconditionFailed):
-                pass
-        elif "://" not in self.path:
-            if os.path.lexists(self.path):
-                os.remove(self.path)
-        else:
-            import tensorflow as tf
-
-            if tf.io.gfile.exists(self.path):
-                tf.io.gfile.remove(self.path)
+def encoded(lease):
+    return json.dumps(lease, indent=1) + "\n"
 
 
 def describe(lease):
@@ -218,9 +233,9 @@ class Lease:
     `release()` at the end. `clash` says what two jobs in the folder would do to each other."""
 
     def __init__(self, folder, timeout_s, flag="--model_dir", what="model directory",
-                 clash="two runs would save over each other's checkpoints"):
+                 clash="two runs would save over each other's checkpoints", other_storage=None):
         self.folder, self.timeout_s, self.flag, self.what, self.clash = folder, timeout_s, flag, what, clash
-        self.storage = Storage(f"{folder.rstrip('/')}/{LEASE}")
+        self.storage = storage_for(f"{folder.rstrip('/')}/{LEASE}", other_storage)
         self.mine = {**this_start(), "since": now().isoformat(timespec="seconds")}
         self.lost = None
         self._stop = threading.Event()
@@ -247,16 +262,11 @@ class Lease:
         HELD.add(self)
 
     def _take(self, say):
-        if "://" not in self.folder:
-            os.makedirs(self.folder, exist_ok=True)
-        elif self.storage.blob is None:  # object stores have no folders to make
-            import tensorflow as tf
-
-            tf.io.gfile.makedirs(self.folder)
+        self.storage.make_folder(self.folder)
         self.mine["heartbeat"] = now().isoformat(timespec="seconds")
         held = self.storage.read()
         if held is None:
-            if not self.storage.create(self.mine):  # another start created it since the read: look again
+            if not self.storage.create(encoded(self.mine)):  # another start created it since the read: look again
                 return self._take(say)
             return
         why = self.stale_because(held)
@@ -264,7 +274,7 @@ class Lease:
             raise UsageError(f"{self.flag} {self.folder} is in use by another run ({describe(held)}): "
                              f"{self.clash}. Wait for it to end, stop it, or use another {self.flag} (a lease whose "
                              f"heartbeat stops is free after --lease_timeout {self.timeout_s} s)")
-        if not self.storage.replace(self.mine):
+        if not self.storage.replace(encoded(self.mine)):
             raise UsageError(f"{self.flag} {self.folder}: another start took the lease over at the same "
                              "moment; this one stops")
         say(f"took over the {self.what}'s lease from {describe(held)}: {why}")
@@ -290,7 +300,7 @@ class Lease:
                     self.lost = describe(held) if held else "nobody (the lease was deleted)"
                     return
                 self.mine["heartbeat"] = now().isoformat(timespec="seconds")
-                if not self.storage.replace(self.mine):
+                if not self.storage.replace(encoded(self.mine)):
                     self.lost = "another start, at the same moment"
                     return
             except Exception as err:  # storage unreachable for a while: the next renewal tries again

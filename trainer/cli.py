@@ -17,9 +17,9 @@ import json
 import sys
 
 from preprocessing import exit_status
-from preprocessing.flags import UsageError, add_config_flags, check_fields, config_from_flags, job_parser
+from preprocessing.flags import UsageError, add_config_flags, check_fields, config_from_flags, job_parser, view
 from preprocessing.process import cpp_log_filter, prepare_libraries
-from trainer.config import PRESETS, TrainConfig, view
+from trainer.config import PRESETS, TrainConfig
 
 
 def check_config(config):

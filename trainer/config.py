@@ -136,11 +136,6 @@ class TrainConfig:
                                         "skipped)")
 
 
-def view(config, fields_of):
-    """The part of `config` a module reads: an instance of its dataclass `fields_of` with the same-named values."""
-    return fields_of(**{field.name: getattr(config, field.name) for field in dataclasses.fields(fields_of)})
-
-
 def identity_fields():
     """The names of the fields a resumed run is checked against; every field declares its role."""
     return frozenset(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["role"] == IDENTITY)

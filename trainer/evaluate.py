@@ -55,7 +55,7 @@ def main(argv, prog="cyclegan evaluate"):
                   "figures are skipped", flush=True)
         source_text, scaling = args.model, export_scaling(f"{root}/a2b")
     else:
-        from trainer.config import view
+        from preprocessing.flags import view
         from trainer.run.checkpoints import read_run_record
         from trainer.run.imported import random_nets
         from trainer.run.trained import load_run  # imports TensorFlow: after prepare_libraries, which quiets it

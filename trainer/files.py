@@ -5,6 +5,7 @@ import os
 
 import tensorflow as tf
 
+from preprocessing import lease
 from preprocessing.flags import UsageError
 from preprocessing.process import PARTIAL
 
@@ -88,3 +89,31 @@ def read_json_object(path, needs=(), advice="restore it from a copy, or remove i
     if missing:
         raise UsageError(f"{path}: damaged (no {', '.join(missing)}); {advice}")
     return value
+
+
+class GfileStorage(lease.Storage):
+    """A lease on a filesystem only TensorFlow reads (ram://): no exclusive create there, so the check and the
+    write are two steps, each write whole."""
+
+    def make_folder(self, folder):
+        tf.io.gfile.makedirs(folder)
+
+    def read_text(self):
+        if not tf.io.gfile.exists(self.path):
+            return None
+        with tf.io.gfile.GFile(self.path, "rb") as f:
+            return f.read().decode("utf-8", errors="replace")
+
+    def create(self, text):
+        if tf.io.gfile.exists(self.path):
+            return False
+        write_whole(self.path, text)
+        return True
+
+    def replace(self, text):
+        write_whole(self.path, text)
+        return True
+
+    def delete(self):
+        if tf.io.gfile.exists(self.path):
+            tf.io.gfile.remove(self.path)

@@ -97,6 +97,18 @@ class Evaluator:
         # b2a None: an export of one direction (an import of one generator); what needs the other is skipped
         fake = {"B": translate(a2b, self.images["A"]), **({"A": translate(b2a, self.images["B"])} if b2a else {})}
         cycled = {"A": translate(b2a, fake["B"]), "B": translate(a2b, fake["A"])} if b2a else None
+        report = self.report(fake, cycled, stopping)
+        if output:
+            out = output.rstrip("/")
+            for direction, source, domain in (("a2b", "A", "B"), ("b2a", "B", "A")):
+                for name, pixels in zip(self.names[source], fake.get(domain, [])):
+                    write_image(pixels, f"{out}/{direction}/{name}")
+            with tf.io.gfile.GFile(f"{out}/report.json", "w") as f:
+                f.write(json.dumps(report, indent=2) + "\n")
+        return report
+
+    def report(self, fake, cycled, stopping):
+        """The metrics of the translations `fake` (by the domain they are in) and `cycled` (None: one direction)."""
         report = {Key.EVAL_DATA: self.root, Key.TEST_IMAGES_A: len(self.images["A"]),
                   Key.TEST_IMAGES_B: len(self.images["B"])}
         if self.truth_note:
@@ -127,18 +139,11 @@ class Evaluator:
             report[Key.FID] = metrics.fid(fake_b, self.real_features["B"])
             report[Key.KID] = metrics.kid(fake_b, self.real_features["B"])
             fake_a = self.inception(fake["A"]) if "A" in fake else None
-            report[Key.FID_B2A] = metrics.fid(fake_a, self.real_features["A"]) if b2a else None
-            report[Key.KID_B2A] = metrics.kid(fake_a, self.real_features["A"]) if b2a else None
+            report[Key.FID_B2A] = metrics.fid(fake_a, self.real_features["A"]) if fake_a is not None else None
+            report[Key.KID_B2A] = metrics.kid(fake_a, self.real_features["A"]) if fake_a is not None else None
         else:
             report.update({Key.FID: None, Key.KID: None, Key.FID_SKIPPED: "no --inception_weights file given; FID and "
                            "KID need Inception-v3's ImageNet weights"})
-        if output:
-            out = output.rstrip("/")
-            for direction, source, domain in (("a2b", "A", "B"), ("b2a", "B", "A")):
-                for name, pixels in zip(self.names[source], fake.get(domain, [])):
-                    write_image(pixels, f"{out}/{direction}/{name}")
-            with tf.io.gfile.GFile(f"{out}/report.json", "w") as f:
-                f.write(json.dumps(report, indent=2) + "\n")
         return report
 
 

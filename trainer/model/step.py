@@ -15,7 +15,7 @@ gradient of the global mean.
 import keras
 import tensorflow as tf
 
-from trainer.config import view
+from preprocessing.flags import view
 from trainer.model import losses, networks
 from trainer.model.pool import ImagePool
 from trainer.model.schedule import LinearDecayAfter

@@ -7,9 +7,8 @@ import keras
 import tensorflow as tf
 
 from preprocessing import lease
-from preprocessing.flags import UsageError
+from preprocessing.flags import UsageError, view
 from trainer import files
-from trainer.config import view
 from trainer.model import networks, pth, reference_weights
 from trainer.run import checkpoints
 from trainer.run.model_dir import CHECKPOINTS, RUN_RECORD, model_path
@@ -45,8 +44,8 @@ def import_generators(config, sources, say=print):
     model_dir = config.model_dir
     if tf.io.gfile.exists(model_dir) and not tf.io.gfile.isdir(model_dir):
         raise UsageError(f"--model_dir {model_dir} is a file; name a new folder for the imported model directory")
-    holder = lease.Lease(model_dir, config.lease_timeout, clash="an import would rewrite the run.json and "
-                         "checkpoints of the run that holds it")
+    holder = lease.Lease(model_dir, config.lease_timeout, other_storage=files.GfileStorage,
+                         clash="an import would rewrite the run.json and checkpoints of the run that holds it")
     holder.take(say)
     try:
         if tf.io.gfile.exists(model_path(model_dir, RUN_RECORD)) or checkpoints.checkpoint_candidates(model_dir):

@@ -9,8 +9,9 @@ import psutil
 import tensorflow as tf
 
 from preprocessing import lease
+from preprocessing.flags import view
+from trainer import files
 from preprocessing.schema import TRAIN, load_manifest
-from trainer.config import view
 from trainer.evaluation.evaluator import Key, Stopped
 from trainer.model import networks
 from trainer.model.step import HEALTH, CycleGANTrainer, requests
@@ -162,7 +163,8 @@ def start(config, strategy, manifest, say):
     """The lease (first: a second run on the directory is refused before anything takes time), the networks, the
     state restored from the newest checkpoint and this worker's input, positioned where the run stopped."""
     chief, workers = strategies.is_chief(strategy), strategies.num_workers(strategy)
-    holder = lease.Lease(config.model_dir, config.lease_timeout) if chief and config.model_dir else None
+    holder = (lease.Lease(config.model_dir, config.lease_timeout, other_storage=files.GfileStorage)
+              if chief and config.model_dir else None)
     if holder:
         holder.take(say)
     try:

@@ -12,7 +12,8 @@ import keras
 import tensorflow as tf
 from tensorboard.plugins.hparams import api as hparams_api
 
-from trainer.config import RANKED_ERRORS, view
+from preprocessing.flags import view
+from trainer.config import RANKED_ERRORS
 from trainer.model.pixels import to_uint8
 from trainer.run import data
 from trainer.run.model_dir import EVAL, LOGS, model_path

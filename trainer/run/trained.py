@@ -5,9 +5,9 @@ import json
 
 import tensorflow as tf
 
-from preprocessing.flags import JobFailed, UsageError
+from preprocessing.flags import JobFailed, UsageError, view
 from preprocessing.process import PARTIAL
-from trainer.config import TrainConfig, view
+from trainer.config import TrainConfig
 from trainer.files import move, remove
 from trainer.model import networks
 from trainer.run import best, checkpoints, imported
@@ -111,9 +111,20 @@ def export(model_dir, output, checkpoint=None, say=print, formats=("savedmodel",
                             "was written and the partial files are removed. Free space, or choose another "
                             "--output") from None
         raise
+    publish(staging, output, entries, version)
+    for direction, name in directions.items():
+        say(f"export: {name} ({direction}) -> {output}/{direction}" + (f"/{version}" if version else ""))
+    say(f"export: from {checkpoint} (step {step})")
+    return {direction: f"{output}/{direction}" for direction in directions}
+
+
+def publish(staging, output, entries, version):
+    """Move a whole export from `staging` into `output`: the earlier export's record first (it is incomplete from
+    then until the new record is in), its files of each direction in any format (only the same version of a
+    numbered layout), then the new entries, the record last."""
     tf.io.gfile.makedirs(output)
-    remove(f"{output}/{EXPORT_RECORD}")  # the earlier export is incomplete from here until the new record is in
-    for direction in DIRECTIONS:  # an earlier export's files of each direction, in any format
+    remove(f"{output}/{EXPORT_RECORD}")
+    for direction in DIRECTIONS:
         numbered = version and tf.io.gfile.isdir(f"{output}/{direction}") and not tf.io.gfile.exists(
             f"{output}/{direction}/saved_model.pb")  # an unversioned SavedModel there is replaced whole
         saved_model = f"{direction}/{version}" if numbered else direction
@@ -125,7 +136,3 @@ def export(model_dir, output, checkpoint=None, say=print, formats=("savedmodel",
             entry = f"{entry}/{version}"
         move(f"{staging}/{entry}", f"{output}/{entry}")
     remove(staging)
-    for direction, name in directions.items():
-        say(f"export: {name} ({direction}) -> {output}/{direction}" + (f"/{version}" if version else ""))
-    say(f"export: from {checkpoint} (step {step})")
-    return {direction: f"{output}/{direction}" for direction in directions}
