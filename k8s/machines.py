@@ -6,7 +6,7 @@ A pod sized as a share of the largest machine does not fit the smaller ones: one
 """
 import math
 
-from k8s.quantities import quantity_bytes
+from k8s.quantities import cpu_cores, quantity_bytes
 from preprocessing.flags import UsageError
 
 # Machine type -> (vCPUs, memory GB, GKE accelerator, GPUs), from Google Cloud's accelerator-optimized machine tables.
@@ -89,8 +89,7 @@ def gpu_pod_size(config, cap_cpu=None, cap_gib=None):
     memory = config.memory or f"{max(1, min(int(gib_free * share), cap_gib or math.inf))}Gi"
     largest = machine if config.machine_type else carrying(config.accelerator, config.gpus)[-1]
     cpu_most, gib_most = allocatable(largest)
-    asked_cpu = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
-    if asked_cpu > cpu_most or quantity_bytes(memory) > gib_most * 2 ** 30:
+    if cpu_cores(cpu) > cpu_most or quantity_bytes(memory) > gib_most * 2 ** 30:
         where = f"--machine_type {machine}" if config.machine_type else f"the largest machine that carries them, {largest},"
         raise UsageError(f"--cpu {cpu} --memory {memory} with --gpus {config.gpus} {config.accelerator} fits no node: "
                          f"{where} has {cpu_most:.1f} vCPUs and {gib_most:.0f}Gi for pods (GKE's reservations and "

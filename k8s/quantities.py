@@ -13,3 +13,8 @@ def quantity_bytes(quantity):
     number, _, suffix = QUANTITY.match(quantity).groups()
     exponent = re.fullmatch(r"[eE]([-+]?\d+)", suffix or "")
     return float(number) * (10.0 ** int(exponent.group(1)) if exponent else SUFFIXES[suffix or ""])
+
+
+def cpu_cores(quantity):
+    """A CPU quantity (CPU_QUANTITY's forms: cores, or millicores) in cores."""
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)

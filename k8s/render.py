@@ -22,7 +22,7 @@ import json
 from k8s import fast_network
 from k8s.config import (MESSAGE_RULES_JOBSET, SERVING_IMAGE, SERVING_VERSION, UID, grace_period,
                         jobset_version, minor_version, pod_size)
-from k8s.quantities import quantity_bytes
+from k8s.quantities import cpu_cores, quantity_bytes
 from preprocessing import exit_status
 from preprocessing.lease import RUN_ENV
 
@@ -94,8 +94,7 @@ def pod_spec(config, container, restart="Never", shm=False, **extra):
 def whole_cores(config, kind):
     """The CPU request as the number of worker processes or CPU replicas it can hold: at least one."""
     cpu = resources(config, kind)["requests"]["cpu"]
-    cores = float(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu)
-    return max(1, int(cores))
+    return max(1, int(cpu_cores(cpu)))
 
 
 def resources(config, kind, gpus=0):
